@@ -1,0 +1,567 @@
+//! Configuration: one serde struct per TOML section, every key optional with a default, each overridable by an
+//! environment variable `DOWNLOADER2_<SECTION>_<KEY>`. `validate()` rejects values the service cannot run with;
+//! `redacted()` is the only form that may be printed or served. Reading the file and the environment happens here
+//! and nowhere else.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "DOWNLOADER2_";
+/// What secrets are replaced with in `redacted()`.
+pub const REDACTED: &str = "<redacted>";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub jackett: JackettConfig,
+    pub qbittorrent: QbittorrentConfig,
+    pub matcher: MatcherConfig,
+    pub converter: ConverterConfig,
+    pub processing: ProcessingConfig,
+    pub placer: PlacerConfig,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Bearer token of the catalog server (create/read/cancel tickets). Empty: generated on first start and kept
+    /// in `<data dir>/tokens.toml` (mode 0600).
+    pub auth_token: String,
+    /// Bearer token of the admin (approve/reject/retry/force-search/config and the web UI). Empty: generated like
+    /// `auth_token`.
+    pub admin_token: String,
+    /// Bearer token that may read `/metrics` only (besides the admin token). Empty: admin token only.
+    pub metrics_token: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            auth_token: String::new(),
+            admin_token: String::new(),
+            metrics_token: String::new(),
+        }
+    }
+}
+
+/// `[database]`: the SQLite file holding every ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Its directory is also the data dir (generated tokens, the managed qBittorrent profile).
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { path: PathBuf::from("./data/downloader2.db") }
+    }
+}
+
+impl DatabaseConfig {
+    /// The data directory: where the database lives and generated files go.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// `[jackett]`: the Torznab indexer proxy (Jackett or Prowlarr).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JackettConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9117` (Jackett) or `http://127.0.0.1:9696` (Prowlarr). Empty: searching
+    /// is not configured and tickets wait in `failed` (retryable) with that message.
+    pub url: String,
+    pub api_key: String,
+    /// Per request.
+    pub timeout_secs: u64,
+    /// Indexer ids to query one by one instead of Jackett's `all` aggregate (Prowlarr: the numeric ids).
+    pub indexers: Vec<String>,
+    /// Searches per minute, shared by every ticket and query variant.
+    pub searches_per_minute: u32,
+    /// How long a query's results are reused before the indexers are asked again.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for JackettConfig {
+    fn default() -> Self {
+        JackettConfig {
+            url: String::new(),
+            api_key: String::new(),
+            timeout_secs: 60,
+            indexers: Vec::new(),
+            searches_per_minute: 10,
+            cache_ttl_secs: 600,
+        }
+    }
+}
+
+/// `[qbittorrent]`: the torrent client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QbittorrentConfig {
+    /// WebUI URL of an existing qBittorrent. Empty: downloader2 starts and supervises its own qbittorrent-nox.
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    /// Where torrents are saved, one sub-directory per ticket. Empty: `<data dir>/downloads`.
+    pub download_path: PathBuf,
+    /// Stop seeding at this ratio (-1: no limit).
+    pub seed_ratio_limit: f64,
+    /// Stop seeding after this many minutes (-1: no limit).
+    pub seed_time_limit_mins: i64,
+    /// The qbittorrent-nox program for the managed instance (a name on PATH or a path).
+    pub nox_path: String,
+    /// A download with no progress and no seeds for this long is reported as stalled.
+    pub stall_timeout_secs: u64,
+    /// Per request to the WebUI.
+    pub timeout_secs: u64,
+}
+
+impl Default for QbittorrentConfig {
+    fn default() -> Self {
+        QbittorrentConfig {
+            url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            download_path: PathBuf::new(),
+            seed_ratio_limit: 0.0,
+            seed_time_limit_mins: 0,
+            nox_path: "qbittorrent-nox".into(),
+            stall_timeout_secs: 600,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// `[matcher]`: choosing the release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatcherConfig {
+    /// `none`, `anthropic`, `openai` or `local`.
+    pub llm_provider: String,
+    /// Empty: the provider's default small model.
+    pub llm_model: String,
+    pub api_key: String,
+    /// For `local` (and to point `openai`/`anthropic` elsewhere): the server's base URL.
+    pub base_url: String,
+    /// The best candidate's score must reach this (and have no doubt) to go on without an admin.
+    pub auto_approve_threshold: f64,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        MatcherConfig {
+            llm_provider: "none".into(),
+            llm_model: String::new(),
+            api_key: String::new(),
+            base_url: String::new(),
+            auto_approve_threshold: 0.85,
+        }
+    }
+}
+
+/// `[converter]`: ffmpeg.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConverterConfig {
+    pub ffmpeg_path: String,
+    pub ffprobe_path: String,
+    /// Work directory, one sub-directory per ticket. Empty: `<data dir>/work`.
+    pub temp_dir: PathBuf,
+    /// ffmpeg processes at once, over all tickets.
+    pub max_parallel_conversions: usize,
+}
+
+impl Default for ConverterConfig {
+    fn default() -> Self {
+        ConverterConfig {
+            ffmpeg_path: "ffmpeg".into(),
+            ffprobe_path: "ffprobe".into(),
+            temp_dir: PathBuf::new(),
+            max_parallel_conversions: 2,
+        }
+    }
+}
+
+/// `[processing]`: the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingConfig {
+    pub max_parallel_downloads: usize,
+    /// The scheduler looks for due work at least this often (it also wakes at once on new work).
+    pub check_interval_secs: u64,
+    /// Automatic attempts of a retryable failure before the ticket rests in `failed`.
+    pub retry_max_attempts: u32,
+    pub retry_initial_delay_secs: u64,
+    pub retry_max_delay_secs: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            max_parallel_downloads: 3,
+            check_interval_secs: 30,
+            retry_max_attempts: 5,
+            retry_initial_delay_secs: 60,
+            retry_max_delay_secs: 3600,
+        }
+    }
+}
+
+/// `[placer]`: where output may be written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacerConfig {
+    /// Every ticket destination must resolve inside one of these absolute directories.
+    pub allowed_roots: Vec<PathBuf>,
+}
+
+impl Default for PlacerConfig {
+    fn default() -> Self {
+        PlacerConfig { allowed_roots: vec![PathBuf::from("/media")] }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    /// A configuration error never fixes itself.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConfigError::Read { .. }
+            | ConfigError::Parse { .. }
+            | ConfigError::Env { .. }
+            | ConfigError::Invalid { .. } => false,
+        }
+    }
+
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+const SECTIONS: [&str; 8] =
+    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer"];
+
+/// The LLM providers `[matcher] llm_provider` accepts.
+pub const LLM_PROVIDERS: [&str; 4] = ["none", "anthropic", "openai", "local"];
+
+impl Config {
+    /// Reads the optional TOML file, then applies the process environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_with_env(path, &env)
+    }
+
+    /// `load` with an explicit environment (tests).
+    pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|err| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: err.message().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let config = apply_env(table, env, path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values the service cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.host.trim().is_empty() {
+            return Err(ConfigError::invalid("server.host", "must not be empty"));
+        }
+        for (key, token) in [
+            ("server.auth_token", &self.server.auth_token),
+            ("server.admin_token", &self.server.admin_token),
+            ("server.metrics_token", &self.server.metrics_token),
+        ] {
+            if !token.is_empty() && token.len() < 16 {
+                return Err(ConfigError::invalid(key, "must be at least 16 characters (or empty to generate one)"));
+            }
+        }
+        if !self.server.auth_token.is_empty() && self.server.auth_token == self.server.admin_token {
+            return Err(ConfigError::invalid("server.admin_token", "must differ from server.auth_token"));
+        }
+        if self.database.path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("database.path", "must not be empty"));
+        }
+        if !self.jackett.url.is_empty() {
+            check_http_url("jackett.url", &self.jackett.url)?;
+        }
+        if self.jackett.timeout_secs == 0 {
+            return Err(ConfigError::invalid("jackett.timeout_secs", "must be >= 1"));
+        }
+        if self.jackett.searches_per_minute == 0 {
+            return Err(ConfigError::invalid("jackett.searches_per_minute", "must be >= 1"));
+        }
+        if !self.qbittorrent.url.is_empty() {
+            check_http_url("qbittorrent.url", &self.qbittorrent.url)?;
+        }
+        if self.qbittorrent.timeout_secs == 0 {
+            return Err(ConfigError::invalid("qbittorrent.timeout_secs", "must be >= 1"));
+        }
+        if self.qbittorrent.seed_ratio_limit < -1.0 || !self.qbittorrent.seed_ratio_limit.is_finite() {
+            return Err(ConfigError::invalid("qbittorrent.seed_ratio_limit", "must be -1 (no limit) or >= 0"));
+        }
+        if self.qbittorrent.seed_time_limit_mins < -1 {
+            return Err(ConfigError::invalid("qbittorrent.seed_time_limit_mins", "must be -1 (no limit) or >= 0"));
+        }
+        if !LLM_PROVIDERS.contains(&self.matcher.llm_provider.as_str()) {
+            return Err(ConfigError::invalid(
+                "matcher.llm_provider",
+                format!("must be one of {}", LLM_PROVIDERS.join(", ")),
+            ));
+        }
+        if self.matcher.llm_provider == "local" && self.matcher.base_url.is_empty() {
+            return Err(ConfigError::invalid("matcher.base_url", "is required when llm_provider = \"local\""));
+        }
+        if !self.matcher.base_url.is_empty() {
+            check_http_url("matcher.base_url", &self.matcher.base_url)?;
+        }
+        let threshold = self.matcher.auto_approve_threshold;
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(ConfigError::invalid("matcher.auto_approve_threshold", "must be in (0, 1]"));
+        }
+        if self.converter.max_parallel_conversions == 0 {
+            return Err(ConfigError::invalid("converter.max_parallel_conversions", "must be >= 1"));
+        }
+        if self.processing.max_parallel_downloads == 0 {
+            return Err(ConfigError::invalid("processing.max_parallel_downloads", "must be >= 1"));
+        }
+        if self.processing.check_interval_secs == 0 {
+            return Err(ConfigError::invalid("processing.check_interval_secs", "must be >= 1"));
+        }
+        if self.processing.retry_max_attempts == 0 {
+            return Err(ConfigError::invalid("processing.retry_max_attempts", "must be >= 1"));
+        }
+        if self.processing.retry_initial_delay_secs == 0 {
+            return Err(ConfigError::invalid("processing.retry_initial_delay_secs", "must be >= 1"));
+        }
+        if self.processing.retry_max_delay_secs < self.processing.retry_initial_delay_secs {
+            return Err(ConfigError::invalid(
+                "processing.retry_max_delay_secs",
+                "must be >= processing.retry_initial_delay_secs",
+            ));
+        }
+        if self.placer.allowed_roots.is_empty() {
+            return Err(ConfigError::invalid("placer.allowed_roots", "must list at least one directory"));
+        }
+        for root in &self.placer.allowed_roots {
+            if !root.is_absolute() || root.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(ConfigError::invalid(
+                    "placer.allowed_roots",
+                    format!("{} must be an absolute path without '..'", root.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy safe to print or serve: every secret replaced by `<redacted>` (empty ones stay empty).
+    pub fn redacted(&self) -> Config {
+        fn hide(secret: &mut String) {
+            if !secret.is_empty() {
+                *secret = REDACTED.to_string();
+            }
+        }
+        let mut copy = self.clone();
+        hide(&mut copy.server.auth_token);
+        hide(&mut copy.server.admin_token);
+        hide(&mut copy.server.metrics_token);
+        hide(&mut copy.jackett.api_key);
+        hide(&mut copy.qbittorrent.password);
+        hide(&mut copy.matcher.api_key);
+        copy
+    }
+
+    /// `[converter] temp_dir`, or `<data dir>/work`.
+    pub fn work_dir(&self) -> PathBuf {
+        if self.converter.temp_dir.as_os_str().is_empty() {
+            self.database.data_dir().join("work")
+        } else {
+            self.converter.temp_dir.clone()
+        }
+    }
+
+    /// `[qbittorrent] download_path`, or `<data dir>/downloads`.
+    pub fn download_dir(&self) -> PathBuf {
+        if self.qbittorrent.download_path.as_os_str().is_empty() {
+            self.database.data_dir().join("downloads")
+        } else {
+            self.qbittorrent.download_path.clone()
+        }
+    }
+}
+
+fn check_http_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        Ok(_) => Err(ConfigError::invalid(key, "must be an http:// or https:// URL with a host")),
+        Err(err) => Err(ConfigError::invalid(key, format!("not a URL: {err}"))),
+    }
+}
+
+/// Applies `DOWNLOADER2_<SECTION>_<KEY>` variables over the file's table and deserialises the result.
+///
+/// A value is taken as TOML when that gives a value of the key's type (numbers, booleans, `["a", "b"]`), else as a
+/// string, else (for lists) as a comma-separated list of strings.
+fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Path>) -> Result<Config, ConfigError> {
+    let describe_file = || path.map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into());
+    let parse = |table: &toml::Table| -> Result<Config, String> {
+        Config::deserialize(toml::Value::Table(table.clone())).map_err(|err| err.message().to_string())
+    };
+    // The file alone must be valid, so that its own errors are reported against it.
+    parse(&table).map_err(|message| ConfigError::Parse { path: describe_file(), message })?;
+
+    let mut overrides: Vec<&(String, String)> = env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+    overrides.sort();
+    for (name, raw) in overrides {
+        let rest = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
+        if !SECTIONS.contains(&section) {
+            continue;
+        }
+        let mut choices = Vec::new();
+        if let Ok(parsed) = format!("v = {raw}").parse::<toml::Table>() {
+            if let Some(value) = parsed.get("v") {
+                choices.push(value.clone());
+            }
+        }
+        choices.push(toml::Value::String(raw.clone()));
+        choices.push(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(|part| toml::Value::String(part.to_string()))
+                .collect(),
+        ));
+        let mut last_error = String::new();
+        let mut applied = false;
+        for choice in choices {
+            let mut attempt = table.clone();
+            let section_table =
+                attempt.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = section_table.as_table_mut() else {
+                return Err(ConfigError::Env { var: name.clone(), message: format!("[{section}] is not a table") });
+            };
+            section_table.insert(key.to_string(), choice);
+            match parse(&attempt) {
+                Ok(_) => {
+                    table = attempt;
+                    applied = true;
+                    break;
+                }
+                Err(message) => last_error = message,
+            }
+        }
+        if !applied {
+            return Err(ConfigError::Env { var: name.clone(), message: last_error });
+        }
+    }
+    parse(&table).map_err(|message| ConfigError::Parse { path: describe_file(), message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file_with_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nport = 7000\n[jackett]\napi_key = \"abc\"\n").unwrap();
+        let config = Config::load_with_env(
+            Some(&path),
+            &env(&[
+                ("DOWNLOADER2_SERVER_PORT", "9000"),
+                ("DOWNLOADER2_JACKETT_API_KEY", "12345"),
+                ("DOWNLOADER2_PLACER_ALLOWED_ROOTS", "/music,/media"),
+                ("DOWNLOADER2_PROCESSING_RETRY_MAX_ATTEMPTS", "3"),
+                ("DOWNLOADER2_QBITTORRENT_SEED_RATIO_LIMIT", "1.5"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.port, 9000);
+        assert_eq!(config.jackett.api_key, "12345");
+        assert_eq!(config.placer.allowed_roots, vec![PathBuf::from("/music"), PathBuf::from("/media")]);
+        assert_eq!(config.processing.retry_max_attempts, 3);
+        assert!((config.qbittorrent.seed_ratio_limit - 1.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_SERVER_PORT", "nope")])).unwrap_err();
+        assert!(err.to_string().contains("DOWNLOADER2_SERVER_PORT"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_MATCHER_LLM_PROVIDER", "gpt")])).unwrap_err();
+        assert!(err.to_string().contains("matcher.llm_provider"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_PLACER_ALLOWED_ROOTS", "media")])).unwrap_err();
+        assert!(err.to_string().contains("placer.allowed_roots"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_file_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nprot = 7000\n").unwrap();
+        let err = Config::load_with_env(Some(&path), &[]).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_every_secret() {
+        let mut config = Config::default();
+        config.server.auth_token = "catalog-secret-123456".into();
+        config.server.admin_token = "admin-secret-1234567".into();
+        config.jackett.api_key = "jackett-secret".into();
+        config.qbittorrent.password = "qb-secret".into();
+        config.matcher.api_key = "llm-secret".into();
+        let shown = serde_json::to_string(&config.redacted()).unwrap();
+        for secret in ["catalog-secret", "admin-secret", "jackett-secret", "qb-secret", "llm-secret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+}

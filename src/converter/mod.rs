@@ -1,0 +1,1 @@
+//! Conversion: ffmpeg transcoding, tags, cover art, CUE splitting, ffprobe validation (placeholder).

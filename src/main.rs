@@ -1,0 +1,2 @@
+//! The `downloader2` command line (placeholder until the foundation issue lands).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Matching: scoring candidates against a ticket and mapping torrent files to catalog tracks (placeholder).

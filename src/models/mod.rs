@@ -1,0 +1,12 @@
+//! The contract's data types: what the catalog server posts (`ticket`), what the API and WebSocket show (`state`),
+//! and what the searcher hands to the matcher (`torrent`). Pure data plus validation; no I/O.
+
+pub mod state;
+pub mod ticket;
+pub mod torrent;
+
+pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
+pub use ticket::{
+    Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
+};
+pub use torrent::{InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};

@@ -1,0 +1,246 @@
+//! The ticket state machine's states and their data, serialised as the contract shows them
+//! (`{"state": "needs_approval", ...data}`). Which moves between them are legal lives in `queue/transitions.rs`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::torrent::TorrentCandidate;
+
+/// The state of a ticket, with the data that state carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TicketState {
+    /// Accepted, waiting for a search slot.
+    Pending {},
+    /// Querying the indexers. `query` is an admin's custom query from force-search, if any.
+    Searching {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        started_at: DateTime<Utc>,
+    },
+    /// Scoring the search results against the ticket.
+    Matching { candidates_found: usize, started_at: DateTime<Utc> },
+    /// Waiting for an admin: the matcher is not sure enough.
+    NeedsApproval {
+        candidates: Vec<ScoredCandidate>,
+        recommended_idx: Option<usize>,
+        confidence: f64,
+        reason: ApprovalReason,
+        waiting_since: DateTime<Utc>,
+    },
+    /// The matcher was sure enough to go on without an admin.
+    AutoApproved { selected: ScoredCandidate, confidence: f64, approved_at: DateTime<Utc> },
+    /// An admin chose a candidate.
+    Approved { selected: ScoredCandidate, approved_by: String, approved_at: DateTime<Utc> },
+    /// qBittorrent is fetching the chosen torrent.
+    Downloading {
+        torrent_hash: String,
+        progress_pct: f64,
+        download_speed_bps: u64,
+        eta_secs: Option<u64>,
+        started_at: DateTime<Utc>,
+    },
+    /// ffmpeg is transcoding the tracks.
+    Converting { current_track_idx: usize, total_tracks: usize, current_track_name: String, started_at: DateTime<Utc> },
+    /// Converted files are being moved to their destinations.
+    Placing { files_placed: usize, total_files: usize, started_at: DateTime<Utc> },
+    /// Every promised file is at its destination.
+    Completed { completed_at: DateTime<Utc>, stats: CompletionStats },
+    /// An admin refused every candidate.
+    Rejected { rejected_by: String, reason: String, rejected_at: DateTime<Utc> },
+    /// Work stopped. `retryable` says whether an automatic or `POST /retry` attempt may succeed.
+    Failed { failed_at_state: StateKind, error: String, retryable: bool, retry_count: u32, failed_at: DateTime<Utc> },
+    /// The catalog withdrew the ticket (`DELETE`).
+    Cancelled { cancelled_at: DateTime<Utc> },
+}
+
+/// The name of a state without its data: what the database indexes and the API filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKind {
+    Pending,
+    Searching,
+    Matching,
+    NeedsApproval,
+    AutoApproved,
+    Approved,
+    Downloading,
+    Converting,
+    Placing,
+    Completed,
+    Rejected,
+    Failed,
+    Cancelled,
+}
+
+impl StateKind {
+    /// Every state, in pipeline order.
+    pub const ALL: [StateKind; 13] = [
+        StateKind::Pending,
+        StateKind::Searching,
+        StateKind::Matching,
+        StateKind::NeedsApproval,
+        StateKind::AutoApproved,
+        StateKind::Approved,
+        StateKind::Downloading,
+        StateKind::Converting,
+        StateKind::Placing,
+        StateKind::Completed,
+        StateKind::Rejected,
+        StateKind::Failed,
+        StateKind::Cancelled,
+    ];
+
+    /// The snake_case name used in JSON, the database and query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Pending => "pending",
+            StateKind::Searching => "searching",
+            StateKind::Matching => "matching",
+            StateKind::NeedsApproval => "needs_approval",
+            StateKind::AutoApproved => "auto_approved",
+            StateKind::Approved => "approved",
+            StateKind::Downloading => "downloading",
+            StateKind::Converting => "converting",
+            StateKind::Placing => "placing",
+            StateKind::Completed => "completed",
+            StateKind::Rejected => "rejected",
+            StateKind::Failed => "failed",
+            StateKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(name: &str) -> Option<StateKind> {
+        StateKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// No work will ever happen again (cancel answers 409).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, StateKind::Completed | StateKind::Rejected | StateKind::Cancelled)
+    }
+
+    /// A worker owns the ticket while it is in this state (resumed at start-up).
+    pub fn is_working(self) -> bool {
+        matches!(
+            self,
+            StateKind::Searching
+                | StateKind::Matching
+                | StateKind::AutoApproved
+                | StateKind::Approved
+                | StateKind::Downloading
+                | StateKind::Converting
+                | StateKind::Placing
+        )
+    }
+}
+
+impl std::fmt::Display for StateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TicketState {
+    /// The state's name.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            TicketState::Pending {} => StateKind::Pending,
+            TicketState::Searching { .. } => StateKind::Searching,
+            TicketState::Matching { .. } => StateKind::Matching,
+            TicketState::NeedsApproval { .. } => StateKind::NeedsApproval,
+            TicketState::AutoApproved { .. } => StateKind::AutoApproved,
+            TicketState::Approved { .. } => StateKind::Approved,
+            TicketState::Downloading { .. } => StateKind::Downloading,
+            TicketState::Converting { .. } => StateKind::Converting,
+            TicketState::Placing { .. } => StateKind::Placing,
+            TicketState::Completed { .. } => StateKind::Completed,
+            TicketState::Rejected { .. } => StateKind::Rejected,
+            TicketState::Failed { .. } => StateKind::Failed,
+            TicketState::Cancelled { .. } => StateKind::Cancelled,
+        }
+    }
+}
+
+/// Why the matcher did not auto-approve; the most specific reason wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApprovalReason {
+    LowConfidence { score: f64, threshold: f64 },
+    TrackCountMismatch { expected: usize, found: usize },
+    DurationMismatch { expected_secs: f64, found_secs: f64 },
+    NameSimilarityLow { similarity: f64 },
+    MultipleGoodMatches { top_scores: Vec<f64> },
+    NoExactMatch {},
+}
+
+/// A candidate with the matcher's verdict on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScoredCandidate {
+    pub candidate: TorrentCandidate,
+    /// In [0, 1].
+    pub score: f64,
+    /// The evidence in words ("12/12 tracks mapped, titles 0.97, ...").
+    pub reasoning: String,
+    pub track_mapping: Vec<TrackMapping>,
+    /// Reasons this candidate may never be auto-approved (missing tracks, wrong artist, live, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hard_rejects: Vec<String>,
+}
+
+/// One ticket track mapped to a file of the torrent (or `<image path>#<track number>` for a CUE image).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrackMapping {
+    pub catalog_track_id: String,
+    pub torrent_file_path: String,
+    /// In [0, 1].
+    pub confidence: f64,
+}
+
+/// What a completed ticket cost and produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompletionStats {
+    pub download_bytes: u64,
+    pub download_duration_secs: f64,
+    pub conversion_duration_secs: f64,
+    pub final_size_bytes: u64,
+    /// Destinations written.
+    #[serde(default)]
+    pub placed_files: Vec<String>,
+    /// Destinations left alone because an identical file was already there.
+    #[serde(default)]
+    pub skipped_files: Vec<String>,
+    /// Catalog track ids the chosen release did not have (only with an admin's approval).
+    #[serde(default)]
+    pub missing_track_ids: Vec<String>,
+    /// Catalog image ids no image was found for.
+    #[serde(default)]
+    pub missing_image_ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_serialises_with_snake_case_tag() {
+        let state = TicketState::Rejected {
+            rejected_by: "admin".into(),
+            reason: "wrong album".into(),
+            rejected_at: DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["state"], "rejected");
+        assert_eq!(json["rejected_by"], "admin");
+        let pending = serde_json::to_value(TicketState::Pending {}).unwrap();
+        assert_eq!(pending, serde_json::json!({"state": "pending"}));
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in StateKind::ALL {
+            assert_eq!(StateKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
+}

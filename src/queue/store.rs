@@ -1,0 +1,554 @@
+//! Every SQL statement of the crate: tickets, their event history, transitions as guarded compare-and-set
+//! transactions. SQLite in WAL mode with `synchronous = FULL`: a ticket is on disk (and survives a power cut) when
+//! `create_ticket` returns, which is before the API answers 201. Writers take the lock up front
+//! (`BEGIN IMMEDIATE`) so two transitions of one ticket serialise instead of failing half-way.
+//!
+//! The store never publishes events and never decides legality on its own: `transitions.rs` does, called here
+//! inside the transaction so the check and the write see the same row.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::transitions::check_transition;
+use crate::models::{StateKind, Ticket, TicketState};
+
+/// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in the pool (readers run in parallel in WAL mode; writers queue on the lock).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ticket {0:?} not found")]
+    NotFound(String),
+    #[error("illegal transition from {from} to {to}")]
+    IllegalTransition { from: StateKind, to: StateKind, current: Box<TicketState> },
+    /// The caller's precondition on the current state failed (e.g. an index out of range); `current` is the state.
+    #[error("{reason}")]
+    Refused { reason: String, current: Box<TicketState> },
+    /// Someone else changed the ticket since the caller read it.
+    #[error("ticket {id:?} changed concurrently (expected version {expected})")]
+    VersionConflict { id: String, expected: i64 },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("corrupt row for ticket {id:?}: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(err) => !matches!(
+                err,
+                sqlx::Error::Configuration(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
+            ),
+            StoreError::VersionConflict { .. } => true,
+            StoreError::NotFound(_)
+            | StoreError::IllegalTransition { .. }
+            | StoreError::Refused { .. }
+            | StoreError::Migration(_)
+            | StoreError::CreateDir { .. }
+            | StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// A ticket row: the ticket as posted, its current state and its queue bookkeeping.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketRecord {
+    pub ticket: Ticket,
+    pub state: TicketState,
+    /// Incremented by every state write; the compare-and-set token.
+    pub version: i64,
+    pub priority: i64,
+    /// Automatic attempts of the current failing step.
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of a ticket's history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TicketEventRecord {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub from_state: Option<StateKind>,
+    pub to_state: StateKind,
+    /// The new state's data, plus any notes of the transition.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+/// A line of the ticket list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TicketSummary {
+    pub ticket_id: String,
+    pub artist: String,
+    pub album: String,
+    pub year: Option<i64>,
+    pub track_count: i64,
+    pub state: StateKind,
+    /// Download or conversion progress, when the state has one.
+    pub progress_pct: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `create_ticket` did.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(TicketRecord),
+    /// The same id with the same body: nothing written.
+    AlreadyExists(TicketRecord),
+    /// The same id with another body: nothing written.
+    Conflict(TicketRecord),
+}
+
+/// A committed transition.
+#[derive(Debug, Clone)]
+pub struct Transitioned {
+    pub from: StateKind,
+    pub record: TicketRecord,
+}
+
+/// Queue bookkeeping written together with a transition.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionExtras {
+    /// Set the attempt counter.
+    pub attempts: Option<i64>,
+    /// Set (Some(Some)) or clear (Some(None)) the earliest time the ticket may be worked on.
+    pub next_attempt_at: Option<Option<DateTime<Utc>>>,
+    /// Extra keys merged into the event's details (e.g. the actor, an error).
+    pub notes: BTreeMap<String, serde_json::Value>,
+}
+
+/// Figures for `GET /api/v1/stats`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoreStats {
+    pub counts_by_state: BTreeMap<String, i64>,
+    pub created_last_hour: i64,
+    pub created_last_day: i64,
+    pub completed_last_hour: i64,
+    pub completed_last_day: i64,
+    pub failed_last_hour: i64,
+    pub failed_last_day: i64,
+    /// Median seconds spent in each state, over the most recently completed tickets.
+    pub median_secs_by_stage: BTreeMap<String, f64>,
+}
+
+/// How many completed tickets the stage medians look at.
+const STATS_COMPLETED_SAMPLE: i64 = 1000;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}
+
+/// The connection options every connection of the service uses (also used by the benchmark's raw inserts).
+pub fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and runs the embedded migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+        }
+        let pool =
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(connect_options(path)).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The underlying pool (benchmarks and health checks).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection (the WAL is checkpointed by SQLite on the last close).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A trivial query: is the database answering?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a new ticket in `pending` with its first history event, or tells how it relates to an existing one.
+    pub async fn create_ticket(&self, ticket: &Ticket, now: DateTime<Utc>) -> Result<CreateOutcome, StoreError> {
+        let ticket_json = serde_json::to_string(ticket)
+            .map_err(|err| StoreError::Corrupt { id: ticket.ticket_id.clone(), message: err.to_string() })?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let existing = sqlx::query(SELECT_TICKET).bind(&ticket.ticket_id).fetch_optional(&mut *tx).await?;
+        if let Some(row) = existing {
+            let record = record_from_row(&row)?;
+            tx.rollback().await?;
+            let same: bool = row.try_get::<String, _>("ticket_json")? == ticket_json;
+            return Ok(if same { CreateOutcome::AlreadyExists(record) } else { CreateOutcome::Conflict(record) });
+        }
+        let state = TicketState::Pending {};
+        let state_json = state_to_json(&ticket.ticket_id, &state)?;
+        let search_text = format!("{} {}", ticket.search.artist, ticket.search.album).to_lowercase();
+        let millis = to_millis(now);
+        sqlx::query(
+            "INSERT INTO tickets (id, ticket_json, search_text, state_json, state_kind, version, priority, attempts,
+                                  next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, ?6, ?6, ?6)",
+        )
+        .bind(&ticket.ticket_id)
+        .bind(&ticket_json)
+        .bind(&search_text)
+        .bind(&state_json)
+        .bind(state.kind().as_str())
+        .bind(millis)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details) VALUES (?1, 1, ?2, NULL, ?3, ?4)",
+        )
+        .bind(&ticket.ticket_id)
+        .bind(millis)
+        .bind(state.kind().as_str())
+        .bind(&state_json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created(TicketRecord {
+            ticket: ticket.clone(),
+            state,
+            version: 0,
+            priority: 0,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        }))
+    }
+
+    /// The ticket and its current state, if it exists.
+    pub async fn get_ticket(&self, id: &str) -> Result<Option<TicketRecord>, StoreError> {
+        let row = sqlx::query(SELECT_TICKET).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// The ticket's history, oldest first.
+    pub async fn get_history(&self, id: &str) -> Result<Vec<TicketEventRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, from_kind, to_kind, details FROM ticket_events WHERE ticket_id = ?1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let from_kind: Option<String> = row.try_get("from_kind")?;
+                let to_kind: String = row.try_get("to_kind")?;
+                let details: String = row.try_get("details")?;
+                Ok(TicketEventRecord {
+                    seq: row.try_get("seq")?,
+                    at: from_millis(row.try_get("at")?),
+                    from_state: from_kind.as_deref().map(|kind| parse_kind(id, kind)).transpose()?,
+                    to_state: parse_kind(id, &to_kind)?,
+                    details: serde_json::from_str(&details)
+                        .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?,
+                })
+            })
+            .collect()
+    }
+
+    /// One page of tickets, newest first, optionally of one state and matching a text in artist/album; and the
+    /// total number matching.
+    pub async fn list_tickets(
+        &self,
+        state: Option<StateKind>,
+        text: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<TicketSummary>), StoreError> {
+        let mut filters = Vec::new();
+        if state.is_some() {
+            filters.push("state_kind = ?1");
+        }
+        if text.is_some() {
+            filters.push("instr(search_text, ?2) > 0");
+        }
+        let where_clause = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
+        let state_name = state.map(StateKind::as_str);
+        let needle = text.map(str::to_lowercase);
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tickets {where_clause}"))
+            .bind(state_name)
+            .bind(needle.as_deref())
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, json_extract(ticket_json, '$.search.artist') AS artist,
+                    json_extract(ticket_json, '$.search.album') AS album,
+                    json_extract(ticket_json, '$.search.year') AS year,
+                    json_array_length(ticket_json, '$.tracks') AS track_count,
+                    state_kind, json_extract(state_json, '$.progress_pct') AS progress_pct,
+                    created_at, updated_at
+             FROM tickets {where_clause} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(state_name)
+        .bind(needle.as_deref())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let tickets = rows
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let kind: String = row.try_get("state_kind")?;
+                Ok(TicketSummary {
+                    state: parse_kind(&id, &kind)?,
+                    artist: row.try_get::<Option<String>, _>("artist")?.unwrap_or_default(),
+                    album: row.try_get::<Option<String>, _>("album")?.unwrap_or_default(),
+                    year: row.try_get("year")?,
+                    track_count: row.try_get::<Option<i64>, _>("track_count")?.unwrap_or_default(),
+                    progress_pct: row.try_get("progress_pct")?,
+                    created_at: from_millis(row.try_get("created_at")?),
+                    updated_at: from_millis(row.try_get("updated_at")?),
+                    ticket_id: id,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((total, tickets))
+    }
+
+    /// Moves a ticket to the state `decide` computes from its current record, in one `BEGIN IMMEDIATE`
+    /// transaction: read, decide, check legality, compare-and-set the version, append the event.
+    ///
+    /// `expected_version`, when given, must still be the ticket's version (a worker's claim), else
+    /// `VersionConflict`. `decide` may refuse with `Err(reason)`.
+    pub async fn transition<F>(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+        extras: TransitionExtras,
+        decide: F,
+    ) -> Result<Transitioned, StoreError>
+    where
+        F: FnOnce(&TicketRecord) -> Result<TicketState, String>,
+    {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(SELECT_TICKET)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let current = record_from_row(&row)?;
+        if let Some(expected) = expected_version {
+            if expected != current.version {
+                return Err(StoreError::VersionConflict { id: id.to_string(), expected });
+            }
+        }
+        let from = current.state.kind();
+        let next = decide(&current)
+            .map_err(|reason| StoreError::Refused { reason, current: Box::new(current.state.clone()) })?;
+        let to = next.kind();
+        check_transition(from, to).map_err(|illegal| StoreError::IllegalTransition {
+            from: illegal.from,
+            to: illegal.to,
+            current: Box::new(current.state.clone()),
+        })?;
+
+        let state_json = state_to_json(id, &next)?;
+        let mut details = serde_json::to_value(&next)
+            .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
+        if let Some(object) = details.as_object_mut() {
+            for (key, value) in &extras.notes {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+        let millis = to_millis(now);
+        let attempts = extras.attempts.unwrap_or(current.attempts);
+        let next_attempt_at = match extras.next_attempt_at {
+            Some(value) => value,
+            None => current.next_attempt_at,
+        };
+        let updated = sqlx::query(
+            "UPDATE tickets SET state_json = ?1, state_kind = ?2, version = version + 1, attempts = ?3,
+                    next_attempt_at = ?4, updated_at = ?5
+             WHERE id = ?6 AND version = ?7",
+        )
+        .bind(&state_json)
+        .bind(to.as_str())
+        .bind(attempts)
+        .bind(next_attempt_at.map(to_millis))
+        .bind(millis)
+        .bind(id)
+        .bind(current.version)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::VersionConflict { id: id.to_string(), expected: current.version });
+        }
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(millis)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(details.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Transitioned {
+            from,
+            record: TicketRecord {
+                state: next,
+                version: current.version + 1,
+                attempts,
+                next_attempt_at,
+                updated_at: now,
+                ..current
+            },
+        })
+    }
+
+    /// Figures for the stats endpoint.
+    pub async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        let hour_ago = to_millis(now - chrono::Duration::hours(1));
+        let day_ago = to_millis(now - chrono::Duration::days(1));
+        let mut counts_by_state: BTreeMap<String, i64> =
+            StateKind::ALL.iter().map(|kind| (kind.as_str().to_string(), 0)).collect();
+        for row in sqlx::query("SELECT state_kind, COUNT(*) AS n FROM tickets GROUP BY state_kind")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            counts_by_state.insert(row.try_get("state_kind")?, row.try_get("n")?);
+        }
+        let created_since = |since: i64| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE created_at >= ?1")
+                .bind(since)
+                .fetch_one(&self.pool)
+        };
+        let reached_since = |kind: StateKind, since: i64| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(DISTINCT ticket_id) FROM ticket_events WHERE to_kind = ?1 AND at >= ?2",
+            )
+            .bind(kind.as_str())
+            .bind(since)
+            .fetch_one(&self.pool)
+        };
+        let created_last_hour = created_since(hour_ago).await?;
+        let created_last_day = created_since(day_ago).await?;
+        let completed_last_hour = reached_since(StateKind::Completed, hour_ago).await?;
+        let completed_last_day = reached_since(StateKind::Completed, day_ago).await?;
+        let failed_last_hour = reached_since(StateKind::Failed, hour_ago).await?;
+        let failed_last_day = reached_since(StateKind::Failed, day_ago).await?;
+
+        let rows = sqlx::query(
+            "SELECT e.ticket_id, e.at, e.to_kind FROM ticket_events e
+             JOIN (SELECT id FROM tickets WHERE state_kind = 'completed' ORDER BY updated_at DESC LIMIT ?1) c
+               ON c.id = e.ticket_id
+             ORDER BY e.ticket_id, e.seq",
+        )
+        .bind(STATS_COMPLETED_SAMPLE)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut previous: Option<(String, i64, String)> = None;
+        for row in &rows {
+            let ticket_id: String = row.try_get("ticket_id")?;
+            let at: i64 = row.try_get("at")?;
+            let kind: String = row.try_get("to_kind")?;
+            if let Some((prev_id, prev_at, prev_kind)) = previous.take() {
+                if prev_id == ticket_id {
+                    let secs = Duration::from_millis(u64::try_from(at - prev_at).unwrap_or(0)).as_secs_f64();
+                    durations.entry(prev_kind).or_default().push(secs);
+                }
+            }
+            previous = Some((ticket_id, at, kind));
+        }
+        let median_secs_by_stage = durations
+            .into_iter()
+            .filter_map(|(kind, mut values)| {
+                values.sort_by(f64::total_cmp);
+                let mid = values.len() / 2;
+                let median = if values.len() % 2 == 1 {
+                    *values.get(mid)?
+                } else {
+                    (values.get(mid - 1)? + values.get(mid)?) / 2.0
+                };
+                Some((kind, median))
+            })
+            .collect();
+        Ok(StoreStats {
+            counts_by_state,
+            created_last_hour,
+            created_last_day,
+            completed_last_hour,
+            completed_last_day,
+            failed_last_hour,
+            failed_last_day,
+            median_secs_by_stage,
+        })
+    }
+}
+
+const SELECT_TICKET: &str = "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at,
+                                    created_at, updated_at
+                             FROM tickets WHERE id = ?1";
+
+fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |err: serde_json::Error| StoreError::Corrupt { id: id.clone(), message: err.to_string() };
+    let ticket_json: String = row.try_get("ticket_json")?;
+    let state_json: String = row.try_get("state_json")?;
+    Ok(TicketRecord {
+        ticket: serde_json::from_str(&ticket_json).map_err(corrupt)?,
+        state: serde_json::from_str(&state_json).map_err(corrupt)?,
+        version: row.try_get("version")?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis),
+        created_at: from_millis(row.try_get("created_at")?),
+        updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn state_to_json(id: &str, state: &TicketState) -> Result<String, StoreError> {
+    serde_json::to_string(state).map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })
+}
+
+fn parse_kind(id: &str, name: &str) -> Result<StateKind, StoreError> {
+    StateKind::parse(name)
+        .ok_or_else(|| StoreError::Corrupt { id: id.into(), message: format!("unknown state {name:?}") })
+}

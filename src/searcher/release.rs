@@ -1,0 +1,1 @@
+//! Release-title parsing (owned by the matcher work; placeholder).

@@ -1,0 +1,1 @@
+//! The torrent client: qBittorrent's WebUI API v2 and the managed qbittorrent-nox (placeholder).

@@ -1,0 +1,12 @@
+//! The one integration-test binary (one binary keeps link time down on 2 cores). Each module drives the real code
+//! of one area; `support` holds the launchers and wire-level test servers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
+mod support;
+
+mod api;
+mod converter;
+mod matcher_cases;
+mod searcher;
+mod torrent_client;
