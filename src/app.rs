@@ -1,7 +1,223 @@
-//! `App`: configuration, store, bus and clients, built once and shared (being written for the foundation issue).
+//! `App`: the configuration, the store, the event bus and (with the pipeline) the stage clients, built once at
+//! start and shared as `Arc<App>`. The commands the API calls live here, not in the handlers: each one is a single
+//! guarded store transition followed, after the commit, by an event on the bus.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::events::{EventBus, TicketEvent};
+use crate::models::{StateKind, Ticket, TicketState, TicketValidationError};
+use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
+use crate::server::Tokens;
 
 /// The running service's shared state.
 #[derive(Debug)]
 pub struct App {
-    pub config: crate::config::Config,
+    pub config: Config,
+    pub store: Store,
+    pub bus: EventBus,
+    /// The effective bearer tokens (configured or generated).
+    pub tokens: Tokens,
+    /// Woken whenever a ticket becomes ready for work, so the scheduler does not wait for its next tick.
+    pub work_available: Arc<Notify>,
+}
+
+/// A command that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("ticket {0:?} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Validation(#[from] TicketValidationError),
+    /// The request is well-formed but does not fit the ticket (e.g. a candidate index out of range).
+    #[error("{message}")]
+    Unprocessable { field: Option<String>, message: String },
+    /// The ticket's current state does not allow the command.
+    #[error("{message}")]
+    Conflict { message: String, current: Option<Box<TicketState>> },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl AppError {
+    /// Whether the caller may try again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AppError::Store(err) => err.is_retryable(),
+            AppError::NotFound(_)
+            | AppError::Validation(_)
+            | AppError::Unprocessable { .. }
+            | AppError::Conflict { .. } => false,
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(id) => AppError::NotFound(id),
+            StoreError::IllegalTransition { from, to, current } => {
+                AppError::Conflict { message: format!("ticket is {from}: cannot move to {to}"), current: Some(current) }
+            }
+            StoreError::Refused { reason, current } => AppError::Conflict { message: reason, current: Some(current) },
+            other => AppError::Store(other),
+        }
+    }
+}
+
+/// What `create_ticket` did.
+#[derive(Debug)]
+pub enum CreateResult {
+    Created(TicketRecord),
+    /// The same ticket was posted before: nothing changed.
+    AlreadyExists(TicketRecord),
+}
+
+/// A refusal from inside a transition's decision that the API shows as 422 rather than 409.
+const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
+
+impl App {
+    /// Builds the app around an opened store.
+    pub fn new(config: Config, store: Store, tokens: Tokens) -> App {
+        App { config, store, bus: EventBus::new(), tokens, work_available: Arc::new(Notify::new()) }
+    }
+
+    /// Validates and stores a ticket (idempotent on an identical body; 409 on a different one).
+    pub async fn create_ticket(&self, ticket: Ticket) -> Result<CreateResult, AppError> {
+        ticket.validate(&self.config.placer.allowed_roots)?;
+        match self.store.create_ticket(&ticket, Utc::now()).await? {
+            CreateOutcome::Created(record) => {
+                self.bus.publish(TicketEvent::StateChange {
+                    ticket_id: record.ticket.ticket_id.clone(),
+                    old_state: StateKind::Pending,
+                    new_state: StateKind::Pending,
+                    details: Box::new(record.state.clone()),
+                });
+                self.work_available.notify_one();
+                Ok(CreateResult::Created(record))
+            }
+            CreateOutcome::AlreadyExists(record) => Ok(CreateResult::AlreadyExists(record)),
+            CreateOutcome::Conflict(record) => Err(AppError::Conflict {
+                message: format!(
+                    "ticket {:?} already exists with a different body; post it under a new ticket_id",
+                    record.ticket.ticket_id
+                ),
+                current: Some(Box::new(record.state)),
+            }),
+        }
+    }
+
+    /// Cancels a non-terminal ticket.
+    pub async fn cancel(&self, id: &str, actor: &str) -> Result<TicketRecord, AppError> {
+        let now = Utc::now();
+        self.apply(id, notes(actor), move |_| Ok(TicketState::Cancelled { cancelled_at: now })).await
+    }
+
+    /// Approves a `needs_approval` ticket with the given candidate (default: the recommended one).
+    pub async fn approve(&self, id: &str, candidate_idx: Option<usize>, actor: &str) -> Result<TicketRecord, AppError> {
+        let now = Utc::now();
+        let approved_by = actor.to_string();
+        self.apply(id, notes(actor), move |record| {
+            let TicketState::NeedsApproval { candidates, recommended_idx, .. } = &record.state else {
+                return Err(format!("ticket is {}: only a needs_approval ticket can be approved", record.state.kind()));
+            };
+            let Some(idx) = candidate_idx.or(*recommended_idx) else {
+                return Err(format!("{UNPROCESSABLE_PREFIX}no candidate is recommended: give candidate_idx"));
+            };
+            let Some(selected) = candidates.get(idx) else {
+                return Err(format!(
+                    "{UNPROCESSABLE_PREFIX}candidate_idx {idx} is out of range (the ticket has {} candidates)",
+                    candidates.len()
+                ));
+            };
+            Ok(TicketState::Approved { selected: selected.clone(), approved_by, approved_at: now })
+        })
+        .await
+    }
+
+    /// Rejects a `needs_approval` ticket.
+    pub async fn reject(&self, id: &str, reason: String, actor: &str) -> Result<TicketRecord, AppError> {
+        let now = Utc::now();
+        let rejected_by = actor.to_string();
+        self.apply(id, notes(actor), move |record| {
+            if record.state.kind() != StateKind::NeedsApproval {
+                return Err(format!("ticket is {}: only a needs_approval ticket can be rejected", record.state.kind()));
+            }
+            Ok(TicketState::Rejected { rejected_by, reason, rejected_at: now })
+        })
+        .await
+    }
+
+    /// Puts a `failed` ticket back in the queue. Until the pipeline can resume mid-way, every retry starts again
+    /// from `pending` (a fresh search), which is always safe.
+    pub async fn retry(&self, id: &str, actor: &str) -> Result<TicketRecord, AppError> {
+        let now = Utc::now();
+        let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
+        self.apply(id, extras, |record| {
+            if record.state.kind() != StateKind::Failed {
+                return Err(format!("ticket is {}: only a failed ticket can be retried", record.state.kind()));
+            }
+            Ok(TicketState::Pending {})
+        })
+        .await
+    }
+
+    /// Searches again, optionally with an admin's own query, from `needs_approval`, `failed` or `pending`.
+    pub async fn force_search(&self, id: &str, query: Option<String>, actor: &str) -> Result<TicketRecord, AppError> {
+        let now = Utc::now();
+        let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
+        self.apply(id, extras, move |record| {
+            let kind = record.state.kind();
+            if !matches!(kind, StateKind::NeedsApproval | StateKind::Failed | StateKind::Pending) {
+                return Err(format!(
+                    "ticket is {kind}: force-search is possible from needs_approval, failed or pending"
+                ));
+            }
+            Ok(TicketState::Searching { query, started_at: now })
+        })
+        .await
+    }
+
+    /// One transition plus its event, mapping refusals to API-shaped errors.
+    async fn apply<F>(&self, id: &str, extras: TransitionExtras, decide: F) -> Result<TicketRecord, AppError>
+    where
+        F: FnOnce(&TicketRecord) -> Result<TicketState, String>,
+    {
+        match self.store.transition(id, None, Utc::now(), extras, decide).await {
+            Ok(transitioned) => {
+                self.publish_transition(&transitioned);
+                Ok(transitioned.record)
+            }
+            Err(StoreError::Refused { reason, current }) => match reason.strip_prefix(UNPROCESSABLE_PREFIX) {
+                Some(message) => {
+                    Err(AppError::Unprocessable { field: Some("candidate_idx".into()), message: message.to_string() })
+                }
+                None => Err(AppError::Conflict { message: reason, current: Some(current) }),
+            },
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Publishes a committed transition and wakes the scheduler when the ticket has work to do.
+    pub fn publish_transition(&self, transitioned: &Transitioned) {
+        let record = &transitioned.record;
+        self.bus.publish(TicketEvent::StateChange {
+            ticket_id: record.ticket.ticket_id.clone(),
+            old_state: transitioned.from,
+            new_state: record.state.kind(),
+            details: Box::new(record.state.clone()),
+        });
+        if !record.state.kind().is_terminal() {
+            self.work_available.notify_one();
+        }
+    }
+}
+
+fn notes(actor: &str) -> TransitionExtras {
+    let mut extras = TransitionExtras::default();
+    extras.notes.insert("actor".into(), serde_json::Value::String(actor.to_string()));
+    extras
 }

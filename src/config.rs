@@ -468,7 +468,7 @@ fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Pat
                 .map(|part| toml::Value::String(part.to_string()))
                 .collect(),
         ));
-        let mut last_error = String::new();
+        let mut first_error: Option<String> = None;
         let mut applied = false;
         for choice in choices {
             let mut attempt = table.clone();
@@ -484,11 +484,13 @@ fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Pat
                     applied = true;
                     break;
                 }
-                Err(message) => last_error = message,
+                Err(message) => {
+                    first_error.get_or_insert(message);
+                }
             }
         }
         if !applied {
-            return Err(ConfigError::Env { var: name.clone(), message: last_error });
+            return Err(ConfigError::Env { var: name.clone(), message: first_error.unwrap_or_default() });
         }
     }
     parse(&table).map_err(|message| ConfigError::Parse { path: describe_file(), message })

@@ -1,1 +1,129 @@
-//! The HTTP API (being written for the foundation issue).
+//! The HTTP API: the router (routes exactly as the contract names them), its layers (body limit, request spans,
+//! panic catching, JSON 404/405), health and the OpenAPI document generated from the handlers' annotations.
+//! Handlers are thin: they authenticate, parse, call an `App` command and map its error.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod tickets;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::app::App;
+use error::{ApiError, ErrorBody};
+
+/// What every handler gets.
+pub type AppState = Arc<App>;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The whole API.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/ticket", post(tickets::create_ticket))
+        .route("/api/v1/ticket/{id}", get(tickets::get_ticket).delete(tickets::cancel_ticket))
+        .route("/api/v1/tickets", get(tickets::list_tickets))
+        .route("/api/v1/ticket/{id}/approve", post(admin::approve))
+        .route("/api/v1/ticket/{id}/reject", post(admin::reject))
+        .route("/api/v1/ticket/{id}/retry", post(admin::retry))
+        .route("/api/v1/ticket/{id}/force-search", post(admin::force_search))
+        .route("/api/v1/stats", get(admin::stats))
+        .route("/api/v1/config", get(admin::config))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            // The path only: query strings may carry a token.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// Answer of `GET /health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: &'static str,
+    pub version: &'static str,
+    /// `ok` or the error.
+    pub database: String,
+}
+
+/// Liveness and database health (no authentication).
+#[utoipa::path(get, path = "/api/v1/health", tag = "service",
+    responses((status = 200, body = Health), (status = 503, description = "Database down", body = Health)))]
+pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    let version = env!("CARGO_PKG_VERSION");
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
+        Err(err) => {
+            tracing::error!(error = %err, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health { status: "degraded", version, database: format!("error: {err}") }),
+            )
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "downloader2", description = "Fetches music albums for a catalog server."),
+    paths(
+        health, openapi_json,
+        tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
+        admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSecurity),
+)]
+pub struct ApiDoc;

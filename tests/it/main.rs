@@ -6,7 +6,9 @@
 mod support;
 
 mod api;
+mod api_validation;
 mod converter;
 mod matcher_cases;
 mod searcher;
+mod service;
 mod torrent_client;

@@ -1,4 +1,5 @@
 //! Test support: launchers for real programs and wire-level test servers, all on 127.0.0.1.
 
+pub mod app;
 pub mod swarm;
 pub mod torznab_server;

@@ -1,0 +1,131 @@
+//! The admin's routes: approve, reject, retry, force-search, stats and the effective configuration.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::AdminAuth;
+use super::body::OptionalJsonBody;
+use super::error::{ApiError, ErrorBody};
+use super::tickets::TicketView;
+use super::AppState;
+use crate::queue::StoreStats;
+
+/// Body of `approve`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct ApproveRequest {
+    /// Index into the `needs_approval` state's `candidates`; default: the recommended one.
+    pub candidate_idx: Option<usize>,
+}
+
+/// Body of `reject`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RejectRequest {
+    pub reason: Option<String>,
+}
+
+/// Body of `force-search`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct ForceSearchRequest {
+    /// A query to use instead of the ones built from the ticket.
+    pub query: Option<String>,
+}
+
+/// Longest free text (reason, query) kept.
+const MAX_TEXT_LEN: usize = 1000;
+
+fn clean_text(text: Option<String>) -> Option<String> {
+    text.map(|t| t.chars().filter(|c| !c.is_control()).take(MAX_TEXT_LEN).collect::<String>())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Approve a `needs_approval` ticket.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/approve", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "ticket_id")), request_body(content = ApproveRequest),
+    responses((status = 200, body = TicketView), (status = 404, body = ErrorBody),
+              (status = 409, description = "Not waiting for approval", body = ErrorBody),
+              (status = 422, description = "candidate_idx out of range", body = ErrorBody)))]
+#[tracing::instrument(skip(app, auth, body), fields(actor = %auth.actor))]
+pub async fn approve(
+    State(app): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<ApproveRequest>,
+) -> Result<Json<TicketView>, ApiError> {
+    let candidate_idx = body.unwrap_or_default().candidate_idx;
+    let record = app.approve(&id, candidate_idx, &auth.actor).await?;
+    tracing::info!(?candidate_idx, "ticket approved");
+    Ok(Json(TicketView::from_record(record, None)))
+}
+
+/// Reject a `needs_approval` ticket.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/reject", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "ticket_id")), request_body(content = RejectRequest),
+    responses((status = 200, body = TicketView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[tracing::instrument(skip(app, auth, body), fields(actor = %auth.actor))]
+pub async fn reject(
+    State(app): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<RejectRequest>,
+) -> Result<Json<TicketView>, ApiError> {
+    let reason = clean_text(body.unwrap_or_default().reason).unwrap_or_else(|| "rejected by admin".to_string());
+    let record = app.reject(&id, reason, &auth.actor).await?;
+    tracing::info!("ticket rejected");
+    Ok(Json(TicketView::from_record(record, None)))
+}
+
+/// Retry a `failed` ticket.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/retry", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "ticket_id")),
+    responses((status = 200, body = TicketView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[tracing::instrument(skip(app, auth), fields(actor = %auth.actor))]
+pub async fn retry(
+    State(app): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<TicketView>, ApiError> {
+    let record = app.retry(&id, &auth.actor).await?;
+    tracing::info!("ticket retried");
+    Ok(Json(TicketView::from_record(record, None)))
+}
+
+/// Search again (optionally with a custom query) from `needs_approval`, `failed` or `pending`.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/force-search", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "ticket_id")), request_body(content = ForceSearchRequest),
+    responses((status = 200, body = TicketView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[tracing::instrument(skip(app, auth, body), fields(actor = %auth.actor))]
+pub async fn force_search(
+    State(app): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<ForceSearchRequest>,
+) -> Result<Json<TicketView>, ApiError> {
+    let query = clean_text(body.unwrap_or_default().query);
+    let record = app.force_search(&id, query, &auth.actor).await?;
+    tracing::info!("ticket force-searched");
+    Ok(Json(TicketView::from_record(record, None)))
+}
+
+/// Answer of `GET /stats`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsView {
+    #[serde(flatten)]
+    pub store: StoreStats,
+}
+
+/// Counts per state, recent throughput and median time per stage.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "tickets", security(("bearer" = [])),
+    responses((status = 200, body = StatsView)))]
+pub async fn stats(State(app): State<AppState>, _auth: super::auth::CatalogAuth) -> Result<Json<StatsView>, ApiError> {
+    let store = app.store.stats(chrono::Utc::now()).await.map_err(crate::app::AppError::from)?;
+    Ok(Json(StatsView { store }))
+}
+
+/// The effective configuration, secrets redacted.
+#[utoipa::path(get, path = "/api/v1/config", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "The configuration, secrets redacted", body = Object)))]
+pub async fn config(State(app): State<AppState>, _auth: AdminAuth) -> Json<crate::config::Config> {
+    Json(app.config.redacted())
+}
