@@ -554,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn example_file_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Config::load_with_env(Some(&path), &[]).unwrap();
+        assert_eq!(example, Config::default(), "config.example.toml must show the defaults");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documented: toml::Table = text.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let keys = keys.as_table().unwrap();
+            for key in keys.keys() {
+                assert!(
+                    documented.get(section).and_then(|s| s.get(key)).is_some(),
+                    "config.example.toml lacks [{section}] {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn redaction_hides_every_secret() {
         let mut config = Config::default();
         config.server.auth_token = "catalog-secret-123456".into();

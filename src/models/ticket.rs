@@ -305,3 +305,51 @@ fn check_extension(dest_path: &str, allowed: &[&str]) -> Result<(), String> {
         Err(format!("extension must be one of {allowed:?} for this output, got {extension:?}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn example() -> Ticket {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ticket.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_readme_example_ticket_is_valid() {
+        example().validate(&[PathBuf::from("/media")]).unwrap();
+    }
+
+    #[test]
+    fn unknown_image_types_are_kept() {
+        let image: TicketImage =
+            serde_json::from_str(r#"{"catalog_image_id": "i", "type": "booklet_page", "dest_path": "/media/x.jpg"}"#)
+                .unwrap();
+        assert_eq!(image.image_type, ImageType::Other("booklet_page".into()));
+        assert_eq!(serde_json::to_value(&image).unwrap()["type"], "booklet_page");
+        let front: TicketImage =
+            serde_json::from_str(r#"{"catalog_image_id": "i", "type": "cover_front", "dest_path": "/media/x.jpg"}"#)
+                .unwrap();
+        assert_eq!(front.image_type, ImageType::CoverFront);
+    }
+
+    #[test]
+    fn ticket_ids_that_could_name_other_directories_are_refused() {
+        for id in ["", ".", "..", "a/b", "a b", "ä", &"x".repeat(129)] {
+            let mut ticket = example();
+            ticket.ticket_id = id.to_string();
+            let err = ticket.validate(&[PathBuf::from("/media")]).unwrap_err();
+            assert_eq!(err.field, "ticket_id", "{id:?}");
+        }
+    }
+
+    #[test]
+    fn disc_number_defaults_to_one() {
+        let track: TicketTrack = serde_json::from_str(
+            r#"{"catalog_track_id": "t", "track_number": 1, "name": "n", "duration_secs": 1, "dest_path": "/m/x.ogg"}"#,
+        )
+        .unwrap();
+        assert_eq!(track.disc_number, 1);
+    }
+}
