@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod tickets;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/ticket/{id}/force-search", post(admin::force_search))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
+        .route("/api/v1/ws", get(ws::ws))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -12,3 +12,4 @@ mod matcher_cases;
 mod searcher;
 mod service;
 mod torrent_client;
+mod ws;
