@@ -552,3 +552,177 @@ fn parse_kind(id: &str, name: &str) -> Result<StateKind, StoreError> {
     StateKind::parse(name)
         .ok_or_else(|| StoreError::Corrupt { id: id.into(), message: format!("unknown state {name:?}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{CompletionStats, ScoredCandidate, TorrentCandidate};
+
+    async fn fresh_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db/test.db")).await.unwrap();
+        (dir, store)
+    }
+
+    fn ticket(id: &str) -> Ticket {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ticket.json");
+        let mut ticket: Ticket = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        ticket.ticket_id = id.to_string();
+        ticket
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    async fn go(store: &Store, id: &str, when: DateTime<Utc>, state: TicketState) -> Transitioned {
+        store.transition(id, None, when, TransitionExtras::default(), move |_| Ok(state)).await.unwrap()
+    }
+
+    fn selected() -> ScoredCandidate {
+        ScoredCandidate {
+            candidate: TorrentCandidate::with_title("x"),
+            score: 1.0,
+            reasoning: String::new(),
+            track_mapping: vec![],
+            hard_rejects: vec![],
+        }
+    }
+
+    /// Drives a ticket through the whole forward path, spending `secs` seconds in each working state.
+    async fn complete(store: &Store, id: &str, secs: i64) {
+        store.create_ticket(&ticket(id), at(0)).await.unwrap();
+        let states = [
+            TicketState::Searching { query: None, started_at: at(0) },
+            TicketState::Matching { candidates_found: 1, started_at: at(0) },
+            TicketState::AutoApproved { selected: selected(), confidence: 1.0, approved_at: at(0) },
+            TicketState::Downloading {
+                torrent_hash: "h".into(),
+                progress_pct: 0.0,
+                download_speed_bps: 0,
+                eta_secs: None,
+                started_at: at(0),
+            },
+            TicketState::Converting {
+                current_track_idx: 0,
+                total_tracks: 1,
+                current_track_name: "a".into(),
+                started_at: at(0),
+            },
+            TicketState::Placing { files_placed: 0, total_files: 1, started_at: at(0) },
+            TicketState::Completed { completed_at: at(0), stats: CompletionStats::default() },
+        ];
+        for (n, state) in states.into_iter().enumerate() {
+            let n = i64::try_from(n).unwrap();
+            go(store, id, at((n + 1) * secs), state).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn create_is_idempotent_and_detects_other_bodies() {
+        let (_dir, store) = fresh_store().await;
+        assert!(matches!(store.create_ticket(&ticket("a"), at(0)).await.unwrap(), CreateOutcome::Created(_)));
+        assert!(matches!(store.create_ticket(&ticket("a"), at(5)).await.unwrap(), CreateOutcome::AlreadyExists(_)));
+        let mut other = ticket("a");
+        other.search.album = "Third".into();
+        assert!(matches!(store.create_ticket(&other, at(5)).await.unwrap(), CreateOutcome::Conflict(_)));
+        assert_eq!(store.get_history("a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn illegal_or_refused_transitions_write_nothing() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("a"), at(0)).await.unwrap();
+        let err = store
+            .transition("a", None, at(1), TransitionExtras::default(), |_| {
+                Ok(TicketState::Placing { files_placed: 0, total_files: 1, started_at: at(1) })
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::IllegalTransition { from: StateKind::Pending, to: StateKind::Placing, .. }));
+        let err = store
+            .transition("a", None, at(1), TransitionExtras::default(), |_| Err("no".to_string()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Refused { .. }));
+        let record = store.get_ticket("a").await.unwrap().unwrap();
+        assert_eq!(record.state, TicketState::Pending {});
+        assert_eq!(record.version, 0);
+        assert_eq!(store.get_history("a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_is_a_conflict() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("a"), at(0)).await.unwrap();
+        let first = go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
+        assert_eq!(first.record.version, 1);
+        let err = store
+            .transition("a", Some(0), at(2), TransitionExtras::default(), |_| {
+                Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::VersionConflict { expected: 0, .. }));
+        assert!(err.is_retryable());
+        let ok = store
+            .transition("a", Some(1), at(2), TransitionExtras::default(), |_| {
+                Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
+            })
+            .await
+            .unwrap();
+        assert_eq!(ok.from, StateKind::Searching);
+    }
+
+    #[tokio::test]
+    async fn history_records_each_move_with_notes() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("a"), at(0)).await.unwrap();
+        let mut extras = TransitionExtras::default();
+        extras.notes.insert("actor".into(), serde_json::json!("bob"));
+        store
+            .transition("a", None, at(3), extras, |_| Ok(TicketState::Cancelled { cancelled_at: at(3) }))
+            .await
+            .unwrap();
+        let history = store.get_history("a").await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].from_state, None);
+        assert_eq!(history[1].from_state, Some(StateKind::Pending));
+        assert_eq!(history[1].to_state, StateKind::Cancelled);
+        assert_eq!(history[1].details["actor"], "bob");
+        assert_eq!(history[1].details["state"], "cancelled");
+        assert_eq!(history[1].at, at(3));
+    }
+
+    #[tokio::test]
+    async fn stats_medians_are_time_spent_per_state() {
+        let (_dir, store) = fresh_store().await;
+        complete(&store, "fast", 10).await;
+        complete(&store, "mid", 20).await;
+        complete(&store, "slow", 60).await;
+        let stats = store.stats(at(0)).await.unwrap();
+        assert_eq!(stats.counts_by_state["completed"], 3);
+        assert_eq!(stats.counts_by_state["pending"], 0);
+        for state in ["pending", "searching", "matching", "auto_approved", "downloading", "converting", "placing"] {
+            assert_eq!(stats.median_secs_by_stage.get(state), Some(&20.0), "{state}");
+        }
+        assert!(!stats.median_secs_by_stage.contains_key("completed"));
+    }
+
+    #[tokio::test]
+    async fn list_filters_text_and_state() {
+        let (_dir, store) = fresh_store().await;
+        let mut radiohead = ticket("r");
+        radiohead.search.artist = "Radiohead".into();
+        radiohead.search.album = "OK Computer".into();
+        store.create_ticket(&radiohead, at(0)).await.unwrap();
+        store.create_ticket(&ticket("p"), at(1)).await.unwrap();
+        let (total, page) = store.list_tickets(None, Some("computer"), 10, 0).await.unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(page[0].ticket_id, "r");
+        assert_eq!(page[0].album, "OK Computer");
+        assert_eq!(page[0].track_count, 11);
+        let (total, _) = store.list_tickets(Some(StateKind::Failed), None, 10, 0).await.unwrap();
+        assert_eq!(total, 0);
+    }
+}

@@ -221,3 +221,39 @@ fn check_config_prints_the_config_with_secrets_redacted() {
     assert_eq!(printed["server"]["port"].as_integer(), Some(8181));
     assert_eq!(printed["jackett"]["api_key"].as_str(), Some("<redacted>"));
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_request_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, true);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = Command::new(BINARY)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info,tower_http=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(&client, &base, &mut child).await;
+    let ticket = sample_ticket("log-1", &dir.path().join("media"));
+    let response =
+        client.post(format!("{base}/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "downloader2 listening"), "{stderr}");
+    let created = lines.iter().find(|l| l["fields"]["message"] == "ticket created").expect("a 'ticket created' line");
+    assert_eq!(created["span"]["ticket_id"], "log-1", "the ticket's span carries its id: {created}");
+    assert!(!stderr.contains(CATALOG_TOKEN), "tokens never logged");
+}
