@@ -442,6 +442,120 @@ impl Store {
         })
     }
 
+    /// Claims the most urgent ticket in one of `kinds` that is due (`next_attempt_at` passed) and not leased by a
+    /// live worker: highest priority first, then oldest. The claim is one `UPDATE ... RETURNING`, so two workers
+    /// can never claim the same ticket; an expired lease (its worker died) makes the ticket claimable again.
+    pub async fn claim_next_ready(
+        &self,
+        worker: &str,
+        kinds: &[StateKind],
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let placeholders = (0..kinds.len()).map(|n| format!("?{}", n + 4)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE tickets SET lease_owner = ?1, lease_expires_at = ?2
+             WHERE id = (SELECT id FROM tickets
+                         WHERE state_kind IN ({placeholders})
+                           AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
+                         ORDER BY priority DESC, created_at ASC, id ASC LIMIT 1)
+             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at"
+        );
+        let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut query = sqlx::query(&sql).bind(worker).bind(lease_until).bind(to_millis(now));
+        for kind in kinds {
+            query = query.bind(kind.as_str());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = query.fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Extends `worker`'s lease on a ticket; false when the lease was lost (expired and taken by another worker).
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let done = sqlx::query("UPDATE tickets SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3")
+            .bind(lease_until)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a ticket back to the queue (the worker is done with it for now).
+    pub async fn release_lease(&self, id: &str, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND lease_owner = ?2",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the data of the ticket's current state without changing its kind (progress of a download or a
+    /// conversion): no history event, but the version moves so stale writers are refused.
+    pub async fn update_state_data(
+        &self,
+        id: &str,
+        state: &TicketState,
+        now: DateTime<Utc>,
+    ) -> Result<TicketRecord, StoreError> {
+        let state_json = state_to_json(id, state)?;
+        let row = sqlx::query(
+            "UPDATE tickets SET state_json = ?1, version = version + 1, updated_at = ?2
+             WHERE id = ?3 AND state_kind = ?4
+             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at",
+        )
+        .bind(&state_json)
+        .bind(to_millis(now))
+        .bind(id)
+        .bind(state.kind().as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => record_from_row(&row),
+            None => match self.get_ticket(id).await? {
+                None => Err(StoreError::NotFound(id.to_string())),
+                Some(current) => Err(StoreError::Refused {
+                    reason: format!("ticket is {}, not {}", current.state.kind(), state.kind()),
+                    current: Box::new(current.state),
+                }),
+            },
+        }
+    }
+
+    /// Every ticket in one of `kinds` (start-up resume and tests; not paged: working tickets are few).
+    pub async fn tickets_in(&self, kinds: &[StateKind]) -> Result<Vec<TicketRecord>, StoreError> {
+        let mut records = Vec::new();
+        for kind in kinds {
+            let rows = sqlx::query(
+                "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at
+                 FROM tickets WHERE state_kind = ?1 ORDER BY created_at",
+            )
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                records.push(record_from_row(row)?);
+            }
+        }
+        Ok(records)
+    }
+
     /// Figures for the stats endpoint.
     pub async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
         let hour_ago = to_millis(now - chrono::Duration::hours(1));
@@ -707,6 +821,67 @@ mod tests {
             assert_eq!(stats.median_secs_by_stage.get(state), Some(&20.0), "{state}");
         }
         assert!(!stats.median_secs_by_stage.contains_key("completed"));
+    }
+
+    #[tokio::test]
+    async fn claims_are_exclusive_ordered_and_expire() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("old"), at(0)).await.unwrap();
+        store.create_ticket(&ticket("new"), at(10)).await.unwrap();
+        store.create_ticket(&ticket("later"), at(5)).await.unwrap();
+        // "later" is not due yet.
+        store
+            .transition(
+                "later",
+                None,
+                at(5),
+                TransitionExtras { next_attempt_at: Some(Some(at(1000))), ..Default::default() },
+                |_| {
+                    Ok(TicketState::Failed {
+                        failed_at_state: StateKind::Pending,
+                        error: "x".into(),
+                        retryable: true,
+                        retry_count: 1,
+                        failed_at: at(5),
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(30);
+        let pending = [StateKind::Pending, StateKind::Failed];
+        let first = store.claim_next_ready("w1", &pending, lease, at(20)).await.unwrap().unwrap();
+        assert_eq!(first.ticket.ticket_id, "old", "oldest first");
+        let second = store.claim_next_ready("w2", &pending, lease, at(20)).await.unwrap().unwrap();
+        assert_eq!(second.ticket.ticket_id, "new", "a leased ticket is not claimed twice");
+        assert!(store.claim_next_ready("w3", &pending, lease, at(20)).await.unwrap().is_none(), "'later' is not due");
+        // w1 keeps its lease alive; w2's expires and its ticket is claimable again.
+        assert!(store.renew_lease("old", "w1", lease, at(40)).await.unwrap());
+        let again = store.claim_next_ready("w3", &pending, lease, at(60)).await.unwrap().unwrap();
+        assert_eq!(again.ticket.ticket_id, "new");
+        assert!(!store.renew_lease("new", "w2", lease, at(61)).await.unwrap(), "w2 lost its lease");
+        store.release_lease("old", "w1").await.unwrap();
+        let released = store.claim_next_ready("w4", &pending, lease, at(62)).await.unwrap().unwrap();
+        assert_eq!(released.ticket.ticket_id, "old");
+        let due = store.claim_next_ready("w5", &[StateKind::Failed], lease, at(2000)).await.unwrap().unwrap();
+        assert_eq!(due.ticket.ticket_id, "later", "due once next_attempt_at passed");
+    }
+
+    #[tokio::test]
+    async fn state_data_updates_keep_the_kind_and_write_no_event() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("a"), at(0)).await.unwrap();
+        let wrong = TicketState::Placing { files_placed: 1, total_files: 2, started_at: at(1) };
+        assert!(matches!(store.update_state_data("a", &wrong, at(1)).await, Err(StoreError::Refused { .. })));
+        go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
+        let updated = store
+            .update_state_data("a", &TicketState::Searching { query: Some("q".into()), started_at: at(1) }, at(2))
+            .await
+            .unwrap();
+        assert_eq!(updated.version, 2);
+        assert_eq!(updated.state, TicketState::Searching { query: Some("q".into()), started_at: at(1) });
+        assert_eq!(store.get_history("a").await.unwrap().len(), 2);
+        assert_eq!(store.tickets_in(&[StateKind::Searching]).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
