@@ -240,7 +240,7 @@ mod tests {
     /// Hand-written bencode (keys deliberately NOT sorted inside info, as some creators write them): the hash
     /// must be over these exact bytes.
     fn multi_file_torrent() -> (Vec<u8>, Vec<u8>) {
-        let info = b"d5:filesld6:lengthi100e4:pathl5:CD 1110:01 a.flaceed4:attr1:p6:lengthi7e4:pathl4:.pad1:7eed6:lengthi50e4:pathl5:CD 1110:02 b.flaceee4:name5:Album12:piece lengthi16384e6:pieces0:e";
+        let info = b"d4:name5:Album5:filesld6:lengthi100e4:pathl4:CD 19:01 a.flaceed4:attr1:p6:lengthi7e4:pathl4:.pad1:7eed6:lengthi50e4:pathl4:CD 19:02 b.flaceee12:piece lengthi16384e6:pieces0:e";
         let mut torrent = b"d8:announce9:http://x/4:info".to_vec();
         torrent.extend_from_slice(info);
         torrent.extend_from_slice(b"e");
