@@ -53,7 +53,7 @@ pub fn clean_query(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(MAX_QUERY_CHARS).collect()
 }
 
-/// The cache key form of a query: lower case, diacritics folded, punctuation dropped, whitespace collapsed.
+/// The comparison form of a text: lower case, diacritics folded, punctuation dropped, whitespace collapsed.
 pub fn normalise_query(text: &str) -> String {
     let folded = deunicode::deunicode(text).to_lowercase();
     folded

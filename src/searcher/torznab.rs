@@ -23,7 +23,7 @@ use crate::models::{InfoHash, Ticket, TorrentCandidate};
 
 use super::candidates::{candidate_from_item, magnet_from_hash, magnet_info_hash, CandidateSet};
 use super::query::{
-    build_query_variants, custom_query_variant, is_strong_title, normalise_query, QueryVariant, ENOUGH_STRONG_RESULTS,
+    build_query_variants, custom_query_variant, is_strong_title, QueryVariant, ENOUGH_STRONG_RESULTS,
 };
 use super::rate_limit::SearchRateLimiter;
 use super::torrent_file::{parse_torrent, ParsedTorrent, MAX_TORRENT_BYTES};
@@ -705,7 +705,8 @@ fn cache_key(label: &str, params: &[(&str, String)]) -> String {
         key.push_str(name);
         key.push('=');
         if matches!(*name, "q" | "artist" | "album") {
-            key.push_str(&normalise_query(value));
+            // Case and spacing only: diacritics stay, since indexers treat "Mötley" and "Motley" differently.
+            key.push_str(&value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase());
         } else {
             key.push_str(value);
         }
