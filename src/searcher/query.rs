@@ -44,8 +44,22 @@ const MAX_QUERY_CHARS: usize = 200;
 
 /// Album titles too generic to be searched alone.
 const GENERIC_ALBUM_WORDS: [&str; 16] = [
-    "greatest", "hits", "best", "live", "the", "of", "collection", "album", "anthology", "remastered", "edition",
-    "deluxe", "ep", "single", "untitled", "volume",
+    "greatest",
+    "hits",
+    "best",
+    "live",
+    "the",
+    "of",
+    "collection",
+    "album",
+    "anthology",
+    "remastered",
+    "edition",
+    "deluxe",
+    "ep",
+    "single",
+    "untitled",
+    "volume",
 ];
 
 /// Collapses whitespace and trims; cuts at `MAX_QUERY_CHARS` characters.
@@ -56,11 +70,7 @@ pub fn clean_query(text: &str) -> String {
 /// The comparison form of a text: lower case, diacritics folded, punctuation dropped, whitespace collapsed.
 pub fn normalise_query(text: &str) -> String {
     let folded = deunicode::deunicode(text).to_lowercase();
-    folded
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    folded.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// `deunicode` folding of a query, keeping its words.

@@ -203,7 +203,8 @@ fn skip_value(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, TorrentFi
     match bytes.get(pos) {
         Some(b'i') => {
             let rest = bytes.get(pos + 1..).unwrap_or_default();
-            let end = rest.iter().take(32).position(|&b| b == b'e').ok_or_else(|| TorrentFileError("bad integer".into()))?;
+            let end =
+                rest.iter().take(32).position(|&b| b == b'e').ok_or_else(|| TorrentFileError("bad integer".into()))?;
             Ok(pos + 1 + end + 1)
         }
         Some(b'l') => {

@@ -22,9 +22,7 @@ use crate::config::JackettConfig;
 use crate::models::{InfoHash, Ticket, TorrentCandidate};
 
 use super::candidates::{candidate_from_item, magnet_from_hash, magnet_info_hash, CandidateSet};
-use super::query::{
-    build_query_variants, custom_query_variant, is_strong_title, QueryVariant, ENOUGH_STRONG_RESULTS,
-};
+use super::query::{build_query_variants, custom_query_variant, is_strong_title, QueryVariant, ENOUGH_STRONG_RESULTS};
 use super::rate_limit::SearchRateLimiter;
 use super::torrent_file::{parse_torrent, ParsedTorrent, MAX_TORRENT_BYTES};
 use super::torznab_xml::{parse_document, Capabilities, SearchMode, TorznabDocument};
@@ -230,7 +228,11 @@ impl TorznabSearcher {
     }
 
     /// One Torznab GET with retries; answers the parsed document (results or caps) or a typed error.
-    async fn torznab_get(&self, endpoint: &Endpoint, params: &[(&str, String)]) -> Result<TorznabDocument, SearchError> {
+    async fn torznab_get(
+        &self,
+        endpoint: &Endpoint,
+        params: &[(&str, String)],
+    ) -> Result<TorznabDocument, SearchError> {
         let url = self.api_url(endpoint, params);
         let shown = redact_url(&url);
         let mut attempt = 0;
@@ -279,15 +281,12 @@ impl TorznabSearcher {
             (_, Ok(TorznabDocument::Error { code: 100, description })) => Err(SearchError::Configuration(format!(
                 "{shown} refused the API key (Torznab error 100: {description}): check [jackett] api_key"
             ))),
-            (StatusCode::TOO_MANY_REQUESTS, _) => Err(SearchError::RateLimited {
-                url: shown.to_string(),
-                retry_after_secs: retry_after.unwrap_or(60),
-            }),
-            (_, Ok(TorznabDocument::Error { code, description })) => Err(SearchError::Indexer {
-                url: shown.to_string(),
-                code,
-                description: first_line(&description),
-            }),
+            (StatusCode::TOO_MANY_REQUESTS, _) => {
+                Err(SearchError::RateLimited { url: shown.to_string(), retry_after_secs: retry_after.unwrap_or(60) })
+            }
+            (_, Ok(TorznabDocument::Error { code, description })) => {
+                Err(SearchError::Indexer { url: shown.to_string(), code, description: first_line(&description) })
+            }
             (status, _) if !status.is_success() => {
                 Err(SearchError::HttpStatus { url: shown.to_string(), status: status.as_u16() })
             }
@@ -304,7 +303,8 @@ impl TorznabSearcher {
         }
     }
 
-    /// The endpoint's capabilities, fetched once (a failed fetch is not cached and falls back to `t=search`).
+    /// The endpoint's capabilities, fetched once. An unreachable endpoint is an error (it is skipped); an answer
+    /// that is not caps falls back to plain `t=search` (not cached).
     async fn capabilities(&self, endpoint: &Endpoint) -> Result<Arc<Capabilities>, SearchError> {
         if let Some(caps) = lock(&self.caps).get(&endpoint.label) {
             return Ok(caps.clone());
@@ -315,7 +315,7 @@ impl TorznabSearcher {
                 lock(&self.caps).insert(endpoint.label.clone(), caps.clone());
                 Ok(caps)
             }
-            Err(err) if err.is_configuration() => Err(err),
+            Err(err) if err.is_configuration() || is_unreachable(&err) => Err(err),
             Ok(_) => {
                 tracing::warn!(indexer = %endpoint.label, "t=caps answered a results feed; assuming plain search");
                 Ok(Arc::new(fallback_caps()))
@@ -501,8 +501,7 @@ impl TorznabSearcher {
                     message: format!("unsupported link scheme {:?}", url.scheme()),
                 });
             }
-            let response =
-                self.http.get(url.clone()).send().await.map_err(|err| self.transport_error(err, &shown))?;
+            let response = self.http.get(url.clone()).send().await.map_err(|err| self.transport_error(err, &shown))?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -529,8 +528,8 @@ impl TorznabSearcher {
                 let magnet = String::from_utf8_lossy(&body).trim().to_string();
                 return Ok(ResolvedLink::Magnet(magnet));
             }
-            let parsed = parse_torrent(&body)
-                .map_err(|err| SearchError::BadTorrent { url: shown.clone(), message: err.0 })?;
+            let parsed =
+                parse_torrent(&body).map_err(|err| SearchError::BadTorrent { url: shown.clone(), message: err.0 })?;
             return Ok(ResolvedLink::Torrent { bytes: Bytes::from(body), parsed: Arc::new(parsed) });
         }
         Err(SearchError::InvalidResponse {
@@ -551,8 +550,13 @@ impl Searcher for TorznabSearcher {
         let mut found = CandidateSet::new();
         let mut answered = 0usize;
         let mut last_error = None;
+        // Endpoints that were unreachable for one variant are not asked again in this search.
+        let mut unreachable: Vec<&str> = Vec::new();
         for variant in &variants {
             for endpoint in endpoints {
+                if unreachable.contains(&endpoint.label.as_str()) {
+                    continue;
+                }
                 match self.search_endpoint(endpoint, variant).await {
                     Ok(list) => {
                         answered += 1;
@@ -562,6 +566,9 @@ impl Searcher for TorznabSearcher {
                     }
                     Err(err) if err.is_configuration() => return Err(err),
                     Err(err) => {
+                        if is_unreachable(&err) {
+                            unreachable.push(endpoint.label.as_str());
+                        }
                         tracing::warn!(
                             ticket = %ticket.ticket_id, indexer = %endpoint.label, q = %variant.q, error = %err,
                             "indexer skipped for this query"
@@ -616,6 +623,12 @@ impl Searcher for TorznabSearcher {
     }
 }
 
+/// Errors that mean the endpoint cannot answer now (after this request's own retries).
+fn is_unreachable(err: &SearchError) -> bool {
+    matches!(err, SearchError::Network { .. } | SearchError::Timeout { .. } | SearchError::RateLimited { .. })
+        || matches!(err, SearchError::HttpStatus { status, .. } if *status >= 500 || *status == 429)
+}
+
 fn backoff(attempt: u32) -> Duration {
     RETRY_BASE_DELAY.saturating_mul(1u32 << attempt.saturating_sub(1).min(6))
 }
@@ -643,7 +656,8 @@ async fn read_capped(
     shown: &str,
     searcher: &TorznabSearcher,
 ) -> Result<Vec<u8>, SearchError> {
-    let too_large = || SearchError::TooLarge { url: shown.to_string(), limit_bytes: u64::try_from(limit).unwrap_or(u64::MAX) };
+    let too_large =
+        || SearchError::TooLarge { url: shown.to_string(), limit_bytes: u64::try_from(limit).unwrap_or(u64::MAX) };
     if response.content_length().is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
         return Err(too_large());
     }
@@ -748,7 +762,11 @@ fn build_endpoints(base: &str, indexers: &[String]) -> Result<Vec<Endpoint>, Sea
         .map(|id| {
             let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
             if id.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(Endpoint { label: id.into(), kind: EndpointKind::ProwlarrIndexer, url: join(&format!("{encoded}/api"))? })
+                Ok(Endpoint {
+                    label: id.into(),
+                    kind: EndpointKind::ProwlarrIndexer,
+                    url: join(&format!("{encoded}/api"))?,
+                })
             } else {
                 let kind = if id == "all" { EndpointKind::JackettAggregate } else { EndpointKind::JackettIndexer };
                 Ok(Endpoint {

@@ -348,13 +348,7 @@ fn parse_mode(start: &BytesStart<'_>) -> SearchMode {
     SearchMode {
         available: attr(start, b"available").is_some_and(|a| a.trim().eq_ignore_ascii_case("yes")),
         supported_params: attr(start, b"supportedParams")
-            .map(|p| {
-                p.split(',')
-                    .map(|s| s.trim().to_ascii_lowercase())
-                    .filter(|s| !s.is_empty())
-                    .take(32)
-                    .collect()
-            })
+            .map(|p| p.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).take(32).collect())
             .unwrap_or_default(),
     }
 }
@@ -480,6 +474,64 @@ b</description>
         assert!(caps.music_search.supports("artist") && caps.music_search.supports("year"));
         assert!(!caps.music_search.supports("track"));
         assert_eq!(caps.categories, vec![3000, 3010, 100023]);
+    }
+
+    fn reference(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/torznab").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!("reference file {} missing ({err}): shared/ must sit beside the repo", path.display())
+        })
+    }
+
+    #[test]
+    fn reference_prowlarr_feed() {
+        let TorznabDocument::Results(items) = parse_document(&reference("prowlarr-torznab-music-results.xml")).unwrap()
+        else {
+            panic!("not results")
+        };
+        assert_eq!(items.len(), 2);
+        let first = &items[0];
+        assert_eq!(first.title, "Portishead - Dummy (1994) [FLAC]");
+        assert_eq!((first.indexer_id.as_deref(), first.indexer_name.as_deref()), (Some("3"), Some("The Pirate Bay")));
+        assert_eq!((first.files, first.seeders, first.peers), (Some(14), Some(61), Some(64)));
+        assert_eq!(first.infohash.as_deref(), Some("8D0E3B6C1F2A49D7B5E3C9A1F0D2E4B6A8C0E1F3"));
+        assert_eq!(first.magnet_url, None);
+        assert!(first.link.as_deref().unwrap().starts_with("http://127.0.0.1:9696/3/download?apikey="));
+        assert_eq!(first.categories, vec![3040, 100_104]);
+    }
+
+    #[test]
+    fn reference_caps_and_errors() {
+        let TorznabDocument::Caps(one) = parse_document(&reference("jackett-torznab-caps.xml")).unwrap() else {
+            panic!("not caps")
+        };
+        assert!(one.music_search.available && one.music_search.supported_params == vec!["q".to_string()]);
+        assert!(one.categories.contains(&3040) && one.categories.iter().any(|&c| c >= 100_000));
+        let TorznabDocument::Caps(all) = parse_document(&reference("jackett-torznab-caps-all.xml")).unwrap() else {
+            panic!("not caps")
+        };
+        assert!(all.music_search.supports("artist") && all.music_search.supports("album"));
+        assert!(all.music_search.supports("year"));
+        assert_eq!(
+            parse_document(&reference("jackett-torznab-error.xml")).unwrap(),
+            TorznabDocument::Error { code: 100, description: "Invalid API Key".into() }
+        );
+        let TorznabDocument::Error { code, description } =
+            parse_document(&reference("jackett-torznab-error-indexer-failure.xml")).unwrap()
+        else {
+            panic!("not an error")
+        };
+        assert_eq!(code, 900);
+        assert!(description.starts_with("Jackett.Common.IndexerException: Exception (rutracker)"));
+        assert!(description.contains("\n ---> System.Exception"));
+        assert!(matches!(
+            parse_document(&reference("jackett-torznab-error-unsupported-query.xml")).unwrap(),
+            TorznabDocument::Error { code: 201, .. }
+        ));
+        assert_eq!(
+            parse_document(&reference("jackett-torznab-music-results-empty.xml")).unwrap(),
+            TorznabDocument::Results(Vec::new())
+        );
     }
 
     #[test]

@@ -97,8 +97,9 @@ while data[i:i+1] != b'e':
 
 fn reference_file(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/torznab").join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("reference file {} missing ({err}): shared/ must sit beside the repo", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!("reference file {} missing ({err}): shared/ must sit beside the repo", path.display())
+    })
 }
 
 fn by_title<'a>(candidates: &'a [TorrentCandidate], title: &str) -> &'a TorrentCandidate {
@@ -120,8 +121,11 @@ async fn reference_feed_every_field_is_parsed_and_links_are_resolved() {
         "Portishead - Dummy (1994) [FLAC]",
         &[("01 - Mysterons.flac", 40_000), ("02 - Sour Times.flac", 50_000), ("Scans/front.jpg", 3_000)],
     );
-    let (rutracker_bytes, rutracker_path) =
-        make_torrent(dir.path(), "Dummy", &[("CD/Portishead - Dummy.flac", 70_000), ("CD/Portishead - Dummy.cue", 900)]);
+    let (rutracker_bytes, rutracker_path) = make_torrent(
+        dir.path(),
+        "Dummy",
+        &[("CD/Portishead - Dummy.flac", 70_000), ("CD/Portishead - Dummy.cue", 900)],
+    );
     server.set_download("orpheus", ORPHEUS_TITLE, Download::TorrentFile(orpheus_bytes.clone()));
     server.set_download("1337x", X1337_TITLE, Download::RedirectToMagnet(X1337_MAGNET.into()));
     server.set_download("rutracker", RUTRACKER_TITLE, Download::TorrentFile(rutracker_bytes));
@@ -214,7 +218,9 @@ async fn torrent_source_fetches_the_link_again_when_not_cached() {
     let server = TorznabServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (bytes, path) = make_torrent(dir.path(), "Album", &[("01.flac", 20_000)]);
-    server.set_results(vec![Release::new("Artist - Album (2001) FLAC", "orpheus").download(Download::TorrentFile(bytes.clone()))]);
+    server.set_results(vec![
+        Release::new("Artist - Album (2001) FLAC", "orpheus").download(Download::TorrentFile(bytes.clone()))
+    ]);
     let first = TorznabSearcher::new(&config(&server, &[])).unwrap();
     let found = first.search(&ticket("Artist", "Album", None), None).await.unwrap();
     assert_eq!(found[0].info_hash.as_ref().unwrap().as_str(), reference_info_hash(&path));
@@ -504,9 +510,8 @@ async fn a_failing_indexer_is_skipped_and_the_others_answer() {
 #[tokio::test]
 async fn the_search_beyond_the_rate_limit_waits_for_the_window() {
     let server = TorznabServer::start().await;
-    let searcher = TorznabSearcher::new(&config(&server, &[]))
-        .unwrap()
-        .with_rate_limit_window(2, Duration::from_millis(1500));
+    let searcher =
+        TorznabSearcher::new(&config(&server, &[])).unwrap().with_rate_limit_window(2, Duration::from_millis(1500));
     for q in ["first", "second"] {
         searcher.search(&ticket("a", "b", None), Some(q)).await.unwrap();
     }

@@ -102,9 +102,8 @@ impl Release {
     /// A site magnet for `hash` (as the site writes it, e.g. upper case), with the `infohash` and `magneturl` attrs.
     pub fn magnet(mut self, hash: &str) -> Self {
         let dn: String = url::form_urlencoded::byte_serialize(self.title.as_bytes()).collect();
-        self.magnet = Some(format!(
-            "magnet:?xt=urn:btih:{hash}&dn={dn}&tr=udp%3A%2F%2Ftracker.opentrackr.org%3A1337%2Fannounce"
-        ));
+        self.magnet =
+            Some(format!("magnet:?xt=urn:btih:{hash}&dn={dn}&tr=udp%3A%2F%2Ftracker.opentrackr.org%3A1337%2Fannounce"));
         self.infohash = Some(hash.into());
         self
     }
@@ -382,7 +381,10 @@ async fn apply_fault(state: &Shared, id: &str) -> Option<Response> {
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::RETRY_AFTER, "1")],
-                error_document(900, &format!("Exception ({id}): Request to {id} was rate limited. Retry after: 1 seconds.")),
+                error_document(
+                    900,
+                    &format!("Exception ({id}): Request to {id} was rate limited. Retry after: 1 seconds."),
+                ),
             )
                 .into_response(),
         ),
@@ -443,7 +445,8 @@ fn jackett_item(base: &str, api_key: &str, release: &Release) -> String {
         format!("{base}dl/{}/?jackett_apikey={api_key}&path={path}&file={file}", release.indexer_id)
     });
     let link = proxy.or_else(|| release.magnet.clone()).unwrap_or_default();
-    let guid = if release.download.is_some() { release.details.clone().unwrap_or_else(|| link.clone()) } else { link.clone() };
+    let guid =
+        if release.download.is_some() { release.details.clone().unwrap_or_else(|| link.clone()) } else { link.clone() };
     let mut xml = String::with_capacity(2048);
     xml.push_str("    <item>\n");
     xml.push_str(&format!("      <title>{}</title>\n", esc(&release.title)));
@@ -583,7 +586,9 @@ async fn jackett_torznab(
         .collect();
     if id == "all" {
         // The aggregate orders by seeders x size.
-        releases.sort_by(|a, b| (u128::from(b.seeders) * u128::from(b.size)).cmp(&(u128::from(a.seeders) * u128::from(a.size))));
+        releases.sort_by(|a, b| {
+            (u128::from(b.seeders) * u128::from(b.size)).cmp(&(u128::from(a.seeders) * u128::from(a.size)))
+        });
     }
     let title = if id == "all" { "AggregateSearch".to_string() } else { id.clone() };
     xml_response(StatusCode::OK, rss, jackett_feed(&base, &api_key, &title, &releases))
@@ -601,7 +606,9 @@ fn download_answer(download: Option<Download>, redirect: StatusCode) -> Response
         )
             .into_response(),
         Some(Download::RedirectToMagnet(magnet)) => (redirect, [(header::LOCATION, magnet)]).into_response(),
-        Some(Download::Body(bytes)) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/html".to_string())], bytes).into_response(),
+        Some(Download::Body(bytes)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/html".to_string())], bytes).into_response()
+        }
         Some(Download::Dead) | None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -624,7 +631,11 @@ async fn jackett_download(
 
 fn prowlarr_item(base: &str, api_key: &str, release: &Release) -> String {
     let file: String = url::form_urlencoded::byte_serialize(release.title.as_bytes()).collect();
-    let link = format!("{base}{}/download?apikey={api_key}&link=Q2ZESjhIUGRq{}&file={file}", release.indexer_id, release.title.len());
+    let link = format!(
+        "{base}{}/download?apikey={api_key}&link=Q2ZESjhIUGRq{}&file={file}",
+        release.indexer_id,
+        release.title.len()
+    );
     let guid = release.details.clone().unwrap_or_else(|| link.clone());
     let mut xml = String::with_capacity(2048);
     xml.push_str("    <item>\n");
