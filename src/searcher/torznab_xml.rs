@@ -164,7 +164,7 @@ fn parse_u64(text: &str) -> Option<u64> {
         return Some(value);
     }
     let float: f64 = text.parse().ok()?;
-    if float.is_finite() && float >= 0.0 && float < 1.8e19 {
+    if float.is_finite() && (0.0..1.8e19).contains(&float) {
         // Checked conversion of a finite, non-negative, in-range float: no truncation beyond the fraction.
         format!("{:.0}", float.floor()).parse().ok()
     } else {
