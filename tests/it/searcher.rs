@@ -547,3 +547,23 @@ async fn an_empty_url_is_a_clear_not_configured_error() {
     let bad = JackettConfig { url: "ftp://127.0.0.1".into(), ..JackettConfig::default() };
     assert!(matches!(TorznabSearcher::new(&bad), Err(SearchError::Configuration(_))));
 }
+
+#[tokio::test]
+async fn an_unreachable_indexer_is_a_retryable_network_error() {
+    // A loopback port with nothing listening.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let cfg = JackettConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        api_key: "secret-key-never-shown".into(),
+        timeout_secs: 2,
+        ..JackettConfig::default()
+    };
+    let searcher = TorznabSearcher::new(&cfg).unwrap();
+    let err = searcher.search(&ticket("Portishead", "Dummy", Some(1994)), None).await.unwrap_err();
+    assert!(matches!(err, SearchError::Network { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(!format!("{err} {err:?}").contains("secret-key-never-shown"));
+}
