@@ -140,8 +140,14 @@ impl CandidateSet {
         // A candidate whose hash became known (from its .torrent) may also match an earlier guid-keyed record.
         let alternate = candidate.guid.as_ref().map(|guid| format!("guid:{}\u{0}{guid}", candidate.indexer));
         let existing = self.index.get(&key).or_else(|| alternate.as_ref().and_then(|k| self.index.get(k))).copied();
-        match existing.and_then(|at| self.candidates.get_mut(at)) {
-            Some(kept) => merge_into(kept, candidate),
+        match existing.and_then(|at| self.candidates.get_mut(at).map(|kept| (at, kept))) {
+            Some((at, kept)) => {
+                merge_into(kept, candidate);
+                // The merged record may now be known by more keys (a hash learnt from the other record).
+                let merged_key = dedup_key(kept);
+                self.index.entry(merged_key).or_insert(at);
+                self.index.entry(key).or_insert(at);
+            }
             None => {
                 let at = self.candidates.len();
                 if let Some(alternate) = alternate {
@@ -264,6 +270,24 @@ mod tests {
         custom.link = Some("http://127.0.0.1/dl/x".into());
         custom.categories = vec![104_627];
         assert!(candidate_from_item(custom, None).is_some());
+    }
+
+    #[test]
+    fn a_hash_learnt_through_a_guid_merge_is_found_by_later_duplicates() {
+        let hash: InfoHash = "8d0e3b6c1f2a49d7b5e3c9a1f0d2e4b6a8c0e1f3".parse().unwrap();
+        let mut link_only = TorrentCandidate::with_title("a");
+        link_only.indexer = "orpheus".into();
+        link_only.guid = Some("https://o/1".into());
+        let mut resolved = link_only.clone();
+        resolved.info_hash = Some(hash.clone());
+        let mut elsewhere = TorrentCandidate::with_title("b");
+        elsewhere.indexer = "tpb".into();
+        elsewhere.info_hash = Some(hash);
+        let mut set = CandidateSet::new();
+        set.insert(link_only);
+        set.insert(resolved);
+        set.insert(elsewhere);
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

@@ -511,7 +511,7 @@ async fn a_failing_indexer_is_skipped_and_the_others_answer() {
 async fn the_search_beyond_the_rate_limit_waits_for_the_window() {
     let server = TorznabServer::start().await;
     let searcher =
-        TorznabSearcher::new(&config(&server, &[])).unwrap().with_rate_limit_window(2, Duration::from_millis(1500));
+        TorznabSearcher::new(&config(&server, &[])).unwrap().with_rate_limit_window(2, Duration::from_secs(4));
     for q in ["first", "second"] {
         searcher.search(&ticket("a", "b", None), Some(q)).await.unwrap();
     }
