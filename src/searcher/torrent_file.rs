@@ -1,0 +1,297 @@
+//! Parsing `.torrent` bytes (BEP 3 metainfo): the v1 info hash and the file list.
+//!
+//! The info hash is the SHA-1 of the info dictionary's bytes EXACTLY as they appear in the file (re-encoding a
+//! decoded structure could reorder keys or drop fields and change the hash), so the raw span of the `info` value is
+//! located first, then decoded with `serde_bencode`. Pure; bytes are hostile: counts, depths and lengths are capped,
+//! pad files (BEP 47) skipped, and nothing here panics or touches the filesystem.
+
+use serde::Deserialize;
+use serde_bytes::ByteBuf;
+use sha1::{Digest, Sha1};
+
+use crate::models::{InfoHash, TorrentFile};
+
+/// Largest `.torrent` accepted (also the download cap for `/dl/` links).
+pub const MAX_TORRENT_BYTES: usize = 10 * 1024 * 1024;
+/// Most files listed for one torrent (pad files excluded).
+pub const MAX_FILES: usize = 20_000;
+const MAX_PATH_COMPONENTS: usize = 64;
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_NESTING: usize = 64;
+
+/// What a `.torrent` tells before any download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedTorrent {
+    pub info_hash: InfoHash,
+    /// The `name` of the info dict (the top folder of a multi-file torrent).
+    pub name: String,
+    /// Paths joined with `/` under `name` (multi-file), or `name` alone (single file); pad files skipped.
+    pub files: Vec<TorrentFile>,
+    pub total_size: u64,
+}
+
+/// Why bytes are not a usable v1 `.torrent`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TorrentFileError(pub String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, TorrentFileError> {
+    Err(TorrentFileError(message.into()))
+}
+
+/// Parses a `.torrent`: info hash (v1) and the file list.
+pub fn parse_torrent(bytes: &[u8]) -> Result<ParsedTorrent, TorrentFileError> {
+    if bytes.len() > MAX_TORRENT_BYTES {
+        return fail(format!("{} bytes exceeds the {MAX_TORRENT_BYTES}-byte cap", bytes.len()));
+    }
+    let (start, end) = find_info_span(bytes)?;
+    let info_bytes = bytes.get(start..end).ok_or_else(|| TorrentFileError("info span out of range".into()))?;
+    let digest: [u8; 20] = Sha1::digest(info_bytes).into();
+    let info: InfoDict = serde_bencode::from_bytes(info_bytes)
+        .map_err(|err| TorrentFileError(format!("info dictionary does not decode: {err}")))?;
+    if info.pieces.is_none() {
+        return fail("info dictionary has no v1 `pieces` (BitTorrent v2-only torrents are not supported)");
+    }
+    let name = component_text(info.name_utf8.as_ref().unwrap_or(&info.name));
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return fail(format!("unsafe torrent name {:?}", name.chars().take(80).collect::<String>()));
+    }
+    let mut files = Vec::new();
+    let mut total_size: u64 = 0;
+    match (&info.files, info.length) {
+        (Some(entries), _) => {
+            for entry in entries {
+                let size = u64::try_from(entry.length).map_err(|_| TorrentFileError("negative file length".into()))?;
+                total_size = total_size.saturating_add(size);
+                let components = entry.path_utf8.as_ref().unwrap_or(&entry.path);
+                if is_pad_file(entry.attr.as_ref().map(|a| a.as_slice()), components) {
+                    continue;
+                }
+                if files.len() >= MAX_FILES {
+                    return fail(format!("more than {MAX_FILES} files"));
+                }
+                files.push(TorrentFile { path: join_path(&name, components)?, size_bytes: size });
+            }
+            if files.is_empty() {
+                return fail("multi-file torrent lists no file");
+            }
+        }
+        (None, Some(length)) => {
+            let size = u64::try_from(length).map_err(|_| TorrentFileError("negative length".into()))?;
+            total_size = size;
+            files.push(TorrentFile { path: name.clone(), size_bytes: size });
+        }
+        (None, None) => return fail("info dictionary has neither `length` nor `files`"),
+    }
+    Ok(ParsedTorrent { info_hash: InfoHash::from_bytes(digest), name, files, total_size })
+}
+
+#[derive(Deserialize)]
+struct InfoDict {
+    #[serde(default)]
+    name: ByteBuf,
+    #[serde(default, rename = "name.utf-8")]
+    name_utf8: Option<ByteBuf>,
+    #[serde(default)]
+    length: Option<i64>,
+    #[serde(default)]
+    files: Option<Vec<FileEntry>>,
+    #[serde(default)]
+    pieces: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct FileEntry {
+    length: i64,
+    #[serde(default)]
+    path: Vec<ByteBuf>,
+    #[serde(default, rename = "path.utf-8")]
+    path_utf8: Option<Vec<ByteBuf>>,
+    #[serde(default)]
+    attr: Option<ByteBuf>,
+}
+
+fn component_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// BEP 47 pad files (`attr` contains `p`), and the `.pad/N` / `_____padding_file_` path conventions.
+fn is_pad_file(attr: Option<&[u8]>, components: &[ByteBuf]) -> bool {
+    if attr.is_some_and(|a| a.contains(&b'p')) {
+        return true;
+    }
+    match components.first() {
+        Some(first) if components.len() == 2 && first.as_slice() == b".pad" => true,
+        _ => components.last().is_some_and(|last| last.starts_with(b"_____padding_file_")),
+    }
+}
+
+fn join_path(name: &str, components: &[ByteBuf]) -> Result<String, TorrentFileError> {
+    if components.is_empty() || components.len() > MAX_PATH_COMPONENTS {
+        return fail(format!("file path with {} components", components.len()));
+    }
+    let mut path = String::from(name);
+    for component in components {
+        let text = component_text(component);
+        if text.is_empty() || text == "." || text == ".." || text.contains(['/', '\0']) {
+            return fail(format!("unsafe path component {:?}", text.chars().take(80).collect::<String>()));
+        }
+        path.push('/');
+        path.push_str(&text);
+        if path.len() > MAX_PATH_BYTES {
+            return fail("file path too long");
+        }
+    }
+    Ok(path)
+}
+
+/// Finds the byte range of the top-level `info` value.
+fn find_info_span(bytes: &[u8]) -> Result<(usize, usize), TorrentFileError> {
+    if bytes.first() != Some(&b'd') {
+        return fail("not a bencoded dictionary");
+    }
+    let mut pos = 1;
+    let mut info = None;
+    loop {
+        match bytes.get(pos) {
+            Some(b'e') => break,
+            Some(_) => {
+                let (key, after_key) = read_string(bytes, pos)?;
+                let value_end = skip_value(bytes, after_key, 1)?;
+                if key == b"info" && info.is_none() {
+                    info = Some((after_key, value_end));
+                }
+                pos = value_end;
+            }
+            None => return fail("truncated top-level dictionary"),
+        }
+    }
+    match info {
+        Some((start, end)) if bytes.get(start) == Some(&b'd') => Ok((start, end)),
+        Some(_) => fail("`info` is not a dictionary"),
+        None => fail("no `info` dictionary"),
+    }
+}
+
+/// Reads a byte string at `pos`; returns it and the position after it.
+fn read_string(bytes: &[u8], pos: usize) -> Result<(&[u8], usize), TorrentFileError> {
+    let colon = bytes
+        .get(pos..)
+        .and_then(|rest| rest.iter().take(20).position(|&b| b == b':'))
+        .ok_or_else(|| TorrentFileError(format!("bad string length at byte {pos}")))?;
+    let digits = bytes.get(pos..pos + colon).unwrap_or_default();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return fail(format!("bad string length at byte {pos}"));
+    }
+    let length: usize = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| TorrentFileError(format!("bad string length at byte {pos}")))?;
+    let start = pos + colon + 1;
+    let end = start.checked_add(length).filter(|&end| end <= bytes.len());
+    match end {
+        Some(end) => Ok((bytes.get(start..end).unwrap_or_default(), end)),
+        None => fail(format!("string at byte {pos} runs past the end")),
+    }
+}
+
+/// Skips one bencoded value at `pos`; returns the position after it.
+fn skip_value(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, TorrentFileError> {
+    if depth > MAX_NESTING {
+        return fail("nesting too deep");
+    }
+    match bytes.get(pos) {
+        Some(b'i') => {
+            let rest = bytes.get(pos + 1..).unwrap_or_default();
+            let end =
+                rest.iter().take(32).position(|&b| b == b'e').ok_or_else(|| TorrentFileError("bad integer".into()))?;
+            Ok(pos + 1 + end + 1)
+        }
+        Some(b'l') => {
+            let mut at = pos + 1;
+            while bytes.get(at) != Some(&b'e') {
+                if at >= bytes.len() {
+                    return fail("truncated list");
+                }
+                at = skip_value(bytes, at, depth + 1)?;
+            }
+            Ok(at + 1)
+        }
+        Some(b'd') => {
+            let mut at = pos + 1;
+            while bytes.get(at) != Some(&b'e') {
+                if at >= bytes.len() {
+                    return fail("truncated dictionary");
+                }
+                let (_, after_key) = read_string(bytes, at)?;
+                at = skip_value(bytes, after_key, depth + 1)?;
+            }
+            Ok(at + 1)
+        }
+        Some(b'0'..=b'9') => read_string(bytes, pos).map(|(_, end)| end),
+        Some(other) => fail(format!("unexpected byte {other:#04x} at {pos}")),
+        None => fail("truncated value"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-written bencode (keys deliberately NOT sorted inside info, as some creators write them): the hash
+    /// must be over these exact bytes.
+    fn multi_file_torrent() -> (Vec<u8>, Vec<u8>) {
+        let info = b"d4:name5:Album5:filesld6:lengthi100e4:pathl4:CD 19:01 a.flaceed4:attr1:p6:lengthi7e4:pathl4:.pad1:7eed6:lengthi50e4:pathl4:CD 19:02 b.flaceee12:piece lengthi16384e6:pieces0:e";
+        let mut torrent = b"d8:announce9:http://x/4:info".to_vec();
+        torrent.extend_from_slice(info);
+        torrent.extend_from_slice(b"e");
+        (torrent, info.to_vec())
+    }
+
+    #[test]
+    fn hash_is_over_the_raw_info_bytes_and_pad_files_are_skipped() {
+        let (torrent, info) = multi_file_torrent();
+        let parsed = parse_torrent(&torrent).unwrap();
+        let expected: [u8; 20] = Sha1::digest(&info).into();
+        assert_eq!(parsed.info_hash, InfoHash::from_bytes(expected));
+        assert_eq!(
+            parsed.files,
+            vec![
+                TorrentFile { path: "Album/CD 1/01 a.flac".into(), size_bytes: 100 },
+                TorrentFile { path: "Album/CD 1/02 b.flac".into(), size_bytes: 50 },
+            ]
+        );
+        assert_eq!(parsed.total_size, 157);
+    }
+
+    #[test]
+    fn single_file_uses_the_name() {
+        let torrent = b"d4:infod6:lengthi42e4:name8:song.mp312:piece lengthi16384e6:pieces0:ee";
+        let parsed = parse_torrent(torrent).unwrap();
+        assert_eq!(parsed.files, vec![TorrentFile { path: "song.mp3".into(), size_bytes: 42 }]);
+    }
+
+    #[test]
+    fn hostile_torrents_are_rejected_without_panic() {
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"d",
+            b"de",
+            b"<html>",
+            b"d4:infoi3ee",
+            b"d4:infod6:lengthi-5e4:name1:a6:pieces0:ee",
+            b"d4:infod5:filesld6:lengthi1e4:pathl2:..eee4:name1:a6:pieces0:ee",
+            b"d4:infod6:lengthi1e4:name2:..6:pieces0:ee",
+            b"d4:infod6:lengthi1e4:name1:aee",
+            b"d4:info99999999999999999999:x",
+            b"d4:infod6:lengthi1e4:name1:a6:pieces5:abce",
+        ];
+        for case in cases {
+            assert!(parse_torrent(case).is_err(), "{:?}", String::from_utf8_lossy(case));
+        }
+        let deep: Vec<u8> = std::iter::repeat_n(b'l', 10_000).collect();
+        let mut nested = b"d4:info".to_vec();
+        nested.extend(deep);
+        assert!(parse_torrent(&nested).is_err());
+    }
+}
