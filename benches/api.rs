@@ -4,7 +4,7 @@
 //! 2. GET /tickets?state=...&limit=50 latency with 100,000 tickets in the database;
 //! 3. the server's RSS idle and its peak after the 100,000 tickets and the list load.
 //!
-//! Run: `cargo bench --bench api` (builds the release binary first). Sizes: BENCH_POSTS (default 3000),
+//! Run: `cargo bench --bench api`. Sizes: BENCH_POSTS (default 3000),
 //! BENCH_TICKETS (default 100000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
@@ -45,17 +45,9 @@ fn ticket_json(id: &str, media: &Path) -> Value {
            "metadata_to_embed": {"artist": "Artist", "album": "Some Album", "year": 1994}})
 }
 
+/// The binary cargo built for this benchmark (with the bench profile, i.e. optimised).
 fn release_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "downloader2"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build --release");
-    assert!(status.success(), "release build failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/downloader2")
+    PathBuf::from(env!("CARGO_BIN_EXE_downloader2"))
 }
 
 struct Server {
