@@ -42,6 +42,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create database directory {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
+    /// The store is shutting down.
+    #[error("the ticket store is closed")]
+    Closed,
     #[error("corrupt row for ticket {id:?}: {message}")]
     Corrupt { id: String, message: String },
 }
@@ -60,6 +63,7 @@ impl StoreError {
             | StoreError::Refused { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
+            | StoreError::Closed
             | StoreError::Corrupt { .. } => false,
         }
     }
@@ -160,6 +164,8 @@ pub struct Store {
     /// and a connection that finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ms...), which under
     /// concurrent writes costs far more than queueing here.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Requests for the group-commit task that writes new tickets.
+    creates: tokio::sync::mpsc::Sender<CreateRequest>,
 }
 
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
@@ -191,7 +197,10 @@ impl Store {
         let pool =
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(connect_options(path)).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, writer: std::sync::Arc::new(tokio::sync::Mutex::new(())) })
+        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let (creates, requests) = tokio::sync::mpsc::channel(CREATE_QUEUE);
+        tokio::spawn(run_create_batches(pool.clone(), writer.clone(), requests));
+        Ok(Store { pool, writer, creates })
     }
 
     /// The underlying pool (benchmarks and health checks).
@@ -211,55 +220,17 @@ impl Store {
     }
 
     /// Stores a new ticket in `pending` with its first history event, or tells how it relates to an existing one.
+    /// Returns only after the transaction holding it is committed (durable).
+    ///
+    /// Concurrent creations are group-committed: a background task writes every request waiting at that moment
+    /// in one transaction (one WAL sync instead of one per ticket) and answers each after the commit.
     pub async fn create_ticket(&self, ticket: &Ticket, now: DateTime<Utc>) -> Result<CreateOutcome, StoreError> {
         let ticket_json = serde_json::to_string(ticket)
             .map_err(|err| StoreError::Corrupt { id: ticket.ticket_id.clone(), message: err.to_string() })?;
-        let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query(SELECT_TICKET).bind(&ticket.ticket_id).fetch_optional(&mut *tx).await?;
-        if let Some(row) = existing {
-            let record = record_from_row(&row)?;
-            tx.rollback().await?;
-            let same: bool = row.try_get::<String, _>("ticket_json")? == ticket_json;
-            return Ok(if same { CreateOutcome::AlreadyExists(record) } else { CreateOutcome::Conflict(record) });
-        }
-        let state = TicketState::Pending {};
-        let state_json = state_to_json(&ticket.ticket_id, &state)?;
-        let search_text = format!("{} {}", ticket.search.artist, ticket.search.album).to_lowercase();
-        let millis = to_millis(now);
-        sqlx::query(
-            "INSERT INTO tickets (id, ticket_json, search_text, state_json, state_kind, version, priority, attempts,
-                                  next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, ?6, ?6, ?6)",
-        )
-        .bind(&ticket.ticket_id)
-        .bind(&ticket_json)
-        .bind(&search_text)
-        .bind(&state_json)
-        .bind(state.kind().as_str())
-        .bind(millis)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details) VALUES (?1, 1, ?2, NULL, ?3, ?4)",
-        )
-        .bind(&ticket.ticket_id)
-        .bind(millis)
-        .bind(state.kind().as_str())
-        .bind(&state_json)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(CreateOutcome::Created(TicketRecord {
-            ticket: ticket.clone(),
-            state,
-            version: 0,
-            priority: 0,
-            attempts: 0,
-            next_attempt_at: Some(now),
-            created_at: now,
-            updated_at: now,
-        }))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = CreateRequest { ticket: ticket.clone(), ticket_json, now, reply };
+        self.creates.send(request).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// The ticket and its current state, if it exists.
@@ -647,6 +618,114 @@ impl Store {
     }
 }
 
+/// One `create_ticket` call waiting for the group-commit task.
+struct CreateRequest {
+    ticket: Ticket,
+    ticket_json: String,
+    now: DateTime<Utc>,
+    reply: tokio::sync::oneshot::Sender<Result<CreateOutcome, StoreError>>,
+}
+
+/// Most ticket creations committed in one transaction.
+const MAX_CREATE_BATCH: usize = 128;
+/// Waiting creations before `create_ticket` callers queue on the channel.
+const CREATE_QUEUE: usize = 1024;
+
+/// The group-commit task: takes every creation waiting, writes them in one transaction, answers each after the
+/// commit. If a batch fails as a whole, its requests are retried one by one so one bad row cannot fail the others.
+/// Ends when every `Store` clone is dropped.
+async fn run_create_batches(
+    pool: SqlitePool,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    mut requests: tokio::sync::mpsc::Receiver<CreateRequest>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        let _writer = writer.lock().await;
+        while batch.len() < MAX_CREATE_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        match insert_tickets(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) if batch.len() == 1 => {
+                if let Some(request) = batch.pop() {
+                    let _ = request.reply.send(Err(err));
+                }
+            }
+            Err(_) => {
+                for request in batch {
+                    let result = insert_tickets(&pool, std::slice::from_ref(&request))
+                        .await
+                        .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed));
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Inserts the tickets that do not exist yet, in one `BEGIN IMMEDIATE` transaction (the caller holds the writer
+/// lock), and says for each what happened.
+async fn insert_tickets(pool: &SqlitePool, batch: &[CreateRequest]) -> Result<Vec<CreateOutcome>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let ticket = &request.ticket;
+        let existing = sqlx::query(SELECT_TICKET).bind(&ticket.ticket_id).fetch_optional(&mut *tx).await?;
+        if let Some(row) = existing {
+            let record = record_from_row(&row)?;
+            let same = row.try_get::<String, _>("ticket_json")? == request.ticket_json;
+            outcomes.push(if same { CreateOutcome::AlreadyExists(record) } else { CreateOutcome::Conflict(record) });
+            continue;
+        }
+        let state = TicketState::Pending {};
+        let state_json = state_to_json(&ticket.ticket_id, &state)?;
+        let search_text = format!("{} {}", ticket.search.artist, ticket.search.album).to_lowercase();
+        let millis = to_millis(request.now);
+        sqlx::query(
+            "INSERT INTO tickets (id, ticket_json, search_text, state_json, state_kind, version, priority, attempts,
+                                  next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, ?6, ?6, ?6)",
+        )
+        .bind(&ticket.ticket_id)
+        .bind(&request.ticket_json)
+        .bind(&search_text)
+        .bind(&state_json)
+        .bind(state.kind().as_str())
+        .bind(millis)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details) VALUES (?1, 1, ?2, NULL, ?3, ?4)",
+        )
+        .bind(&ticket.ticket_id)
+        .bind(millis)
+        .bind(state.kind().as_str())
+        .bind(&state_json)
+        .execute(&mut *tx)
+        .await?;
+        outcomes.push(CreateOutcome::Created(TicketRecord {
+            ticket: ticket.clone(),
+            state,
+            version: 0,
+            priority: 0,
+            attempts: 0,
+            next_attempt_at: Some(request.now),
+            created_at: request.now,
+            updated_at: request.now,
+        }));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 const SELECT_TICKET: &str = "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at,
                                     created_at, updated_at
                              FROM tickets WHERE id = ?1";
@@ -751,6 +830,36 @@ mod tests {
         other.search.album = "Third".into();
         assert!(matches!(store.create_ticket(&other, at(5)).await.unwrap(), CreateOutcome::Conflict(_)));
         assert_eq!(store.get_history("a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_creations_are_group_committed_with_correct_outcomes() {
+        let (_dir, store) = fresh_store().await;
+        let mut calls = Vec::new();
+        for n in 0..200 {
+            let store = store.clone();
+            // Ids repeat every 50 requests: the repeats are identical (n < 150) or different bodies (n >= 150).
+            let mut ticket = ticket(&format!("c{}", n % 50));
+            if n >= 150 {
+                ticket.search.album = format!("other {n}");
+            }
+            calls.push(tokio::spawn(async move { store.create_ticket(&ticket, at(0)).await.unwrap() }));
+        }
+        let (mut created, mut existing, mut conflicts) = (0, 0, 0);
+        for call in calls {
+            match call.await.unwrap() {
+                CreateOutcome::Created(_) => created += 1,
+                CreateOutcome::AlreadyExists(_) => existing += 1,
+                CreateOutcome::Conflict(_) => conflicts += 1,
+            }
+        }
+        assert_eq!(created, 50);
+        assert_eq!(created + existing + conflicts, 200);
+        let (total, _) = store.list_tickets(None, None, 10, 0).await.unwrap();
+        assert_eq!(total, 50);
+        for n in 0..50 {
+            assert_eq!(store.get_history(&format!("c{n}")).await.unwrap().len(), 1);
+        }
     }
 
     #[tokio::test]
