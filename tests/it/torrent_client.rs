@@ -85,8 +85,12 @@ async fn magnet_metadata_then_only_selected_files_download_and_match_the_seed() 
 
     // Slow the transfer so progress can be watched rising.
     qbt.limit_download_rate(3 * MIB).await;
-    let wanted: Vec<String> =
-        album.files.iter().filter(|f| !f.path.ends_with("02 - Middle.flac") && !f.path.ends_with(".log")).map(|f| f.path.clone()).collect();
+    let wanted: Vec<String> = album
+        .files
+        .iter()
+        .filter(|f| !f.path.ends_with("02 - Middle.flac") && !f.path.ends_with(".log"))
+        .map(|f| f.path.clone())
+        .collect();
     let unknown = client.set_file_priorities(&hash, &["nope/absent.flac".to_string()]).await.unwrap_err();
     assert!(matches!(unknown, TorrentClientError::UnknownFiles { .. }), "{unknown}");
     client.set_file_priorities(&hash, &wanted).await.unwrap();

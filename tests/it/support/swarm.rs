@@ -213,7 +213,14 @@ impl SwarmBuilder {
                 url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
                 url::form_urlencoded::byte_serialize(announce_url(tracker_port).as_bytes()).collect::<String>()
             );
-            albums.push(Album { name: name.clone(), parent_dir: content.clone(), torrent, info_hash, magnet, files: seeded });
+            albums.push(Album {
+                name: name.clone(),
+                parent_dir: content.clone(),
+                torrent,
+                info_hash,
+                magnet,
+                files: seeded,
+            });
         }
         let hashes: Vec<InfoHash> = albums.iter().map(|album| album.info_hash.clone()).collect();
         let tracker = Tracker::start(tracker_port, &hashes).await;
