@@ -1,7 +1,8 @@
 //! `ManagedQbittorrent`: a qbittorrent-nox that downloader2 runs itself when `[qbittorrent] url` is empty.
 //!
 //! Owns the private profile (`<data dir>/qbittorrent/`), the `qBittorrent.conf` written before every start (WebUI
-//! on a free 127.0.0.1 port, generated credentials stored only as a PBKDF2 hash, legal notice accepted, no UPnP/LSD),
+//! on a free 127.0.0.1 port, generated credentials stored only as a PBKDF2 hash, legal notice accepted, no UPnP/LSD,
+//! resume data saved every minute so a crash loses little),
 //! the child process, and a supervisor task that restarts it when it dies and stops it on `shutdown()` or when the
 //! cancellation token fires. It never talks to torrents (that is `QbittorrentClient`) and never kills any process
 //! but its own child.
@@ -416,7 +417,8 @@ fn render_config(values: &ConfigValues<'_>) -> String {
          Session\\TempPathEnabled=false\n\
          Session\\AddTorrentPaused=false\n\
          Session\\AddTorrentStopped=false\n\
-         Session\\MaxRatioAction=0\n\n\
+         Session\\MaxRatioAction=0\n\
+         Session\\SaveResumeDataInterval=1\n\n\
          [Preferences]\n\
          Connection\\ResolvePeerCountries=false\n\
          Connection\\UPnP=false\n\
