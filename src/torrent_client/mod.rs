@@ -197,7 +197,8 @@ pub trait TorrentClient: Send + Sync {
     /// Removes the torrent; with `delete_files` its data (and `.parts`) too. Removing a missing torrent is not an error.
     async fn remove_torrent(&self, hash: &InfoHash, delete_files: bool) -> Result<(), TorrentClientError>;
 
-    /// Status of every torrent in the `downloader2` category, in one request.
+    /// Status of every torrent in the `downloader2` category, in one request. A `fetch_metadata` torrent still in
+    /// flight shows with empty `ticket_ids`: skip those.
     async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError>;
 }
 
