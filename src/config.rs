@@ -129,6 +129,10 @@ pub struct QbittorrentConfig {
     pub stall_timeout_secs: u64,
     /// Per request to the WebUI.
     pub timeout_secs: u64,
+    /// Managed qbittorrent-nox only: keep its peer traffic on 127.0.0.1 with DHT and PeX off (test swarms). Off by
+    /// default, because a managed instance must reach real peers to download anything; its WebUI is always
+    /// loopback-only, and UPnP and LSD are always off.
+    pub managed_loopback_only: bool,
 }
 
 impl Default for QbittorrentConfig {
@@ -143,6 +147,7 @@ impl Default for QbittorrentConfig {
             nox_path: "qbittorrent-nox".into(),
             stall_timeout_secs: 600,
             timeout_secs: 30,
+            managed_loopback_only: false,
         }
     }
 }

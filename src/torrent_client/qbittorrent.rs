@@ -1,0 +1,902 @@
+//! `QbittorrentClient`: the `TorrentClient` over qBittorrent's WebUI API v2, for 4.5.x and 5.x.
+//!
+//! Owns the HTTP session (login, SID cookie jar, one re-login on 403, a refused login latched so the IP never gets
+//! banned by retries), the version dialect (`pause`/`resume` vs `stop`/`start`, `paused` vs `stopped`), the mapping
+//! of our v1 info hashes to qBittorrent's ids (hybrid torrents), and stall detection. It never spawns processes,
+//! never reads or deletes downloaded files itself (qBittorrent does, through `torrents/delete`), and never logs
+//! the password.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use super::metainfo::{magnet_info_hash, torrent_info_hash};
+use super::{
+    ticket_tag, validate_ticket_id, AddSource, ClientFile, TorrentClient, TorrentClientError, TorrentProgress,
+    TorrentState, TorrentStatus, CATEGORY,
+};
+use crate::config::QbittorrentConfig;
+use crate::models::{InfoHash, TorrentFile};
+
+/// Tag of the short-lived torrents `fetch_metadata` adds (not a ticket tag: those start with `d2-`).
+const METADATA_TAG: &str = "downloader2-metadata";
+/// qBittorrent's "infinite" ETA.
+const MAX_ETA: i64 = 8_640_000;
+/// How long an accepted add may take to show up in `torrents/info` (libtorrent adds asynchronously).
+const APPEAR_DEADLINE: Duration = Duration::from_secs(15);
+/// Interval of the short polls inside one call (add, metadata, removal).
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How a torrent starts once added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Downloads at once.
+    Running,
+    /// Runs until the metadata is known, then stops by itself (magnets; `stopCondition=MetadataReceived`).
+    StopAfterMetadata,
+    /// Added stopped (`paused` 4.x / `stopped` 5.x). A magnet added so never fetches its metadata.
+    Stopped,
+}
+
+/// Low-level options of `torrents/add` (the trait's `add_torrent` fills them from the ticket and the config;
+/// test harnesses use them directly, e.g. to seed with `skip_checking`).
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// Absolute directory the torrent's root goes into.
+    pub save_path: PathBuf,
+    /// Category (created by qBittorrent when missing); `None` = none.
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub start: StartMode,
+    /// Trust the data already at `save_path` (seeding what we made).
+    pub skip_checking: bool,
+}
+
+/// The WebAPI version (`app/webapiVersion`), which decides the dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WebApiVersion(pub u32, pub u32, pub u32);
+
+impl WebApiVersion {
+    /// Parses `2.8.19` (missing parts are 0).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut parts = raw.trim().split('.').map(|p| p.parse::<u32>());
+        let major = parts.next()?.ok()?;
+        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(WebApiVersion(major, minor, patch))
+    }
+
+    /// qBittorrent 5.0+ (WebAPI 2.11): `torrents/stop|start`, `stopped`, `stoppedUP|DL`.
+    pub fn uses_stop_start(self) -> bool {
+        self >= WebApiVersion(2, 11, 0)
+    }
+}
+
+/// A login refusal, latched so it is reported again without asking qBittorrent (which would ban us).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    BadCredentials,
+    Banned,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    logged_in: bool,
+    version: Option<WebApiVersion>,
+    refused: Option<Refusal>,
+}
+
+/// When a torrent last made progress (or had a seed), for stall detection.
+#[derive(Debug, Clone, Copy)]
+struct ProgressWatch {
+    completed: u64,
+    since: Instant,
+}
+
+/// A qBittorrent reached over its WebUI API v2. Cheap to share (`Arc`); all methods take `&self`.
+pub struct QbittorrentClient {
+    http: reqwest::Client,
+    /// Base URL ending in `/` (may carry a reverse-proxy path prefix).
+    base: Url,
+    /// The base URL for messages (never holds credentials).
+    display_url: String,
+    username: String,
+    password: String,
+    download_root: PathBuf,
+    seed_ratio_limit: f64,
+    seed_time_limit_mins: i64,
+    stall_timeout: Duration,
+    timeout_secs: u64,
+    session: tokio::sync::Mutex<Session>,
+    /// Bumped at every login, so concurrent 403s cause one re-login, not one each.
+    generation: AtomicU64,
+    /// Our v1 hash -> qBittorrent's id, when they differ (hybrid torrents).
+    ids: Mutex<HashMap<InfoHash, String>>,
+    watches: Mutex<HashMap<InfoHash, ProgressWatch>>,
+}
+
+/// The subset of `torrents/info` this client reads (missing keys take defaults: versions differ).
+#[derive(Debug, Clone, Deserialize)]
+struct InfoJson {
+    #[serde(default)]
+    hash: String,
+    #[serde(default)]
+    infohash_v1: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    progress: f64,
+    #[serde(default)]
+    dlspeed: i64,
+    #[serde(default)]
+    eta: i64,
+    #[serde(default)]
+    amount_left: i64,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    completed: i64,
+    #[serde(default)]
+    num_seeds: i64,
+    #[serde(default)]
+    tags: String,
+    #[serde(default)]
+    ratio: f64,
+    #[serde(default)]
+    seeding_time: i64,
+    #[serde(default)]
+    save_path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct FileJson {
+    index: i64,
+    name: String,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    progress: f64,
+    #[serde(default)]
+    priority: i64,
+}
+
+/// An answer qBittorrent gave with a status the caller must interpret (2xx, 404, 409, 415).
+struct Reply {
+    status: StatusCode,
+    body: String,
+}
+
+fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl QbittorrentClient {
+    /// A client for the WebUI at `url` (e.g. `http://127.0.0.1:8080/`); nothing is sent until the first call.
+    /// Torrents are saved under `download_root/<ticket id>`.
+    pub fn new(
+        url: &str,
+        username: &str,
+        password: &str,
+        config: &QbittorrentConfig,
+        download_root: &Path,
+    ) -> Result<Self, TorrentClientError> {
+        let mut base = Url::parse(url.trim()).map_err(|e| TorrentClientError::InvalidSource {
+            reason: format!("[qbittorrent] url {url:?} is not a URL: {e}"),
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(TorrentClientError::InvalidSource {
+                reason: format!("[qbittorrent] url {url:?} must be http(s)://host[:port]/"),
+            });
+        }
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        base.set_query(None);
+        base.set_fragment(None);
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let origin = base.origin().ascii_serialization();
+        let mut headers = reqwest::header::HeaderMap::new();
+        // qBittorrent's CSRF check accepts a Referer equal to the Host it is reached under.
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("{origin}/")) {
+            headers.insert(reqwest::header::REFERER, value);
+        }
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .no_proxy()
+            .build()
+            .map_err(|e| TorrentClientError::Unreachable { url: base.to_string(), reason: e.to_string() })?;
+        Ok(QbittorrentClient {
+            http,
+            display_url: base.to_string(),
+            base,
+            username: username.to_string(),
+            password: password.to_string(),
+            download_root: download_root.to_path_buf(),
+            seed_ratio_limit: config.seed_ratio_limit,
+            seed_time_limit_mins: config.seed_time_limit_mins,
+            stall_timeout: Duration::from_secs(config.stall_timeout_secs),
+            timeout_secs: config.timeout_secs.max(1),
+            session: tokio::sync::Mutex::new(Session::default()),
+            generation: AtomicU64::new(0),
+            ids: Mutex::new(HashMap::new()),
+            watches: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The WebUI base URL (without credentials).
+    pub fn url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// Where ticket downloads go (`<root>/<ticket id>`).
+    pub fn download_root(&self) -> &Path {
+        &self.download_root
+    }
+
+    fn endpoint(&self, path: &str) -> Result<Url, TorrentClientError> {
+        self.base.join(&format!("api/v2/{path}")).map_err(|e| TorrentClientError::UnexpectedResponse {
+            url: self.display_url.clone(),
+            reason: format!("cannot build the URL of {path}: {e}"),
+        })
+    }
+
+    fn transport_error(&self, endpoint: &str, error: reqwest::Error) -> TorrentClientError {
+        let url = format!("{}api/v2/{endpoint}", self.display_url);
+        if error.is_timeout() {
+            TorrentClientError::Timeout { url, secs: self.timeout_secs }
+        } else {
+            let error = error.without_url();
+            let mut reason = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(inner) = source {
+                reason.push_str(": ");
+                reason.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            TorrentClientError::Unreachable { url, reason }
+        }
+    }
+
+    fn refusal_error(&self, refusal: Refusal) -> TorrentClientError {
+        match refusal {
+            Refusal::BadCredentials => {
+                TorrentClientError::BadCredentials { url: self.display_url.clone(), username: self.username.clone() }
+            }
+            Refusal::Banned => TorrentClientError::Banned { url: self.display_url.clone() },
+        }
+    }
+
+    /// Logs in (the caller holds the session lock). A refusal is latched and never asked again.
+    async fn login_locked(&self, session: &mut Session) -> Result<(), TorrentClientError> {
+        if let Some(refusal) = session.refused {
+            return Err(self.refusal_error(refusal));
+        }
+        let url = self.endpoint("auth/login")?;
+        let response = self
+            .http
+            .post(url)
+            .form(&[("username", self.username.as_str()), ("password", self.password.as_str())])
+            .send()
+            .await
+            .map_err(|e| self.transport_error("auth/login", e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| self.transport_error("auth/login", e))?;
+        let refusal = if status.is_success() && body.trim() != "Fails." {
+            None
+        } else if status.is_success() || status == StatusCode::UNAUTHORIZED {
+            Some(Refusal::BadCredentials)
+        } else if status == StatusCode::FORBIDDEN {
+            Some(Refusal::Banned)
+        } else if status.is_server_error() {
+            return Err(TorrentClientError::Server {
+                url: format!("{}api/v2/auth/login", self.display_url),
+                status: status.as_u16(),
+                body: tail(&body),
+            });
+        } else {
+            return Err(TorrentClientError::Rejected {
+                url: format!("{}api/v2/auth/login", self.display_url),
+                status: status.as_u16(),
+                body: tail(&body),
+            });
+        };
+        if let Some(refusal) = refusal {
+            session.refused = Some(refusal);
+            session.logged_in = false;
+            let error = self.refusal_error(refusal);
+            tracing::error!(url = %self.display_url, "{error}");
+            return Err(error);
+        }
+        session.logged_in = true;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if session.version.is_none() {
+            let version_url = self.endpoint("app/webapiVersion")?;
+            let response =
+                self.http.get(version_url).send().await.map_err(|e| self.transport_error("app/webapiVersion", e))?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| self.transport_error("app/webapiVersion", e))?;
+            let version = WebApiVersion::parse(&text).filter(|_| status.is_success()).ok_or_else(|| {
+                TorrentClientError::UnexpectedResponse {
+                    url: format!("{}api/v2/app/webapiVersion", self.display_url),
+                    reason: format!("HTTP {status}, body {:?} is not a WebAPI version", tail(&text)),
+                }
+            })?;
+            tracing::info!(url = %self.display_url, webapi = %text.trim(), "connected to qBittorrent");
+            session.version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Makes sure a session exists; returns the login generation the caller's request runs under.
+    async fn ensure_session(&self) -> Result<(u64, WebApiVersion), TorrentClientError> {
+        let mut session = self.session.lock().await;
+        if !session.logged_in {
+            self.login_locked(&mut session).await?;
+        }
+        let version = session.version.unwrap_or(WebApiVersion(2, 0, 0));
+        Ok((self.generation.load(Ordering::SeqCst), version))
+    }
+
+    /// Logs in again after a 403, unless another request already did since `seen_generation`.
+    async fn relogin(&self, seen_generation: u64) -> Result<(), TorrentClientError> {
+        let mut session = self.session.lock().await;
+        if self.generation.load(Ordering::SeqCst) != seen_generation && session.logged_in {
+            return Ok(());
+        }
+        session.logged_in = false;
+        tracing::info!(url = %self.display_url, "qBittorrent session expired (403): logging in again");
+        self.login_locked(&mut session).await
+    }
+
+    /// The WebAPI version (logs in when needed).
+    pub async fn webapi_version(&self) -> Result<WebApiVersion, TorrentClientError> {
+        Ok(self.ensure_session().await?.1)
+    }
+
+    /// Ends the session (`auth/logout`); the next call logs in again.
+    pub async fn logout(&self) -> Result<(), TorrentClientError> {
+        self.call("auth/logout", |http, url| http.post(url).form(&[("_", "")])).await?;
+        Ok(())
+    }
+
+    /// Sends one request with the session, re-logging in once on 403. Returns 2xx/404/409/415 answers; maps the rest.
+    async fn call<F>(&self, endpoint: &str, build: F) -> Result<Reply, TorrentClientError>
+    where
+        F: Fn(&reqwest::Client, Url) -> RequestBuilder,
+    {
+        let url = self.endpoint(endpoint)?;
+        let (generation, _) = self.ensure_session().await?;
+        let mut reply = self.send_once(endpoint, build(&self.http, url.clone())).await?;
+        if reply.status == StatusCode::FORBIDDEN {
+            self.relogin(generation).await?;
+            reply = self.send_once(endpoint, build(&self.http, url)).await?;
+            if reply.status == StatusCode::FORBIDDEN {
+                return Err(TorrentClientError::Forbidden {
+                    url: format!("{}api/v2/{endpoint}", self.display_url),
+                    body: tail(&reply.body),
+                });
+            }
+        }
+        let status = reply.status;
+        if status.is_success()
+            || status == StatusCode::NOT_FOUND
+            || status == StatusCode::CONFLICT
+            || status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+        {
+            Ok(reply)
+        } else if status.is_server_error() {
+            Err(TorrentClientError::Server {
+                url: format!("{}api/v2/{endpoint}", self.display_url),
+                status: status.as_u16(),
+                body: tail(&reply.body),
+            })
+        } else {
+            Err(TorrentClientError::Rejected {
+                url: format!("{}api/v2/{endpoint}", self.display_url),
+                status: status.as_u16(),
+                body: tail(&reply.body),
+            })
+        }
+    }
+
+    async fn send_once(&self, endpoint: &str, request: RequestBuilder) -> Result<Reply, TorrentClientError> {
+        let response = request.send().await.map_err(|e| self.transport_error(endpoint, e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| self.transport_error(endpoint, e))?;
+        Ok(Reply { status, body })
+    }
+
+    fn parse_json<T: serde::de::DeserializeOwned>(&self, endpoint: &str, body: &str) -> Result<T, TorrentClientError> {
+        serde_json::from_str(body).map_err(|e| TorrentClientError::UnexpectedResponse {
+            url: format!("{}api/v2/{endpoint}", self.display_url),
+            reason: format!("{e} in {:?}", tail(body)),
+        })
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Option<T>, TorrentClientError> {
+        let reply = self.call(endpoint, |http, url| http.get(url).query(query)).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(TorrentClientError::Rejected {
+                url: format!("{}api/v2/{endpoint}", self.display_url),
+                status: reply.status.as_u16(),
+                body: tail(&reply.body),
+            });
+        }
+        self.parse_json(endpoint, &reply.body).map(Some)
+    }
+
+    /// POSTs a form; 2xx is success, 404 (unknown hash or endpoint) and 409 are returned for the caller.
+    async fn post_form(&self, endpoint: &str, form: &[(&str, &str)]) -> Result<Reply, TorrentClientError> {
+        self.call(endpoint, |http, url| http.post(url).form(form)).await
+    }
+
+    /// Sets preferences (`app/setPreferences`, a JSON object of 4.5/5.x keys); unknown keys are silently ignored.
+    pub async fn set_preferences(&self, preferences: &serde_json::Value) -> Result<(), TorrentClientError> {
+        let json = preferences.to_string();
+        let reply = self.post_form("app/setPreferences", &[("json", json.as_str())]).await?;
+        self.expect_success("app/setPreferences", reply)
+    }
+
+    /// Connects a torrent to a peer directly (`torrents/addPeers`): the fallback when trackers give nothing.
+    pub async fn add_peer(&self, hash: &InfoHash, peer: std::net::SocketAddr) -> Result<(), TorrentClientError> {
+        let id = self.require_id(hash).await?;
+        let peer = peer.to_string();
+        let reply = self.post_form("torrents/addPeers", &[("hashes", id.as_str()), ("peers", peer.as_str())]).await?;
+        self.expect_success("torrents/addPeers", reply)
+    }
+
+    /// Asks qBittorrent to exit (`app/shutdown`).
+    pub async fn shutdown_application(&self) -> Result<(), TorrentClientError> {
+        let reply = self.post_form("app/shutdown", &[("_", "")]).await?;
+        self.expect_success("app/shutdown", reply)
+    }
+
+    fn expect_success(&self, endpoint: &str, reply: Reply) -> Result<(), TorrentClientError> {
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(TorrentClientError::Rejected {
+                url: format!("{}api/v2/{endpoint}", self.display_url),
+                status: reply.status.as_u16(),
+                body: tail(&reply.body),
+            })
+        }
+    }
+
+    /// Adds a torrent with explicit options and waits until qBittorrent lists it. Returns its v1 hash.
+    pub async fn add_with_options(
+        &self,
+        source: AddSource,
+        options: &AddOptions,
+    ) -> Result<InfoHash, TorrentClientError> {
+        let hash = match &source {
+            AddSource::Magnet(magnet) => magnet_info_hash(magnet)?,
+            AddSource::TorrentFile(bytes) => torrent_info_hash(bytes)?,
+        };
+        let save_path = options.save_path.to_str().ok_or_else(|| TorrentClientError::InvalidSource {
+            reason: format!("save path {} is not UTF-8", options.save_path.display()),
+        })?;
+        let (paused, stop_condition) = match options.start {
+            StartMode::Running => ("false", "None"),
+            StartMode::StopAfterMetadata => ("false", "MetadataReceived"),
+            StartMode::Stopped => ("true", "None"),
+        };
+        let tags = options.tags.join(",");
+        let category = options.category.clone().unwrap_or_default();
+        let skip_checking = if options.skip_checking { "true" } else { "false" };
+        let build_form = || {
+            let mut form = Form::new()
+                .text("savepath", save_path.to_string())
+                .text("category", category.clone())
+                .text("tags", tags.clone())
+                .text("autoTMM", "false")
+                .text("paused", paused)
+                .text("stopped", paused)
+                .text("stopCondition", stop_condition)
+                .text("skip_checking", skip_checking);
+            match &source {
+                AddSource::Magnet(magnet) => form = form.text("urls", magnet.trim().to_string()),
+                AddSource::TorrentFile(bytes) => {
+                    // Each part needs a distinct filename: qBittorrent keys uploads by it.
+                    let part = Part::bytes(bytes.to_vec()).file_name(format!("{hash}.torrent"));
+                    form = form.part("torrents", part);
+                }
+            }
+            form
+        };
+        let reply = self.call("torrents/add", |http, url| http.post(url).multipart(build_form())).await?;
+        let accepted = match reply.status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                return Err(TorrentClientError::InvalidSource {
+                    reason: format!("qBittorrent refused the torrent {hash}: {}", tail(&reply.body)),
+                })
+            }
+            StatusCode::CONFLICT => false,
+            status if status.is_success() => reply.body.trim() != "Fails.",
+            _ => false,
+        };
+        let deadline = Instant::now() + APPEAR_DEADLINE;
+        loop {
+            if let Some(info) = self.find_torrent(&hash).await? {
+                if !accepted && !options.tags.is_empty() {
+                    // Already there (another ticket, or an earlier attempt): share it, marked with our tag too.
+                    let reply = self
+                        .post_form("torrents/addTags", &[("hashes", info.hash.as_str()), ("tags", tags.as_str())])
+                        .await?;
+                    self.expect_success("torrents/addTags", reply)?;
+                }
+                return Ok(hash);
+            }
+            if Instant::now() >= deadline {
+                return Err(TorrentClientError::AddFailed {
+                    hash,
+                    reason: format!(
+                        "torrents/add answered HTTP {} {:?}, not listed after {} s",
+                        reply.status.as_u16(),
+                        tail(&reply.body),
+                        APPEAR_DEADLINE.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Finds a torrent by our v1 hash: by id first, then among our category by `infohash_v1` (hybrids).
+    async fn find_torrent(&self, hash: &InfoHash) -> Result<Option<InfoJson>, TorrentClientError> {
+        let cached = self.cached_id(hash);
+        let id = cached.clone().unwrap_or_else(|| hash.as_str().to_string());
+        let direct: Vec<InfoJson> =
+            self.get_json("torrents/info", &[("hashes", id.as_str())]).await?.unwrap_or_default();
+        if let Some(info) = direct.into_iter().next() {
+            return Ok(Some(info));
+        }
+        let ours: Vec<InfoJson> = self.get_json("torrents/info", &[("category", CATEGORY)]).await?.unwrap_or_default();
+        let found = ours.into_iter().find(|info| {
+            info.infohash_v1.eq_ignore_ascii_case(hash.as_str()) || info.hash.eq_ignore_ascii_case(hash.as_str())
+        });
+        if let Some(info) = &found {
+            self.remember_id(hash, &info.hash);
+        } else if cached.is_some() {
+            self.forget(hash);
+        }
+        Ok(found)
+    }
+
+    fn cached_id(&self, hash: &InfoHash) -> Option<String> {
+        self.ids.lock().ok().and_then(|ids| ids.get(hash).cloned())
+    }
+
+    fn remember_id(&self, hash: &InfoHash, id: &str) {
+        if !id.eq_ignore_ascii_case(hash.as_str()) {
+            if let Ok(mut ids) = self.ids.lock() {
+                ids.insert(hash.clone(), id.to_ascii_lowercase());
+            }
+        }
+    }
+
+    fn forget(&self, hash: &InfoHash) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.remove(hash);
+        }
+        if let Ok(mut watches) = self.watches.lock() {
+            watches.remove(hash);
+        }
+    }
+
+    async fn require_id(&self, hash: &InfoHash) -> Result<String, TorrentClientError> {
+        match self.find_torrent(hash).await? {
+            Some(info) => Ok(info.hash),
+            None => Err(TorrentClientError::TorrentNotFound { hash: hash.clone() }),
+        }
+    }
+
+    /// Starts (resumes) a torrent, in the dialect of the connected version.
+    pub async fn start_torrent(&self, hash: &InfoHash) -> Result<(), TorrentClientError> {
+        let id = self.require_id(hash).await?;
+        let version = self.webapi_version().await?;
+        let endpoint = if version.uses_stop_start() { "torrents/start" } else { "torrents/resume" };
+        let reply = self.post_form(endpoint, &[("hashes", id.as_str())]).await?;
+        self.expect_success(endpoint, reply)
+    }
+
+    /// Stops (pauses) a torrent, in the dialect of the connected version.
+    pub async fn stop_torrent(&self, hash: &InfoHash) -> Result<(), TorrentClientError> {
+        let id = self.require_id(hash).await?;
+        let version = self.webapi_version().await?;
+        let endpoint = if version.uses_stop_start() { "torrents/stop" } else { "torrents/pause" };
+        let reply = self.post_form(endpoint, &[("hashes", id.as_str())]).await?;
+        self.expect_success(endpoint, reply)
+    }
+
+    async fn set_share_limits(&self, id: &str) -> Result<(), TorrentClientError> {
+        let ratio = format!("{}", self.seed_ratio_limit);
+        let minutes = self.seed_time_limit_mins.to_string();
+        let form = [
+            ("hashes", id),
+            ("ratioLimit", ratio.as_str()),
+            ("seedingTimeLimit", minutes.as_str()),
+            ("inactiveSeedingTimeLimit", "-2"),
+            ("shareLimitAction", "Default"),
+        ];
+        let reply = self.post_form("torrents/setShareLimits", &form).await?;
+        self.expect_success("torrents/setShareLimits", reply)
+    }
+
+    async fn files_by_id(&self, hash: &InfoHash, id: &str) -> Result<Vec<ClientFile>, TorrentClientError> {
+        let files: Vec<FileJson> = self
+            .get_json("torrents/files", &[("hash", id)])
+            .await?
+            .ok_or_else(|| TorrentClientError::TorrentNotFound { hash: hash.clone() })?;
+        Ok(files
+            .into_iter()
+            .map(|file| ClientFile {
+                index: non_negative(file.index),
+                path: file.name,
+                size: non_negative(file.size),
+                progress: file.progress.clamp(0.0, 1.0),
+                priority: u8::try_from(file.priority.clamp(0, 7)).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Turns `torrents/info` into progress, updating the stall watch. Returns the stall duration when stalled.
+    fn progress_of(&self, hash: &InfoHash, info: &InfoJson) -> (TorrentProgress, Option<Duration>) {
+        let state = TorrentState::from_qbittorrent(&info.state);
+        let amount_left = non_negative(info.amount_left);
+        let is_complete = amount_left == 0 && info.size > 0 && state.is_upload_side();
+        let connected_seeds = non_negative(info.num_seeds);
+        let completed = non_negative(info.completed);
+        let eta = (info.eta > 0 && info.eta < MAX_ETA && state.is_active_download())
+            .then(|| Duration::from_secs(non_negative(info.eta)));
+        let stalled_for = self.observe(hash, completed, connected_seeds, state.is_active_download());
+        let progress = TorrentProgress {
+            hash: hash.clone(),
+            progress: info.progress.clamp(0.0, 1.0),
+            download_speed: non_negative(info.dlspeed),
+            eta,
+            state,
+            amount_left,
+            size: non_negative(info.size),
+            connected_seeds,
+            is_complete,
+            save_path: PathBuf::from(&info.save_path),
+        };
+        (progress, stalled_for)
+    }
+
+    /// Records an observation; returns how long the torrent has been stalled once that reaches the timeout.
+    fn observe(&self, hash: &InfoHash, completed: u64, seeds: u64, active: bool) -> Option<Duration> {
+        let now = Instant::now();
+        let mut watches = self.watches.lock().ok()?;
+        let watch = watches.entry(hash.clone()).or_insert(ProgressWatch { completed, since: now });
+        if !active || seeds > 0 || completed != watch.completed {
+            *watch = ProgressWatch { completed, since: now };
+            return None;
+        }
+        let quiet = now.saturating_duration_since(watch.since);
+        (quiet >= self.stall_timeout).then_some(quiet)
+    }
+
+    async fn wait_until_gone(&self, hash: &InfoHash, deadline: Instant) -> Result<(), TorrentClientError> {
+        while self.find_torrent(hash).await?.is_some() && Instant::now() < deadline {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        Ok(())
+    }
+}
+
+/// The last 300 characters of a body, for error messages.
+fn tail(body: &str) -> String {
+    let trimmed = body.trim();
+    let count = trimmed.chars().count();
+    trimmed.chars().skip(count.saturating_sub(300)).collect()
+}
+
+fn ticket_ids_of(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .map(str::trim)
+        .filter_map(|tag| tag.strip_prefix("d2-"))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl TorrentClient for QbittorrentClient {
+    async fn add_torrent(&self, source: AddSource, ticket_id: &str) -> Result<InfoHash, TorrentClientError> {
+        validate_ticket_id(ticket_id)?;
+        let start = match source {
+            AddSource::Magnet(_) => StartMode::StopAfterMetadata,
+            AddSource::TorrentFile(_) => StartMode::Stopped,
+        };
+        let options = AddOptions {
+            save_path: self.download_root.join(ticket_id),
+            category: Some(CATEGORY.to_string()),
+            tags: vec![ticket_tag(ticket_id)],
+            start,
+            skip_checking: false,
+        };
+        let hash = self.add_with_options(source, &options).await?;
+        let id = self.require_id(&hash).await?;
+        self.set_share_limits(&id).await?;
+        Ok(hash)
+    }
+
+    async fn fetch_metadata(&self, magnet: &str, timeout: Duration) -> Result<Vec<TorrentFile>, TorrentClientError> {
+        let hash = magnet_info_hash(magnet)?;
+        let deadline = Instant::now() + timeout;
+        let existed = self.find_torrent(&hash).await?.is_some();
+        if !existed {
+            let options = AddOptions {
+                save_path: self.download_root.join(".metadata").join(hash.as_str()),
+                category: Some(CATEGORY.to_string()),
+                tags: vec![METADATA_TAG.to_string()],
+                start: StartMode::StopAfterMetadata,
+                skip_checking: false,
+            };
+            self.add_with_options(AddSource::Magnet(magnet.to_string()), &options).await?;
+        }
+        let outcome = loop {
+            match self.get_files(&hash).await {
+                Ok(files) if !files.is_empty() => break Ok(files),
+                Ok(_) => {}
+                Err(error) => break Err(error),
+            }
+            if Instant::now() >= deadline {
+                break Err(TorrentClientError::MetadataTimeout { hash: hash.clone(), secs: timeout.as_secs() });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        };
+        if !existed {
+            self.remove_torrent(&hash, true).await?;
+            self.wait_until_gone(&hash, Instant::now() + APPEAR_DEADLINE).await?;
+        }
+        outcome.map(|files| files.iter().map(ClientFile::to_torrent_file).collect())
+    }
+
+    async fn get_progress(&self, hash: &InfoHash) -> Result<TorrentProgress, TorrentClientError> {
+        let info =
+            self.find_torrent(hash).await?.ok_or_else(|| TorrentClientError::TorrentNotFound { hash: hash.clone() })?;
+        let (progress, stalled_for) = self.progress_of(hash, &info);
+        match stalled_for {
+            Some(quiet) => Err(TorrentClientError::Stalled { hash: hash.clone(), secs: quiet.as_secs() }),
+            None => Ok(progress),
+        }
+    }
+
+    async fn get_files(&self, hash: &InfoHash) -> Result<Vec<ClientFile>, TorrentClientError> {
+        let id = self.require_id(hash).await?;
+        self.files_by_id(hash, &id).await
+    }
+
+    async fn set_file_priorities(&self, hash: &InfoHash, wanted_paths: &[String]) -> Result<(), TorrentClientError> {
+        let id = self.require_id(hash).await?;
+        let files = self.files_by_id(hash, &id).await?;
+        if files.is_empty() {
+            return Err(TorrentClientError::MetadataNotReady { hash: hash.clone() });
+        }
+        let unknown: Vec<String> =
+            wanted_paths.iter().filter(|path| !files.iter().any(|file| &file.path == *path)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(TorrentClientError::UnknownFiles { hash: hash.clone(), paths: unknown });
+        }
+        let (wanted, unwanted): (Vec<&ClientFile>, Vec<&ClientFile>) =
+            files.iter().partition(|file| wanted_paths.contains(&file.path));
+        for (group, priority) in [(unwanted, "0"), (wanted, "1")] {
+            if group.is_empty() {
+                continue;
+            }
+            let ids = group.iter().map(|file| file.index.to_string()).collect::<Vec<_>>().join("|");
+            let reply = self
+                .post_form("torrents/filePrio", &[("hash", id.as_str()), ("id", ids.as_str()), ("priority", priority)])
+                .await?;
+            match reply.status {
+                StatusCode::CONFLICT => return Err(TorrentClientError::MetadataNotReady { hash: hash.clone() }),
+                StatusCode::NOT_FOUND => return Err(TorrentClientError::TorrentNotFound { hash: hash.clone() }),
+                _ => self.expect_success("torrents/filePrio", reply)?,
+            }
+        }
+        self.start_torrent(hash).await
+    }
+
+    async fn remove_torrent(&self, hash: &InfoHash, delete_files: bool) -> Result<(), TorrentClientError> {
+        let Some(info) = self.find_torrent(hash).await? else {
+            return Ok(());
+        };
+        let delete = if delete_files { "true" } else { "false" };
+        let reply =
+            self.post_form("torrents/delete", &[("hashes", info.hash.as_str()), ("deleteFiles", delete)]).await?;
+        self.expect_success("torrents/delete", reply)?;
+        self.forget(hash);
+        Ok(())
+    }
+
+    async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError> {
+        let infos: Vec<InfoJson> = self.get_json("torrents/info", &[("category", CATEGORY)]).await?.unwrap_or_default();
+        let mut statuses = Vec::with_capacity(infos.len());
+        for info in infos {
+            let raw = if info.infohash_v1.is_empty() { info.hash.as_str() } else { info.infohash_v1.as_str() };
+            let Ok(hash) = raw.parse::<InfoHash>() else {
+                tracing::warn!(hash = %info.hash, "skipping a torrent without a v1 info hash");
+                continue;
+            };
+            self.remember_id(&hash, &info.hash);
+            let (progress, stalled_for) = self.progress_of(&hash, &info);
+            let share_limit_reached = progress.state == TorrentState::StoppedComplete;
+            statuses.push(TorrentStatus {
+                ticket_ids: ticket_ids_of(&info.tags),
+                name: info.name.clone(),
+                ratio: info.ratio,
+                seeding_time_secs: non_negative(info.seeding_time),
+                stalled: stalled_for.is_some(),
+                share_limit_reached,
+                hash,
+                progress,
+            });
+        }
+        Ok(statuses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webapi_versions_pick_the_dialect() {
+        assert!(!WebApiVersion::parse("2.8.19").unwrap().uses_stop_start());
+        assert!(!WebApiVersion::parse("2.9.3").unwrap().uses_stop_start());
+        assert!(WebApiVersion::parse("2.11.2").unwrap().uses_stop_start());
+        assert!(WebApiVersion::parse("2.15.1\n").unwrap().uses_stop_start());
+        assert!(WebApiVersion::parse("v4.5.2").is_none());
+    }
+
+    #[test]
+    fn ticket_ids_come_from_our_tags_only() {
+        assert_eq!(ticket_ids_of("d2-a1, other, d2-b_2"), vec!["a1".to_string(), "b_2".to_string()]);
+        assert!(ticket_ids_of("downloader2-metadata").is_empty());
+        assert!(ticket_ids_of("").is_empty());
+    }
+
+    #[test]
+    fn stall_needs_quiet_time_without_seeds() {
+        let config = QbittorrentConfig { stall_timeout_secs: 0, ..QbittorrentConfig::default() };
+        let client = QbittorrentClient::new("http://127.0.0.1:9/", "u", "p", &config, Path::new("/tmp")).unwrap();
+        let hash: InfoHash = "0".repeat(40).parse().unwrap();
+        assert!(client.observe(&hash, 10, 0, true).is_some(), "no progress, no seeds, timeout 0");
+        assert!(client.observe(&hash, 10, 1, true).is_none(), "a seed is connected");
+        assert!(client.observe(&hash, 11, 0, false).is_none(), "stopped torrents do not stall");
+    }
+
+    #[test]
+    fn base_url_keeps_a_proxy_prefix_and_drops_credentials() {
+        let config = QbittorrentConfig::default();
+        let client =
+            QbittorrentClient::new("http://user:pw@127.0.0.1:8080/qbt", "u", "p", &config, Path::new("/tmp")).unwrap();
+        assert_eq!(client.url(), "http://127.0.0.1:8080/qbt/");
+        assert_eq!(client.endpoint("auth/login").unwrap().as_str(), "http://127.0.0.1:8080/qbt/api/v2/auth/login");
+    }
+}
