@@ -20,7 +20,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::probe::{file_url, SourceInfo, AUDIO_DEMUXERS, IMAGE_DEMUXERS};
+use super::probe::{file_url, SourceInfo, AUDIO_DEMUXERS, IMAGE_DEMUXERS, IMAGE_INPUT_OPTIONS};
 use crate::models::{Constraints, OutputFormat};
 
 /// Longest side, in pixels, of a placed or embedded image.
@@ -232,6 +232,8 @@ pub fn image_to_jpeg_args(input: &Path, output: &Path) -> Vec<OsString> {
         "file",
         "-format_whitelist",
         IMAGE_DEMUXERS,
+        IMAGE_INPUT_OPTIONS[0],
+        IMAGE_INPUT_OPTIONS[1],
         "-i",
     ]);
     args.push(file_url(input));

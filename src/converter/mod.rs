@@ -267,8 +267,9 @@ impl FfmpegConverter {
         cancel: &CancellationToken,
     ) -> Result<(), ConvertError> {
         let _permit = tokio::select! {
-            permit = self.slots.acquire() => permit.map_err(|_| ConvertError::Cancelled)?,
+            biased;
             () = cancel.cancelled() => return Err(ConvertError::Cancelled),
+            permit = self.slots.acquire() => permit.map_err(|_| ConvertError::Cancelled)?,
         };
         match process::run_program(&self.ffmpeg, args, process::time_limit_for(media_secs), cancel).await {
             Ok(_) => Ok(()),

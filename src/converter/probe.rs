@@ -10,8 +10,11 @@ use serde::Deserialize;
 /// Demuxers an audio source may be read with. Playlist-like demuxers (concat, hls, ...) are absent on purpose: a
 /// hostile file could otherwise make ffmpeg read any local file.
 pub const AUDIO_DEMUXERS: &str = "flac,mp3,mov,ogg,wav,w64,ape,wv,aiff,matroska,webm,aac,ac3,dts,tta,asf,caf,dsf";
-/// Demuxers an image may be read with (single images only: no `image2` sequence patterns).
-pub const IMAGE_DEMUXERS: &str = "jpeg_pipe,png_pipe,bmp_pipe,webp_pipe,tiff_pipe,gif,gif_pipe";
+/// Demuxers an image may be read with. `image2` (chosen for `.jpg` names) is always paired with
+/// `-pattern_type none` (see `IMAGE_INPUT_OPTIONS`) so a `%d` in a name is not a sequence pattern.
+pub const IMAGE_DEMUXERS: &str = "image2,jpeg_pipe,png_pipe,bmp_pipe,webp_pipe,tiff_pipe,gif,gif_pipe";
+/// Input options for every image read.
+pub const IMAGE_INPUT_OPTIONS: [&str; 2] = ["-pattern_type", "none"];
 
 /// What ffprobe says about an audio file.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +83,12 @@ pub fn probe_args(path: &Path, demuxers: &str) -> Vec<OsString> {
     .into_iter()
     .map(OsString::from)
     .collect();
+    if demuxers == IMAGE_DEMUXERS {
+        let at = args.len() - 1;
+        for (offset, option) in IMAGE_INPUT_OPTIONS.iter().enumerate() {
+            args.insert(at + offset, OsString::from(option));
+        }
+    }
     args.push(file_url(path));
     args
 }

@@ -67,11 +67,12 @@ pub async fn run_program(
         _ => ProcessError::Spawn { program: program.to_string(), source },
     })?;
     let output = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(ProcessError::Cancelled { program: program.to_string() }),
         output = child.wait_with_output() => output,
         () = tokio::time::sleep(limit) => {
             return Err(ProcessError::TimedOut { program: program.to_string(), limit_secs: limit.as_secs() });
         }
-        () = cancel.cancelled() => return Err(ProcessError::Cancelled { program: program.to_string() }),
     };
     let output = output.map_err(|source| ProcessError::Spawn { program: program.to_string(), source })?;
     if !output.status.success() {

@@ -2,3 +2,4 @@
 
 pub mod swarm;
 pub mod torznab_server;
+pub mod audio;
