@@ -112,7 +112,11 @@ pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u
         }
     }
     if let Some(jpeg) = cover_jpeg {
-        let found = tag.pictures().iter().any(|picture| picture.pic_type() == PictureType::CoverFront && picture.data() == jpeg);
+        // MP4 `covr` atoms carry no picture type: there the data alone identifies the cover.
+        let typed = tag.tag_type() != lofty::tag::TagType::Mp4Ilst;
+        let found = tag.pictures().iter().any(|picture| {
+            picture.data() == jpeg && (!typed || picture.pic_type() == PictureType::CoverFront)
+        });
         if !found {
             return Err(read_back("front cover missing".into()));
         }

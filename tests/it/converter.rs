@@ -221,7 +221,10 @@ async fn album_converts_to_every_format_with_tags_and_cover() {
             assert_eq!(tag.disk_total(), Some(1));
             let pictures = tag.pictures();
             assert_eq!(pictures.len(), 1, "{format:?}: exactly the ticket's cover");
-            assert_eq!(pictures[0].pic_type(), PictureType::CoverFront);
+            if format != OutputFormat::Aac {
+                // MP4 `covr` atoms have no picture type.
+                assert_eq!(pictures[0].pic_type(), PictureType::CoverFront, "{format:?}");
+            }
             assert_eq!(pictures[0].data(), placed_cover.as_slice(), "{format:?}: embedded cover");
         }
         if matches!(format, OutputFormat::OggVorbis | OutputFormat::Opus) {
