@@ -12,9 +12,7 @@ use std::time::Instant;
 
 use downloader2::config::ConverterConfig;
 use downloader2::converter::{ffmpeg, ConversionJob, Converter, FfmpegConverter};
-use downloader2::models::{
-    Constraints, OutputFormat, SearchHints, Ticket, TicketTrack, TorrentFile, TrackMapping,
-};
+use downloader2::models::{Constraints, OutputFormat, SearchHints, Ticket, TicketTrack, TorrentFile, TrackMapping};
 use tokio_util::sync::CancellationToken;
 
 const TRACKS: usize = 12;

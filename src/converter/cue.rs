@@ -196,7 +196,8 @@ mod tests {
     fn hostile_sheets_fail_cleanly() {
         assert!(parse_cue_sheet(b"\xff\xfe garbage\nTRACK x").is_err());
         assert!(parse_cue_sheet(b"FILE \"a.wav\" WAVE\n TRACK 01 AUDIO\n INDEX 01 99999999999999:00:00\n").is_err());
-        let backwards = "FILE \"a.wav\" WAVE\n TRACK 01 AUDIO\n INDEX 01 00:10:00\n TRACK 02 AUDIO\n INDEX 01 00:05:00\n";
+        let backwards =
+            "FILE \"a.wav\" WAVE\n TRACK 01 AUDIO\n INDEX 01 00:10:00\n TRACK 02 AUDIO\n INDEX 01 00:05:00\n";
         let sheet = parse_cue_sheet(backwards.as_bytes()).unwrap();
         assert_eq!(sheet.track_range(1, 44_100).unwrap_err(), CueSheetError::OutOfOrder { number: 1 });
         assert!(parse_cue_sheet(&vec![b' '; MAX_CUE_BYTES + 1]).is_err());

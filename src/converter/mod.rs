@@ -308,7 +308,8 @@ impl FfmpegConverter {
                     continue;
                 }
             };
-            let refers = sheet.files.len() == 1 || sheet.files.iter().any(|file| cue::file_refers_to(&file.name, image));
+            let refers =
+                sheet.files.len() == 1 || sheet.files.iter().any(|file| cue::file_refers_to(&file.name, image));
             if !refers {
                 last_reason = format!("{candidate} does not describe this image");
                 continue;
@@ -387,7 +388,12 @@ pub fn check_source_duration(track: &TicketTrack, found_secs: f64) -> Result<(),
 /// Checks a converted file's ffprobe view against its plan: codec, sample rate, channels, duration within
 /// max(1 s, 0.5 %) of the source part, and for lossy formats an average bitrate within `BITRATE_TOLERANCE` of the
 /// target (the upper bound also allows `CONTAINER_ALLOWANCE_BYTES` of headers).
-pub fn validate_output(plan: &EncodePlan, produced: &SourceInfo, expected_secs: f64, size_bytes: u64) -> Result<(), String> {
+pub fn validate_output(
+    plan: &EncodePlan,
+    produced: &SourceInfo,
+    expected_secs: f64,
+    size_bytes: u64,
+) -> Result<(), String> {
     if produced.codec != plan.probe_codec_name() {
         return Err(format!("codec {} instead of {}", produced.codec, plan.probe_codec_name()));
     }
@@ -510,12 +516,11 @@ impl FfmpegConverter {
             let (range, source_secs) = match &source.cue_track {
                 None => (None, info.duration_secs),
                 Some((sheet, number)) => {
-                    let (_, range) = sheet
-                        .track_range(*number, info.sample_rate_hz)
-                        .map_err(|err| ConvertError::CueSheet { path: source.shown.clone(), reason: err.to_string() })?;
+                    let (_, range) = sheet.track_range(*number, info.sample_rate_hz).map_err(|err| {
+                        ConvertError::CueSheet { path: source.shown.clone(), reason: err.to_string() }
+                    })?;
                     let rate = f64::from(info.sample_rate_hz);
-                    let file_samples =
-                        info.sample_count.map_or(info.duration_secs * rate, |count| count as f64);
+                    let file_samples = info.sample_count.map_or(info.duration_secs * rate, |count| count as f64);
                     let end = range.end_sample.map_or(file_samples, |end| (end as f64).min(file_samples));
                     let start = range.start_sample as f64;
                     if start >= end {
@@ -565,13 +570,14 @@ impl FfmpegConverter {
 
         let (per_disc, discs) = track_totals(ticket);
         let total_tracks = ticket.tracks.len();
-        let encodes = works.into_iter().map(|work| {
-            let cover = cover_bytes.clone();
-            let track_total = per_disc.get(&work.track.disc_number).copied().unwrap_or(1);
-            async move {
-                self.encode_track(job, work, work_dir, cover, (track_total, discs), total_tracks, progress).await
-            }
-        });
+        let encodes =
+            works.into_iter().map(|work| {
+                let cover = cover_bytes.clone();
+                let track_total = per_disc.get(&work.track.disc_number).copied().unwrap_or(1);
+                async move {
+                    self.encode_track(job, work, work_dir, cover, (track_total, discs), total_tracks, progress).await
+                }
+            });
         let mut tracks: Vec<(usize, ConvertedFile)> =
             stream::iter(encodes).buffer_unordered(self.max_parallel + 1).try_collect().await?;
         tracks.sort_by_key(|(idx, _)| *idx);

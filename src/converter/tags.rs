@@ -98,8 +98,8 @@ pub fn write_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8
 pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8]>) -> Result<(), TagWriteError> {
     let shown = path.display().to_string();
     let read_back = |message: String| TagWriteError::ReadBack { path: shown.clone(), message };
-    let tagged =
-        lofty::read_from_path(path).map_err(|err| TagWriteError::Read { path: shown.clone(), message: err.to_string() })?;
+    let tagged = lofty::read_from_path(path)
+        .map_err(|err| TagWriteError::Read { path: shown.clone(), message: err.to_string() })?;
     let Some(tag) = tagged.primary_tag() else {
         return if tags.is_none() && cover_jpeg.is_none() { Ok(()) } else { Err(read_back("no tag found".into())) };
     };
@@ -114,9 +114,10 @@ pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u
     if let Some(jpeg) = cover_jpeg {
         // MP4 `covr` atoms carry no picture type: there the data alone identifies the cover.
         let typed = tag.tag_type() != lofty::tag::TagType::Mp4Ilst;
-        let found = tag.pictures().iter().any(|picture| {
-            picture.data() == jpeg && (!typed || picture.pic_type() == PictureType::CoverFront)
-        });
+        let found = tag
+            .pictures()
+            .iter()
+            .any(|picture| picture.data() == jpeg && (!typed || picture.pic_type() == PictureType::CoverFront));
         if !found {
             return Err(read_back("front cover missing".into()));
         }
@@ -128,10 +129,8 @@ pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u
 pub fn read_embedded_picture(path: &Path) -> Option<(Vec<u8>, bool)> {
     let tagged = lofty::read_from_path(path).ok()?;
     let pictures: Vec<&Picture> = tagged.tags().iter().flat_map(|tag| tag.pictures().iter()).collect();
-    let picture = pictures
-        .iter()
-        .find(|picture| picture.pic_type() == PictureType::CoverFront)
-        .or_else(|| pictures.first())?;
+    let picture =
+        pictures.iter().find(|picture| picture.pic_type() == PictureType::CoverFront).or_else(|| pictures.first())?;
     Some((picture.data().to_vec(), picture.mime_type() == Some(&MimeType::Jpeg)))
 }
 

@@ -107,7 +107,8 @@ pub fn clean_leftovers(roots: &[PathBuf]) -> Result<usize, PlaceError> {
                 let path = entry.path();
                 if kind.is_dir() {
                     pending.push(path);
-                } else if kind.is_file() && entry.file_name().to_str().is_some_and(|name| name.starts_with(TEMP_PREFIX)) {
+                } else if kind.is_file() && entry.file_name().to_str().is_some_and(|name| name.starts_with(TEMP_PREFIX))
+                {
                     std::fs::remove_file(&path).map_err(|source| io_error(&path, source))?;
                     removed += 1;
                 }

@@ -14,8 +14,8 @@ use downloader2::models::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TorrentFile, TrackMapping,
 };
 use downloader2::placer::{self, PlaceError};
-use lofty::prelude::*;
 use lofty::picture::PictureType;
+use lofty::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::audio;
@@ -103,7 +103,11 @@ fn constraints(format: OutputFormat, bitrate_kbps: Option<u32>, sample_rate_hz: 
 fn mapping(pairs: &[(String, String)]) -> Vec<TrackMapping> {
     pairs
         .iter()
-        .map(|(id, path)| TrackMapping { catalog_track_id: id.clone(), torrent_file_path: path.clone(), confidence: 1.0 })
+        .map(|(id, path)| TrackMapping {
+            catalog_track_id: id.clone(),
+            torrent_file_path: path.clone(),
+            confidence: 1.0,
+        })
         .collect()
 }
 
@@ -175,7 +179,8 @@ async fn album_converts_to_every_format_with_tags_and_cover() {
                 dest_path: dest_dir.join("back.jpg").to_str().unwrap().into(),
             },
         ];
-        let ticket = make_ticket(&format!("album-{extension}"), tracks.clone(), images, constraints(format, bitrate, None));
+        let ticket =
+            make_ticket(&format!("album-{extension}"), tracks.clone(), images, constraints(format, bitrate, None));
         ticket.validate(std::slice::from_ref(&fixture.media_root)).unwrap();
         let (result, progress) = convert(&converter, &fixture, ticket, &pairs).await;
         let output = result.unwrap_or_else(|err| panic!("{format:?}: {err}"));
@@ -276,7 +281,9 @@ async fn cue_image_is_split_at_exact_sample_boundaries() {
     let ticket = make_ticket("cue", tracks.clone(), vec![], constraints(OutputFormat::Flac, None, None));
     let (result, _) = convert(&converter, &fixture, ticket, &pairs).await;
     let output = result.unwrap();
-    placer::place_ticket(&output.placement_items(), &[fixture.media_root.clone()], &|_, _| {}).await.unwrap();
+    placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+        .await
+        .unwrap();
     for (idx, frames) in CUE_TRACK_FRAMES.iter().enumerate() {
         let path = Path::new(&tracks[idx].dest_path);
         let expected = frames * 588;
@@ -293,6 +300,9 @@ async fn cue_image_is_split_at_exact_sample_boundaries() {
     assert!(joined == image_pcm, "split tracks concatenate to the image");
 }
 
+/// (source, format, requested rate, extension, expected rate, expected channels)
+type RateCase = (&'static str, OutputFormat, Option<u32>, &'static str, u32, u32);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hires_is_resampled_never_upsampled_and_multichannel_follows_the_rules() {
     let fixture = Fixture::new();
@@ -304,7 +314,14 @@ async fn hires_is_resampled_never_upsampled_and_multichannel_follows_the_rules()
         &["-c:a", "flac", "-sample_fmt", "s32"],
         &[],
     );
-    audio::write_noise(&fixture.source_root.join("cd.flac"), 3.0, 44_100, 2, &["-c:a", "flac", "-sample_fmt", "s16"], &[]);
+    audio::write_noise(
+        &fixture.source_root.join("cd.flac"),
+        3.0,
+        44_100,
+        2,
+        &["-c:a", "flac", "-sample_fmt", "s16"],
+        &[],
+    );
     audio::write_noise(
         &fixture.source_root.join("surround.flac"),
         3.0,
@@ -314,7 +331,7 @@ async fn hires_is_resampled_never_upsampled_and_multichannel_follows_the_rules()
         &[],
     );
     let converter = fixture.converter(2);
-    let cases: [(&str, OutputFormat, Option<u32>, &str, u32, u32); 5] = [
+    let cases: [RateCase; 5] = [
         ("hires.flac", OutputFormat::Flac, Some(44_100), "flac", 44_100, 2),
         ("cd.flac", OutputFormat::Flac, Some(192_000), "flac", 44_100, 2),
         ("surround.flac", OutputFormat::Mp3, None, "mp3", 48_000, 2),
@@ -323,10 +340,13 @@ async fn hires_is_resampled_never_upsampled_and_multichannel_follows_the_rules()
     ];
     for (idx, (source, format, rate, extension, expected_rate, expected_channels)) in cases.into_iter().enumerate() {
         let dest = fixture.media_root.join(format!("case{idx}.{extension}"));
-        let ticket = make_ticket(&format!("rate-{idx}"), vec![track(0, 3.0, &dest)], vec![], constraints(format, None, rate));
+        let ticket =
+            make_ticket(&format!("rate-{idx}"), vec![track(0, 3.0, &dest)], vec![], constraints(format, None, rate));
         let (result, _) = convert(&converter, &fixture, ticket, &[("trk-0".into(), source.into())]).await;
         let output = result.unwrap_or_else(|err| panic!("case {idx}: {err}"));
-        placer::place_ticket(&output.placement_items(), &[fixture.media_root.clone()], &|_, _| {}).await.unwrap();
+        placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+            .await
+            .unwrap();
         let probe = audio::probe(&dest);
         let stream = audio::audio_stream(&probe);
         assert_eq!(stream["sample_rate"], expected_rate.to_string(), "case {idx}");
@@ -385,8 +405,11 @@ async fn hostile_names_are_plain_files_and_bad_sources_fail_naming_the_file() {
 
     // A destination outside allowed_roots is refused by the placer too.
     let elsewhere = fixture.source_root.join("outside.mp3");
-    let items = vec![placer::PlacementItem { source: output.tracks[0].path.clone(), dest_path: elsewhere.to_str().unwrap().into() }];
-    let err = placer::place_ticket(&items, &[fixture.media_root.clone()], &|_, _| {}).await.unwrap_err();
+    let items = vec![placer::PlacementItem {
+        source: output.tracks[0].path.clone(),
+        dest_path: elsewhere.to_str().unwrap().into(),
+    }];
+    let err = placer::place_ticket(&items, std::slice::from_ref(&fixture.media_root), &|_, _| {}).await.unwrap_err();
     assert!(matches!(err, PlaceError::Destination { .. }), "{err:?}");
     assert!(!elsewhere.exists());
 }
@@ -397,7 +420,8 @@ async fn wrong_duration_is_a_typed_mismatch_and_cancel_cleans_up() {
     audio::write_flac(&fixture.source_root.join("short.flac"), 4.0, 44_100, 2);
     let converter = fixture.converter(1);
     let dest = fixture.media_root.join("x.ogg");
-    let ticket_long = make_ticket("dur", vec![track(0, 60.0, &dest)], vec![], constraints(OutputFormat::OggVorbis, None, None));
+    let ticket_long =
+        make_ticket("dur", vec![track(0, 60.0, &dest)], vec![], constraints(OutputFormat::OggVorbis, None, None));
     let (result, progress) = convert(&converter, &fixture, ticket_long, &[("trk-0".into(), "short.flac".into())]).await;
     match result {
         Err(ConvertError::DurationMismatch { catalog_track_id, expected_secs, found_secs }) => {
@@ -410,7 +434,8 @@ async fn wrong_duration_is_a_typed_mismatch_and_cancel_cleans_up() {
     assert!(progress.is_empty(), "nothing was converted");
 
     let cancel = CancellationToken::new();
-    let ticket = make_ticket("cancel", vec![track(0, 4.0, &dest)], vec![], constraints(OutputFormat::OggVorbis, None, None));
+    let ticket =
+        make_ticket("cancel", vec![track(0, 4.0, &dest)], vec![], constraints(OutputFormat::OggVorbis, None, None));
     let job = ConversionJob {
         ticket,
         source_root: fixture.source_root.clone(),

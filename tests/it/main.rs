@@ -7,7 +7,7 @@ mod support;
 
 mod api;
 mod converter;
-mod placer;
 mod matcher_cases;
+mod placer;
 mod searcher;
 mod torrent_client;

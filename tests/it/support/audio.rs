@@ -28,7 +28,9 @@ pub fn write_noise(path: &Path, secs: f64, rate: u32, channels: u32, codec_args:
     }
     graph.push_str(&format!("amerge=inputs={channels}[out]"));
     let mut args: Vec<String> =
-        ["-hide_banner", "-loglevel", "error", "-y", "-filter_complex", &graph, "-map", "[out]"].map(String::from).to_vec();
+        ["-hide_banner", "-loglevel", "error", "-y", "-filter_complex", &graph, "-map", "[out]"]
+            .map(String::from)
+            .to_vec();
     if channels == 6 {
         args.extend(["-channel_layout".to_string(), "5.1".to_string()]);
     }
@@ -52,17 +54,26 @@ pub fn write_image(path: &Path, width: u32, height: u32) {
     let source = format!("testsrc2=s={width}x{height}:d=1");
     run(
         "ffmpeg",
-        &["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", &source, "-frames:v", "1", path.to_str().unwrap()],
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &source,
+            "-frames:v",
+            "1",
+            path.to_str().unwrap(),
+        ],
     );
 }
 
 /// ffprobe's JSON view (format + streams) of a file.
 pub fn probe(path: &Path) -> serde_json::Value {
     let url = format!("file:{}", path.display());
-    let out = run(
-        "ffprobe",
-        &["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-i", &url],
-    );
+    let out = run("ffprobe", &["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-i", &url]);
     serde_json::from_slice(&out).unwrap()
 }
 

@@ -1,5 +1,5 @@
 //! Test support: launchers for real programs and wire-level test servers, all on 127.0.0.1.
 
+pub mod audio;
 pub mod swarm;
 pub mod torznab_server;
-pub mod audio;
