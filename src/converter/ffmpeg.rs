@@ -219,9 +219,9 @@ pub fn transcode_args(
     args
 }
 
-/// ffmpeg arguments that turn the single image `input` into a baseline JPEG at `output` whose longest side is at
-/// most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
-pub fn image_to_jpeg_args(input: &Path, output: &Path) -> Vec<OsString> {
+/// ffmpeg arguments that turn the single image `input` (read with the demuxer `input_format` ffprobe chose) into a
+/// baseline JPEG at `output` whose longest side is at most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
+pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Vec<OsString> {
     let mut args = os(&[
         "-hide_banner",
         "-nostdin",
@@ -232,10 +232,14 @@ pub fn image_to_jpeg_args(input: &Path, output: &Path) -> Vec<OsString> {
         "file",
         "-format_whitelist",
         IMAGE_DEMUXERS,
-        IMAGE_INPUT_OPTIONS[0],
-        IMAGE_INPUT_OPTIONS[1],
-        "-i",
+        "-f",
+        input_format,
     ]);
+    if input_format == "image2" {
+        // Only image2 knows this option (ffmpeg refuses options no component uses).
+        args.extend(os(&IMAGE_INPUT_OPTIONS));
+    }
+    args.push("-i".into());
     args.push(file_url(input));
     let scale = format!(
         "scale=w=min(iw\\,{MAX_IMAGE_SIDE_PX}):h=min(ih\\,{MAX_IMAGE_SIDE_PX}):force_original_aspect_ratio=decrease"

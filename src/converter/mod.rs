@@ -712,7 +712,7 @@ impl FfmpegConverter {
             tokio::fs::copy(input, output).await.map_err(|source| io_error(output, source))?;
             return Ok(());
         }
-        self.run_ffmpeg(&ffmpeg::image_to_jpeg_args(input, output), 0.0, shown, cancel).await
+        self.run_ffmpeg(&ffmpeg::image_to_jpeg_args(input, &info.format_name, output), 0.0, shown, cancel).await
     }
 }
 

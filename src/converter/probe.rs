@@ -39,6 +39,8 @@ pub struct SourceInfo {
 /// What ffprobe says about an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
+    /// The demuxer ffprobe chose (`image2`, `png_pipe`, ...); passed to ffmpeg as `-f`.
+    pub format_name: String,
     pub codec: String,
     pub width: u32,
     pub height: u32,
@@ -193,7 +195,16 @@ pub fn parse_image_info(json: &[u8]) -> Result<ImageInfo, ProbeParseError> {
         .iter()
         .find(|stream| stream.codec_type.as_deref() == Some("video"))
         .ok_or(ProbeParseError::NoImageStream)?;
+    let format_name = probe
+        .format
+        .as_ref()
+        .and_then(|format| format.format_name.as_deref())
+        .and_then(|name| name.split(',').next())
+        .filter(|name| !name.is_empty())
+        .ok_or(ProbeParseError::Missing("format_name"))?
+        .to_string();
     Ok(ImageInfo {
+        format_name,
         codec: video.codec_name.clone().unwrap_or_default(),
         width: video.width.filter(|width| *width > 0).ok_or(ProbeParseError::Missing("width"))?,
         height: video.height.filter(|height| *height > 0).ok_or(ProbeParseError::Missing("height"))?,

@@ -2,8 +2,8 @@
 //! itself is an ffmpeg run of the converter. Must never open a file or trust a name beyond comparing it.
 //!
 //! Rules: `cover_front` takes an image named `cover`, `front` or `folder` (in that order, exact stem first, then
-//! stems containing the word, never one that also says `back`), else the largest image of the torrent (the
-//! converter falls back further to art embedded in the audio). `cover_back` takes a stem containing `back`. Any
+//! stems containing the word, never one that also says `back`), else the largest image of the torrent not named
+//! `back` (the converter falls back further to art embedded in the audio). `cover_back` takes a stem containing `back`. Any
 //! other kind takes a stem containing its word (`booklet`, `disc`, ...). Images are `.jpg .jpeg .png .webp .bmp
 //! .gif .tif .tiff` files.
 
@@ -35,7 +35,7 @@ pub fn choose_image_file<'a>(files: &'a [TorrentFile], kind: &ImageType) -> Opti
                     .iter()
                     .find_map(|word| largest_with(&|stem: &str| stem.contains(word) && !stem.contains("back")))
             })
-            .or_else(|| largest_with(&|_: &str| true)),
+            .or_else(|| largest_with(&|stem: &str| !stem.contains("back"))),
         ImageType::CoverBack => largest_with(&|stem: &str| stem.contains("back")),
         ImageType::Other(word) => largest_with(&|stem: &str| stem.contains(word.as_str())),
     };
@@ -64,5 +64,6 @@ mod tests {
         let only_scans = vec![file("a/scan1.jpg", 10), file("a/scan2.jpg", 20), file("a/notes.nfo", 99)];
         assert_eq!(choose_image_file(&only_scans, &ImageType::CoverFront), Some("a/scan2.jpg"));
         assert_eq!(choose_image_file(&[file("a/01.flac", 1)], &ImageType::CoverFront), None);
+        assert_eq!(choose_image_file(&[file("a/Back.png", 1)], &ImageType::CoverFront), None);
     }
 }

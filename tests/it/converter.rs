@@ -457,3 +457,77 @@ async fn wrong_duration_is_a_typed_mismatch_and_cancel_cleans_up() {
     assert!(!leftover.exists());
     assert!(unrelated.exists(), "only our own work dirs are cleaned");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn covers_come_from_embedded_art_and_large_images_are_bounded() {
+    let fixture = Fixture::new();
+    let scratch = fixture.source_root.parent().unwrap().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    audio::write_flac(&scratch.join("plain.flac"), 3.0, 44_100, 2);
+    audio::write_image(&scratch.join("art.png"), 640, 480);
+    let with_art = fixture.source_root.join("01 - With art.flac");
+    audio::run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            scratch.join("plain.flac").to_str().unwrap(),
+            "-i",
+            scratch.join("art.png").to_str().unwrap(),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-disposition:v",
+            "attached_pic",
+            with_art.to_str().unwrap(),
+        ],
+    );
+    // A back cover far larger than the bound, as PNG.
+    audio::write_image(&fixture.source_root.join("Back.png"), 4000, 2000);
+
+    let dest_dir = fixture.media_root.join("art");
+    let images = vec![
+        TicketImage {
+            catalog_image_id: "front".into(),
+            image_type: ImageType::CoverFront,
+            dest_path: dest_dir.join("cover.jpg").to_str().unwrap().into(),
+        },
+        TicketImage {
+            catalog_image_id: "back".into(),
+            image_type: ImageType::CoverBack,
+            dest_path: dest_dir.join("back.jpg").to_str().unwrap().into(),
+        },
+    ];
+    let tracks = vec![track(0, 3.0, &dest_dir.join("01.ogg"))];
+    let ticket = make_ticket("art", tracks.clone(), images, constraints(OutputFormat::OggVorbis, None, None));
+    let converter = fixture.converter(2);
+    let (result, _) = convert(&converter, &fixture, ticket, &[("trk-0".into(), "01 - With art.flac".into())]).await;
+    let output = result.unwrap();
+    assert!(output.missing_image_ids.is_empty(), "{:?}", output.missing_image_ids);
+    let report = placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.placed_files.len(), 3);
+
+    let back = audio::probe(&dest_dir.join("back.jpg"));
+    let stream = &back["streams"][0];
+    assert_eq!(stream["codec_name"], "mjpeg");
+    assert_eq!((stream["width"].as_u64(), stream["height"].as_u64()), (Some(3000), Some(1500)), "bounded, aspect kept");
+    let front = audio::probe(&dest_dir.join("cover.jpg"));
+    let stream = &front["streams"][0];
+    assert_eq!(stream["codec_name"], "mjpeg", "embedded PNG converted to JPEG");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(640), Some(480)),
+        "small image keeps its size"
+    );
+    let tagged = lofty::read_from_path(&tracks[0].dest_path).unwrap();
+    let pictures = tagged.primary_tag().unwrap().pictures();
+    assert_eq!(pictures.len(), 1, "the source's own picture stream is dropped, the ticket cover embedded once");
+    assert_eq!(pictures[0].data(), std::fs::read(dest_dir.join("cover.jpg")).unwrap().as_slice());
+}
