@@ -300,6 +300,11 @@ impl FfmpegConverter {
             let Ok(cue_path) = sources::resolve_source_file(&job.source_root, candidate) else {
                 continue;
             };
+            let size = tokio::fs::metadata(&cue_path).await.map_err(|source| io_error(&cue_path, source))?.len();
+            if size > u64::try_from(cue::MAX_CUE_BYTES).unwrap_or(u64::MAX) {
+                last_reason = format!("{candidate}: {}", cue::CueSheetError::TooLarge);
+                continue;
+            }
             let bytes = tokio::fs::read(&cue_path).await.map_err(|source| io_error(&cue_path, source))?;
             let sheet = match cue::parse_cue_sheet(&bytes) {
                 Ok(sheet) => sheet,
