@@ -1,7 +1,8 @@
 //! Benchmark of the converter's parallelism: a 12-track album (12 x 60 s stereo pink-noise FLAC, generated with
 //! ffmpeg) converted to Ogg Vorbis 320 kbit/s by `FfmpegConverter` with `max_parallel_conversions = 2`, against
 //! (a) a plain sequential loop of the same ffmpeg commands and (b) the ideal: the sum of those single-run times
-//! divided by the parallelism. Prints figures; asserts nothing about time. Run: `cargo bench --bench convert`.
+//! divided by the parallelism; (c) the same commands run plainly 2 at a time shows what the (shared) machine gives
+//! at that moment. Prints figures; asserts nothing about time. Run: `cargo bench --bench convert`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -101,6 +102,25 @@ fn main() {
         let sum: f64 = single_runs.iter().sum();
         let ideal = sum / PARALLELISM as f64;
 
+        // The same commands, PARALLELISM at a time, with nothing else: what the machine gives right now.
+        let plain_parallel_start = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..PARALLELISM {
+                scope.spawn(|| loop {
+                    let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if idx >= TRACKS {
+                        break;
+                    }
+                    let input = source_root.join(format!("{idx:02}.flac"));
+                    let output = out_dir.join(format!("p{idx:02}.ogg"));
+                    let args = ffmpeg::transcode_args(&input, &probe.format_name, None, &plan, &output);
+                    assert!(Command::new("ffmpeg").args(&args).status().unwrap().success());
+                });
+            }
+        });
+        let plain_parallel = plain_parallel_start.elapsed().as_secs_f64();
+
         let job = ConversionJob {
             ticket: ticket(&media),
             source_root: source_root.clone(),
@@ -123,6 +143,10 @@ fn main() {
         println!("  sequential loop of the same ffmpeg commands: {sequential:7.2} s");
         println!("  sum of single runs:                          {sum:7.2} s");
         println!("  ideal (sum / {PARALLELISM}):                              {ideal:7.2} s");
+        println!(
+            "  plain ffmpeg, {PARALLELISM} at a time (machine check):         {plain_parallel:7.2} s = {:.1} % of ideal",
+            plain_parallel / ideal * 100.0
+        );
         println!(
             "  FfmpegConverter::convert_ticket (incl. probe, tags, validation): {converter_wall:7.2} s = {:.1} % of ideal, speed-up {:.2}x over sequential",
             converter_wall / ideal * 100.0,
