@@ -177,7 +177,6 @@ pub struct FfmpegConverter {
     ffprobe: String,
     work_root: PathBuf,
     slots: Arc<Semaphore>,
-    max_parallel: usize,
 }
 
 /// Where one track's audio comes from.
@@ -220,7 +219,6 @@ impl FfmpegConverter {
             ffprobe: config.ffprobe_path.clone(),
             work_root,
             slots: Arc::new(Semaphore::new(config.max_parallel_conversions)),
-            max_parallel: config.max_parallel_conversions,
         })
     }
 
@@ -258,6 +256,15 @@ impl FfmpegConverter {
             .map_err(|err| ConvertError::Probe { path: shown.to_string(), reason: err.to_string() })
     }
 
+    /// Waits for one of the shared ffmpeg slots (FIFO over all tickets).
+    async fn acquire_slot(&self, cancel: &CancellationToken) -> Result<tokio::sync::SemaphorePermit<'_>, ConvertError> {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(ConvertError::Cancelled),
+            permit = self.slots.acquire() => permit.map_err(|_| ConvertError::Cancelled),
+        }
+    }
+
     /// Runs ffmpeg with one of the shared slots.
     async fn run_ffmpeg(
         &self,
@@ -266,11 +273,18 @@ impl FfmpegConverter {
         shown: &str,
         cancel: &CancellationToken,
     ) -> Result<(), ConvertError> {
-        let _permit = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(ConvertError::Cancelled),
-            permit = self.slots.acquire() => permit.map_err(|_| ConvertError::Cancelled)?,
-        };
+        let _permit = self.acquire_slot(cancel).await?;
+        self.run_ffmpeg_in_slot(args, media_secs, shown, cancel).await
+    }
+
+    /// Runs ffmpeg; the caller holds a slot.
+    async fn run_ffmpeg_in_slot(
+        &self,
+        args: &[OsString],
+        media_secs: f64,
+        shown: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), ConvertError> {
         match process::run_program(&self.ffmpeg, args, process::time_limit_for(media_secs), cancel).await {
             Ok(_) => Ok(()),
             Err(ProcessError::Cancelled { .. }) => Err(ConvertError::Cancelled),
@@ -584,7 +598,9 @@ impl FfmpegConverter {
                 }
             });
         let mut tracks: Vec<(usize, ConvertedFile)> =
-            stream::iter(encodes).buffer_unordered(self.max_parallel + 1).try_collect().await?;
+            // Every track waits on the shared semaphore, so a slot freed by one track's ffmpeg is taken by the next
+            // at once while the first one is still being validated and tagged.
+            stream::iter(encodes).buffer_unordered(total_tracks.max(1)).try_collect().await?;
         tracks.sort_by_key(|(idx, _)| *idx);
         Ok(ConversionOutput {
             work_dir: work_dir.to_path_buf(),
@@ -607,13 +623,16 @@ impl FfmpegConverter {
         total_tracks: usize,
         progress: &(dyn Fn(ConversionProgress) + Send + Sync),
     ) -> Result<(usize, ConvertedFile), ConvertError> {
-        progress(ConversionProgress { track_idx: work.idx, total_tracks, track_name: work.track.name.clone() });
         let ticket = &job.ticket;
         let shown = format!("track {} ({})", work.track.catalog_track_id, work.source.shown);
         let plan = ffmpeg::plan_encoding(&ticket.constraints, &work.info);
         let output = work_dir.join(format!("track-{:04}.{}", work.idx, plan.work_extension()));
         let args = ffmpeg::transcode_args(&work.source.path, &work.info.format_name, work.range, &plan, &output);
-        self.run_ffmpeg(&args, work.source_secs, &shown, &job.cancel).await?;
+        {
+            let _slot = self.acquire_slot(&job.cancel).await?;
+            progress(ConversionProgress { track_idx: work.idx, total_tracks, track_name: work.track.name.clone() });
+            self.run_ffmpeg_in_slot(&args, work.source_secs, &shown, &job.cancel).await?;
+        }
 
         let produced = self.probe_source(&output, &shown, &job.cancel).await.map_err(|err| match err {
             ConvertError::Probe { reason, .. } => ConvertError::Validation { path: shown.clone(), reason },
