@@ -1,5 +1,6 @@
 //! Test support: launchers for real programs and wire-level test servers, all on 127.0.0.1.
 
 pub mod app;
+pub mod audio;
 pub mod swarm;
 pub mod torznab_server;

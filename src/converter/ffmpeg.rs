@@ -1,0 +1,319 @@
+//! ffmpeg argument vectors and the encoding rules behind them: which codec, bitrate, sample rate and channel count a
+//! ticket's constraints give for a given source. Pure; spawns nothing (that is `process.rs`). Must never put an
+//! untrusted name anywhere but behind a `file:` URL, and never write anywhere but the explicit output path.
+//!
+//! Rules (the contract's `constraints`, applied per source):
+//! - **Sample rate**: the ticket's `sample_rate_hz` wins when it is at most the source's rate; a higher request is
+//!   ignored (no silent upsampling) and the source rate is kept. Then the codec's limits apply: Opus always encodes
+//!   at 48 kHz (libopus works at 48 kHz internally; decoders output 48 kHz), MP3 and AAC use the largest rate of
+//!   their standard set that is not above the wanted one. Resampling uses soxr (precision 28, triangular dither).
+//! - **Bitrate** (`bitrate_kbps`, total for the stream; ignored for FLAC), clamped per codec: Vorbis 64..=500
+//!   (libvorbis' managed range), Opus 6..=min(510, 256 x channels), MP3 rounded down to a legal Layer III CBR
+//!   bitrate (MPEG-1 32..=320 at 32 kHz and above; MPEG-2 8..=160 below), AAC 32..=min(512, 256 x channels).
+//!   Defaults without a request: Vorbis 256, Opus 160, MP3 320, AAC 256.
+//! - **Channels**: kept (up to 8) for Vorbis, Opus, AAC and FLAC; MP3 is at most stereo, so multichannel sources
+//!   are downmixed to 2 channels for it; sources with more than 8 channels are downmixed to 8 (5.1/7.1 stay as they
+//!   are).
+//! - **FLAC** keeps the source's bit depth class: 16-bit (or lossy) sources give 16-bit FLAC, deeper ones 24-bit.
+//! - Source tags, chapters, pictures and every non-audio stream are dropped; tags are written later with lofty.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::probe::{file_url, SourceInfo, AUDIO_DEMUXERS, IMAGE_DEMUXERS, IMAGE_INPUT_OPTIONS};
+use crate::models::{Constraints, OutputFormat};
+
+/// Longest side, in pixels, of a placed or embedded image.
+pub const MAX_IMAGE_SIDE_PX: u32 = 3000;
+
+/// MPEG-1 Layer III bitrates (sample rates 32, 44.1, 48 kHz), kbit/s.
+const MP3_MPEG1_KBPS: [u32; 14] = [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+/// MPEG-2/2.5 Layer III bitrates (sample rates below 32 kHz), kbit/s.
+const MP3_MPEG2_KBPS: [u32; 14] = [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+const MP3_RATES_HZ: [u32; 9] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
+const AAC_RATES_HZ: [u32; 12] =
+    [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000];
+const OPUS_RATE_HZ: u32 = 48_000;
+const MAX_CHANNELS: u32 = 8;
+
+/// How one track is encoded: the result of the rules above for one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodePlan {
+    pub format: OutputFormat,
+    /// Target bitrate in kbit/s for lossy formats, `None` for FLAC.
+    pub bitrate_kbps: Option<u32>,
+    pub sample_rate_hz: u32,
+    pub channels: u32,
+    /// Whether the source rate differs from the output rate (soxr runs).
+    pub resample: bool,
+    /// FLAC only: 16 or 24.
+    pub flac_bits: Option<u32>,
+}
+
+impl EncodePlan {
+    /// The codec name ffprobe reports for the output.
+    pub fn probe_codec_name(&self) -> &'static str {
+        match self.format {
+            OutputFormat::OggVorbis => "vorbis",
+            OutputFormat::Opus => "opus",
+            OutputFormat::Mp3 => "mp3",
+            OutputFormat::Flac => "flac",
+            OutputFormat::Aac => "aac",
+        }
+    }
+
+    /// The file extension of the work file (the destination's own extension is the ticket's business).
+    pub fn work_extension(&self) -> &'static str {
+        match self.format {
+            OutputFormat::OggVorbis => "ogg",
+            OutputFormat::Opus => "opus",
+            OutputFormat::Mp3 => "mp3",
+            OutputFormat::Flac => "flac",
+            OutputFormat::Aac => "m4a",
+        }
+    }
+}
+
+/// Applies the module's rules to `constraints` for `source`.
+pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePlan {
+    let format = constraints.format;
+    let wanted_rate = match constraints.sample_rate_hz {
+        Some(rate) if rate <= source.sample_rate_hz => rate,
+        _ => source.sample_rate_hz,
+    };
+    let sample_rate_hz = match format {
+        OutputFormat::Opus => OPUS_RATE_HZ,
+        OutputFormat::Mp3 => largest_at_most(&MP3_RATES_HZ, wanted_rate),
+        OutputFormat::Aac => largest_at_most(&AAC_RATES_HZ, wanted_rate),
+        OutputFormat::OggVorbis | OutputFormat::Flac => wanted_rate,
+    };
+    let channels = match format {
+        OutputFormat::Mp3 => source.channels.min(2),
+        OutputFormat::OggVorbis | OutputFormat::Opus | OutputFormat::Aac | OutputFormat::Flac => {
+            source.channels.min(MAX_CHANNELS)
+        }
+    };
+    let bitrate_kbps = match format {
+        OutputFormat::OggVorbis => Some(constraints.bitrate_kbps.unwrap_or(256).clamp(64, 500)),
+        OutputFormat::Opus => {
+            Some(constraints.bitrate_kbps.unwrap_or(160).clamp(6, 510.min(256 * channels.max(1)).max(6)))
+        }
+        OutputFormat::Mp3 => {
+            let legal = if sample_rate_hz >= 32_000 { &MP3_MPEG1_KBPS } else { &MP3_MPEG2_KBPS };
+            Some(largest_at_most(legal, constraints.bitrate_kbps.unwrap_or(320)))
+        }
+        OutputFormat::Aac => {
+            Some(constraints.bitrate_kbps.unwrap_or(256).clamp(32, 512.min(256 * channels.max(1)).max(32)))
+        }
+        OutputFormat::Flac => None,
+    };
+    let flac_bits = match format {
+        OutputFormat::Flac => Some(if source.bits_per_sample.is_some_and(|bits| bits > 16) { 24 } else { 16 }),
+        OutputFormat::OggVorbis | OutputFormat::Opus | OutputFormat::Mp3 | OutputFormat::Aac => None,
+    };
+    EncodePlan {
+        format,
+        bitrate_kbps,
+        sample_rate_hz,
+        channels,
+        resample: sample_rate_hz != source.sample_rate_hz,
+        flac_bits,
+    }
+}
+
+/// The largest value of the ascending `set` not above `wanted`, else the smallest of the set.
+fn largest_at_most(set: &[u32], wanted: u32) -> u32 {
+    set.iter().copied().filter(|value| *value <= wanted).max().or_else(|| set.first().copied()).unwrap_or(wanted)
+}
+
+/// A part of a source, in source samples: a CUE track. `end_sample` `None` means to the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRange {
+    pub start_sample: u64,
+    pub end_sample: Option<u64>,
+}
+
+fn os(items: &[&str]) -> Vec<OsString> {
+    items.iter().map(OsString::from).collect()
+}
+
+/// ffmpeg arguments that encode the first audio stream of `input` (absolute path, read with the demuxer
+/// `input_format` that ffprobe chose) into `output` (an absolute path of our own work dir) following `plan`,
+/// optionally only `range`.
+pub fn transcode_args(
+    input: &Path,
+    input_format: &str,
+    range: Option<SampleRange>,
+    plan: &EncodePlan,
+    output: &Path,
+) -> Vec<OsString> {
+    let mut args = os(&[
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        AUDIO_DEMUXERS,
+        "-f",
+        input_format,
+        "-i",
+    ]);
+    args.push(file_url(input));
+    args.extend(os(&["-map", "0:a:0", "-map_metadata", "-1", "-map_chapters", "-1", "-vn", "-sn", "-dn"]));
+
+    let mut filters = Vec::new();
+    if let Some(range) = range {
+        let mut trim = format!("atrim=start_sample={}", range.start_sample);
+        if let Some(end) = range.end_sample {
+            trim.push_str(&format!(":end_sample={end}"));
+        }
+        filters.push(trim);
+        filters.push("asetpts=PTS-STARTPTS".to_string());
+    }
+    if plan.resample {
+        filters.push(format!(
+            "aresample=resampler=soxr:precision=28:dither_method=triangular:osr={}",
+            plan.sample_rate_hz
+        ));
+    }
+    if !filters.is_empty() {
+        args.push("-af".into());
+        args.push(filters.join(",").into());
+    }
+    args.push("-ar".into());
+    args.push(plan.sample_rate_hz.to_string().into());
+    args.push("-ac".into());
+    args.push(plan.channels.to_string().into());
+
+    let bitrate = plan.bitrate_kbps.map(|kbps| format!("{kbps}k"));
+    match plan.format {
+        OutputFormat::OggVorbis => args.extend(os(&["-c:a", "libvorbis"])),
+        OutputFormat::Opus => args.extend(os(&["-c:a", "libopus", "-vbr", "constrained"])),
+        OutputFormat::Mp3 => args.extend(os(&["-c:a", "libmp3lame", "-abr", "0"])),
+        OutputFormat::Aac => args.extend(os(&["-c:a", "aac"])),
+        OutputFormat::Flac => {
+            args.extend(os(&["-c:a", "flac", "-compression_level", "8"]));
+            if plan.flac_bits == Some(24) {
+                args.extend(os(&["-sample_fmt", "s32", "-bits_per_raw_sample", "24"]));
+            } else {
+                args.extend(os(&["-sample_fmt", "s16"]));
+            }
+        }
+    }
+    if let Some(bitrate) = bitrate {
+        args.push("-b:a".into());
+        args.push(bitrate.into());
+    }
+    let muxer: &[&str] = match plan.format {
+        OutputFormat::OggVorbis | OutputFormat::Opus => &["-f", "ogg"],
+        OutputFormat::Mp3 => &["-id3v2_version", "0", "-write_xing", "1", "-f", "mp3"],
+        OutputFormat::Flac => &["-f", "flac"],
+        OutputFormat::Aac => &["-f", "mp4"],
+    };
+    args.extend(os(muxer));
+    args.push("-y".into());
+    args.push(file_url(output));
+    args
+}
+
+/// ffmpeg arguments that turn the single image `input` (read with the demuxer `input_format` ffprobe chose) into a
+/// baseline JPEG at `output` whose longest side is at most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
+pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Vec<OsString> {
+    let mut args = os(&[
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        IMAGE_DEMUXERS,
+        "-f",
+        input_format,
+    ]);
+    if input_format == "image2" {
+        // Only image2 knows this option (ffmpeg refuses options no component uses).
+        args.extend(os(&IMAGE_INPUT_OPTIONS));
+    }
+    args.push("-i".into());
+    args.push(file_url(input));
+    let scale = format!(
+        "scale=w=min(iw\\,{MAX_IMAGE_SIDE_PX}):h=min(ih\\,{MAX_IMAGE_SIDE_PX}):force_original_aspect_ratio=decrease"
+    );
+    args.extend(os(&["-map", "0:v:0", "-frames:v", "1", "-map_metadata", "-1", "-vf"]));
+    args.push(scale.into());
+    args.extend(os(&["-pix_fmt", "yuvj420p", "-c:v", "mjpeg", "-q:v", "2", "-f", "mjpeg", "-y"]));
+    args.push(file_url(output));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(rate: u32, channels: u32, bits: Option<u32>) -> SourceInfo {
+        SourceInfo {
+            format_name: "flac".into(),
+            duration_secs: 10.0,
+            codec: "flac".into(),
+            sample_rate_hz: rate,
+            channels,
+            bits_per_sample: bits,
+            sample_count: None,
+            bit_rate_bps: None,
+            has_embedded_picture: false,
+        }
+    }
+
+    fn constraints(format: OutputFormat, bitrate: Option<u32>, rate: Option<u32>) -> Constraints {
+        Constraints { format, bitrate_kbps: bitrate, sample_rate_hz: rate, embed_metadata: true, embed_cover: true }
+    }
+
+    #[test]
+    fn never_upsamples_and_obeys_codec_rates() {
+        let cd = source(44_100, 2, Some(16));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Flac, None, Some(96_000)), &cd).sample_rate_hz, 44_100);
+        let plan = plan_encoding(&constraints(OutputFormat::Flac, None, None), &cd);
+        assert!(!plan.resample);
+        let hires = source(96_000, 2, Some(24));
+        let plan = plan_encoding(&constraints(OutputFormat::Flac, None, Some(44_100)), &hires);
+        assert_eq!((plan.sample_rate_hz, plan.resample, plan.flac_bits), (44_100, true, Some(24)));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, None, None), &cd).sample_rate_hz, 48_000);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, None, None), &hires).sample_rate_hz, 48_000);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Aac, None, Some(50_000)), &hires).sample_rate_hz, 48_000);
+    }
+
+    #[test]
+    fn clamps_bitrates_per_codec() {
+        let cd = source(44_100, 2, Some(16));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(300), None), &cd).bitrate_kbps, Some(256));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(512), None), &cd).bitrate_kbps, Some(320));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::OggVorbis, Some(32), None), &cd).bitrate_kbps, Some(64));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, Some(512), None), &cd).bitrate_kbps, Some(510));
+        let mono = source(44_100, 1, Some(16));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, Some(320), None), &mono).bitrate_kbps, Some(256));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Flac, Some(320), None), &cd).bitrate_kbps, None);
+    }
+
+    #[test]
+    fn mp3_downmixes_multichannel_others_keep_it() {
+        let surround = source(48_000, 6, Some(24));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, None, None), &surround).channels, 2);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, None, None), &surround).channels, 6);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Flac, None, None), &surround).channels, 6);
+    }
+
+    #[test]
+    fn hostile_names_stay_behind_file_urls() {
+        let plan = plan_encoding(&constraints(OutputFormat::Mp3, None, None), &source(44_100, 2, None));
+        let args = transcode_args(Path::new("/in/-i evil|x.flac"), "flac", None, &plan, Path::new("/work/out.mp3"));
+        let position = args.iter().position(|arg| arg == "file:/in/-i evil|x.flac").unwrap();
+        assert_eq!(args[position - 1], "-i");
+        assert_eq!(args.last().unwrap(), "file:/work/out.mp3");
+        assert!(args.windows(2).any(|pair| pair[0] == "-protocol_whitelist" && pair[1] == "file"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Tags and embedded covers of converted files, written and read back with `lofty` for every output format (ID3v2
+//! for MP3, Vorbis comments for FLAC/Ogg Vorbis/Opus — the cover as a FLAC `PICTURE` block or an Ogg
+//! `METADATA_BLOCK_PICTURE` comment — and iTunes `ilst` atoms for M4A). Only ever touches files of our own work
+//! dir; must never hand-write a container.
+//!
+//! `metadata_to_embed` keys are matched case-insensitively: `artist`, `album`, `album_artist`/`albumartist`,
+//! `year`/`date` (written as the recording date), `genre`, `label`/`publisher`, `composer`, `comment`,
+//! `copyright`, `catalog_number`, `conductor`, `lyricist`. Other keys are written as free-form fields where the
+//! format allows them (Vorbis comments); ID3v2 and MP4 silently drop them. Arrays are joined with "; ".
+
+use std::path::Path;
+
+use lofty::config::WriteOptions;
+use lofty::picture::{MimeType, Picture, PictureType};
+use lofty::prelude::*;
+use lofty::tag::Tag;
+
+/// Everything written into one output file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackTags {
+    pub title: String,
+    pub track_number: u32,
+    pub track_total: u32,
+    pub disc_number: u32,
+    pub disc_total: u32,
+    /// (key as the ticket spelled it, value) from `metadata_to_embed`.
+    pub album_fields: Vec<(String, String)>,
+}
+
+/// Why tagging failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TagWriteError {
+    #[error("lofty cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("lofty cannot write {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("tags read back from {path} differ: {message}")]
+    ReadBack { path: String, message: String },
+}
+
+/// The lofty key of a `metadata_to_embed` key.
+pub fn item_key_for(key: &str) -> ItemKey {
+    match key.to_ascii_lowercase().as_str() {
+        "artist" => ItemKey::TrackArtist,
+        "album" => ItemKey::AlbumTitle,
+        "album_artist" | "albumartist" => ItemKey::AlbumArtist,
+        "year" | "date" => ItemKey::RecordingDate,
+        "genre" => ItemKey::Genre,
+        "label" | "publisher" => ItemKey::Label,
+        "composer" => ItemKey::Composer,
+        "comment" => ItemKey::Comment,
+        "copyright" => ItemKey::CopyrightMessage,
+        "catalog_number" => ItemKey::CatalogNumber,
+        "conductor" => ItemKey::Conductor,
+        "lyricist" => ItemKey::Lyricist,
+        _ => ItemKey::Unknown(key.to_ascii_uppercase()),
+    }
+}
+
+/// The text of a `metadata_to_embed` value (strings, numbers, booleans, arrays of those).
+pub fn value_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Bool(flag) => Some(flag.to_string()),
+        serde_json::Value::Array(items) => {
+            let parts: Vec<String> = items.iter().filter_map(value_text).collect();
+            (!parts.is_empty()).then(|| parts.join("; "))
+        }
+        serde_json::Value::Null | serde_json::Value::Object(_) => None,
+    }
+}
+
+/// Replaces every tag of `path` with `tags` (when given) and `cover_jpeg` as the front cover (when given).
+pub fn write_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8]>) -> Result<(), TagWriteError> {
+    let shown = path.display().to_string();
+    let tagged = lofty::read_from_path(path)
+        .map_err(|err| TagWriteError::Read { path: shown.clone(), message: err.to_string() })?;
+    let mut tag = Tag::new(tagged.primary_tag_type());
+    if let Some(tags) = tags {
+        tag.set_title(tags.title.clone());
+        tag.set_track(tags.track_number);
+        tag.set_track_total(tags.track_total);
+        tag.set_disk(tags.disc_number);
+        tag.set_disk_total(tags.disc_total);
+        for (key, value) in &tags.album_fields {
+            tag.insert_text(item_key_for(key), value.clone());
+        }
+    }
+    if let Some(jpeg) = cover_jpeg {
+        tag.push_picture(Picture::new_unchecked(PictureType::CoverFront, Some(MimeType::Jpeg), None, jpeg.to_vec()));
+    }
+    tag.save_to_path(path, WriteOptions::default())
+        .map_err(|err| TagWriteError::Write { path: shown, message: err.to_string() })
+}
+
+/// Reads `path` back and checks that the title, track/disc numbers and the cover are what was written.
+pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8]>) -> Result<(), TagWriteError> {
+    let shown = path.display().to_string();
+    let read_back = |message: String| TagWriteError::ReadBack { path: shown.clone(), message };
+    let tagged = lofty::read_from_path(path)
+        .map_err(|err| TagWriteError::Read { path: shown.clone(), message: err.to_string() })?;
+    let Some(tag) = tagged.primary_tag() else {
+        return if tags.is_none() && cover_jpeg.is_none() { Ok(()) } else { Err(read_back("no tag found".into())) };
+    };
+    if let Some(tags) = tags {
+        if tag.title().as_deref() != Some(tags.title.as_str()) {
+            return Err(read_back(format!("title {:?} instead of {:?}", tag.title(), tags.title)));
+        }
+        if tag.track() != Some(tags.track_number) || tag.disk() != Some(tags.disc_number) {
+            return Err(read_back(format!("track {:?} disc {:?}", tag.track(), tag.disk())));
+        }
+    }
+    if let Some(jpeg) = cover_jpeg {
+        // MP4 `covr` atoms carry no picture type: there the data alone identifies the cover.
+        let typed = tag.tag_type() != lofty::tag::TagType::Mp4Ilst;
+        let found = tag
+            .pictures()
+            .iter()
+            .any(|picture| picture.data() == jpeg && (!typed || picture.pic_type() == PictureType::CoverFront));
+        if !found {
+            return Err(read_back("front cover missing".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The first embedded picture of an audio file (front cover preferred), as (data, is JPEG).
+pub fn read_embedded_picture(path: &Path) -> Option<(Vec<u8>, bool)> {
+    let tagged = lofty::read_from_path(path).ok()?;
+    let pictures: Vec<&Picture> = tagged.tags().iter().flat_map(|tag| tag.pictures().iter()).collect();
+    let picture =
+        pictures.iter().find(|picture| picture.pic_type() == PictureType::CoverFront).or_else(|| pictures.first())?;
+    Some((picture.data().to_vec(), picture.mime_type() == Some(&MimeType::Jpeg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_known_keys_and_keeps_unknown_ones() {
+        assert_eq!(item_key_for("Artist"), ItemKey::TrackArtist);
+        assert_eq!(item_key_for("year"), ItemKey::RecordingDate);
+        assert_eq!(item_key_for("mood"), ItemKey::Unknown("MOOD".into()));
+    }
+
+    #[test]
+    fn renders_values() {
+        assert_eq!(value_text(&serde_json::json!(1999)).as_deref(), Some("1999"));
+        assert_eq!(value_text(&serde_json::json!(["Rock", "Pop"])).as_deref(), Some("Rock; Pop"));
+        assert_eq!(value_text(&serde_json::json!(null)), None);
+    }
+}
