@@ -89,7 +89,10 @@ mod tests {
         let audio = read_audio_files(&files, "Pink Floyd");
         let images = find_cue_images(&files, &audio);
         assert_eq!(images.len(), 1);
-        assert_eq!(cue_track_reference(&images[0].image_path, 3), "Pink Floyd - WYWH/Pink Floyd - Wish You Were Here.flac#3");
+        assert_eq!(
+            cue_track_reference(&images[0].image_path, 3),
+            "Pink Floyd - WYWH/Pink Floyd - Wish You Were Here.flac#3"
+        );
     }
 
     #[test]

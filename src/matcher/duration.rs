@@ -16,7 +16,12 @@ pub struct DurationEstimate {
 }
 
 /// Typical bitrate range of a format in kbit/s: `(low, high)`.
-pub fn bitrate_range_kbps(format: AudioFormat, bit_depth: Option<u8>, sample_rate_hz: Option<u32>, vbr: Option<VbrPreset>) -> (f64, f64) {
+pub fn bitrate_range_kbps(
+    format: AudioFormat,
+    bit_depth: Option<u8>,
+    sample_rate_hz: Option<u32>,
+    vbr: Option<VbrPreset>,
+) -> (f64, f64) {
     match format {
         AudioFormat::Flac | AudioFormat::Alac | AudioFormat::Ape | AudioFormat::Wavpack => {
             match (bit_depth, sample_rate_hz) {
@@ -207,6 +212,7 @@ mod tests {
             side: None,
             tokens: vec![],
             informative: true,
+            named: true,
             dir: String::new(),
         }
     }

@@ -65,6 +65,8 @@ pub struct AudioFile {
     pub tokens: Vec<String>,
     /// Whether the name can contradict a catalog title (Latin-script words, not `Track 05`).
     pub informative: bool,
+    /// Whether the name has any word beyond numbers and placeholders (`Track 05` has none).
+    pub named: bool,
     /// Directory part of the path.
     pub dir: String,
 }
@@ -243,6 +245,7 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
             side,
             tokens,
             informative,
+            named: meaningful > 0,
             dir,
         });
     }
@@ -281,10 +284,8 @@ pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
         0.0
     };
     let raw = token_score.max(char_score);
-    let penalty = file
-        .iter()
-        .filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f))
-        .count() as f64
+    let penalty = file.iter().filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f)).count()
+        as f64
         * 0.35;
     (raw - penalty).clamp(0.0, 1.0)
 }
@@ -415,10 +416,16 @@ mod tests {
     #[test]
     fn disc_and_track_numbers() {
         assert_eq!(extract_disc_track("01 - Airbag"), (None, Some(1), None, "Airbag".into()));
-        assert_eq!(extract_disc_track("101-the_beatles-back_in_the_u.s.s.r."), (Some(1), Some(1), None, "the_beatles-back_in_the_u.s.s.r.".into()));
+        assert_eq!(
+            extract_disc_track("101-the_beatles-back_in_the_u.s.s.r."),
+            (Some(1), Some(1), None, "the_beatles-back_in_the_u.s.s.r.".into())
+        );
         assert_eq!(extract_disc_track("213-the_beatles-good_night").1, Some(13));
         assert_eq!(extract_disc_track("213-the_beatles-good_night").0, Some(2));
-        assert_eq!(extract_disc_track("2-03 Mother Nature's Son"), (Some(2), Some(3), None, "Mother Nature's Son".into()));
+        assert_eq!(
+            extract_disc_track("2-03 Mother Nature's Son"),
+            (Some(2), Some(3), None, "Mother Nature's Son".into())
+        );
         assert_eq!(extract_disc_track("d1t05 Wild Honey Pie"), (Some(1), Some(5), None, "Wild Honey Pie".into()));
         assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, String::new()));
         assert_eq!(extract_disc_track("04 - 134340"), (None, Some(4), None, "134340".into()));
@@ -463,7 +470,9 @@ mod tests {
     fn similarity_of_titles() {
         assert!(title_similarity(&toks("Back in the U.S.S.R."), &toks("back_in_the_u.s.s.r.")) > 0.99);
         assert!(title_similarity(&toks("Weird Fishes/Arpeggi"), &toks("Weird Fishes-Arpeggi")) > 0.99);
-        assert!(title_similarity(&toks("Variation 15"), &toks("Variatio 15 Canone alla Quinta. Andante a 1 Clav.")) > 0.75);
+        assert!(
+            title_similarity(&toks("Variation 15"), &toks("Variatio 15 Canone alla Quinta. Andante a 1 Clav.")) > 0.75
+        );
         assert!(title_similarity(&toks("Airbag"), &toks("Airbag (Live in Berlin)")) < 0.6);
         assert!(title_similarity(&toks("New York City Cops"), &toks("When It Started")) < 0.3);
         assert!(title_similarity(&toks("Starálfur"), &toks("Staralfur")) > 0.99);

@@ -96,11 +96,7 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
     MatchOutcome { decision, recommended_idx, confidence, reason, candidates: ranked }
 }
 
-fn decide(
-    best: &Evaluation,
-    all: &[(usize, Evaluation)],
-    threshold: f64,
-) -> (MatchDecision, Option<ApprovalReason>) {
+fn decide(best: &Evaluation, all: &[(usize, Evaluation)], threshold: f64) -> (MatchDecision, Option<ApprovalReason>) {
     match best.class {
         CandidateClass::Rejected => {
             // Nothing acceptable: the closest one, with the most specific reason.
@@ -111,10 +107,9 @@ fn decide(
             };
             (MatchDecision::NeedsApproval, Some(reason))
         }
-        CandidateClass::TitleOnly => (
-            MatchDecision::NeedsApproval,
-            Some(ApprovalReason::LowConfidence { score: best.score, threshold }),
-        ),
+        CandidateClass::TitleOnly => {
+            (MatchDecision::NeedsApproval, Some(ApprovalReason::LowConfidence { score: best.score, threshold }))
+        }
         CandidateClass::Verified => {
             if let Some(reason) = reason_for_doubts(best, threshold) {
                 return (MatchDecision::NeedsApproval, Some(reason));

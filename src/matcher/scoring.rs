@@ -8,13 +8,13 @@ use std::collections::{BTreeSet, HashSet};
 
 use crate::models::{Ticket, TorrentCandidate, TrackMapping};
 use crate::searcher::release::{
-    detect_kinds, fold_artist, fold_text, fold_tokens, is_edition_word, parse_release_title, AudioFormat,
-    ReleaseInfo, ReleaseKinds, ReleaseSource, VbrPreset,
+    detect_kinds, fold_artist, fold_text, fold_tokens, is_edition_word, parse_release_title, AudioFormat, ReleaseInfo,
+    ReleaseKinds, ReleaseSource, VbrPreset,
 };
 
 use super::cue::{cue_track_reference, find_cue_images};
 use super::duration::{bitrate_range_kbps, DurationCheck, DurationModel};
-use super::mapping::{map_tracks, prepare_tracks, read_audio_files, PreparedTrack};
+use super::mapping::{map_tracks, prepare_tracks, read_audio_files, AudioFile, PreparedTrack};
 
 /// Seeders below this make a weak swarm.
 pub const HEALTHY_SEEDERS: u32 = 3;
@@ -38,9 +38,16 @@ pub enum Doubt {
     Pack,
     LowBitrate,
     /// Some tracks are identified by number and size only.
-    NamesUnconfirmed { similarity: f64 },
-    Duration { expected_secs: f64, found_secs: f64 },
-    TitleMismatch { similarity: f64 },
+    NamesUnconfirmed {
+        similarity: f64,
+    },
+    Duration {
+        expected_secs: f64,
+        found_secs: f64,
+    },
+    TitleMismatch {
+        similarity: f64,
+    },
     YearConflict,
     ArtistUncertain,
     CueUnverified,
@@ -53,7 +60,9 @@ impl Doubt {
             Doubt::WeakSwarm(n) => format!("weak swarm ({n} seeders)"),
             Doubt::Pack => "multi-album pack".into(),
             Doubt::LowBitrate => "128 kbps or less".into(),
-            Doubt::NamesUnconfirmed { similarity } => format!("file names do not confirm every track ({similarity:.2})"),
+            Doubt::NamesUnconfirmed { similarity } => {
+                format!("file names do not confirm every track ({similarity:.2})")
+            }
             Doubt::Duration { expected_secs, found_secs } => {
                 format!("a duration differs ({expected_secs:.0}s expected, ~{found_secs:.0}s from size)")
             }
@@ -167,10 +176,8 @@ fn artist_match(ctx: &TicketContext, title_tokens: &HashSet<&str>, raw_title: &s
     if ctx.various_artists {
         return ArtistMatch::Yes;
     }
-    let found = ctx
-        .artist_parts
-        .iter()
-        .any(|part| !part.is_empty() && part.iter().all(|t| title_tokens.contains(t.as_str())));
+    let found =
+        ctx.artist_parts.iter().any(|part| !part.is_empty() && part.iter().all(|t| title_tokens.contains(t.as_str())));
     if found {
         return ArtistMatch::Yes;
     }
@@ -179,11 +186,7 @@ fn artist_match(ctx: &TicketContext, title_tokens: &HashSet<&str>, raw_title: &s
         if raw_lower.contains(&ctx.artist.to_lowercase()) {
             return ArtistMatch::Yes;
         }
-        let overlap = ctx
-            .artist_parts
-            .iter()
-            .flatten()
-            .any(|t| t.len() >= 4 && title_tokens.contains(t.as_str()));
+        let overlap = ctx.artist_parts.iter().flatten().any(|t| t.len() >= 4 && title_tokens.contains(t.as_str()));
         return if overlap { ArtistMatch::Yes } else { ArtistMatch::Uncertain };
     }
     ArtistMatch::No
@@ -301,7 +304,11 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
         let images = find_cue_images(files, &audio);
         if audio.is_empty() {
             hard_rejects.push("no audio files".into());
-        } else if !images.is_empty() && images.len() == audio.len() && images.len() == ctx.disc_count && expected > images.len() {
+        } else if !images.is_empty()
+            && images.len() == audio.len()
+            && images.len() == ctx.disc_count
+            && expected > images.len()
+        {
             // One image per disc: every track maps into its disc's image.
             let discs: Vec<u32> = ctx.tracks.iter().map(|t| t.disc).collect::<BTreeSet<u32>>().into_iter().collect();
             let lossless = true;
@@ -323,105 +330,56 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
             let format = audio.first().map_or(AudioFormat::Flac, |a| a.format);
             let (low, high) = bitrate_range_kbps(format, info.bit_depth, info.sample_rate_hz, info.vbr);
             if kbps < low * 0.85 || kbps > high * 1.15 {
-                doubts.push(Doubt::Duration { expected_secs: total_secs, found_secs: total_bytes as f64 * 8.0 / (low.max(1.0) * 1000.0) });
+                doubts.push(Doubt::Duration {
+                    expected_secs: total_secs,
+                    found_secs: total_bytes as f64 * 8.0 / (low.max(1.0) * 1000.0),
+                });
             }
             if coverage < 0.99 || artist != ArtistMatch::Yes || year_conflict {
                 doubts.push(Doubt::CueUnverified);
             }
-            notes.push(format!("CUE image{} ({} tracks), ~{kbps:.0} kbps", if images.len() > 1 { "s" } else { "" }, mapped));
+            notes.push(format!(
+                "CUE image{} ({} tracks), ~{kbps:.0} kbps",
+                if images.len() > 1 { "s" } else { "" },
+                mapped
+            ));
             tier = quality_tier(lossless, &info, None);
             exact = exact && info.disc_marker.is_none();
         } else {
             let cbr = if info.vbr.is_none() { info.bitrate_kbps } else { None };
-            let tracks = &ctx.tracks;
-            let model_for = |pairs: &[(usize, usize)]| {
-                let sized: Vec<(u64, f64)> = pairs
-                    .iter()
-                    .filter_map(|&(t, f)| Some((audio.get(f)?, tracks.get(t)?)))
-                    .filter(|(file, _)| !(file.format == AudioFormat::Mp3 && cbr.is_some()))
-                    .map(|(file, track)| (file.size_bytes, track.duration_secs))
-                    .collect();
-                let model = DurationModel::fit(cbr, &sized);
-                if cbr.is_some() {
-                    // A title's bitrate can be wrong (a V0 labelled 320): fall back to fitting when it does not fit.
-                    let off = pairs
-                        .iter()
-                        .filter_map(|&(t, f)| Some(model.check(audio.get(f)?, tracks.get(t)?.duration_secs)))
-                        .filter(|c| !c.is_consistent())
-                        .count();
-                    if off * 2 > pairs.len() {
-                        let all: Vec<(u64, f64)> = pairs
-                            .iter()
-                            .filter_map(|&(t, f)| Some((audio.get(f)?.size_bytes, tracks.get(t)?.duration_secs)))
-                            .collect();
-                        return DurationModel::fit(None, &all);
+            let mut best_subset = map_file_subset(&ctx.tracks, &audio, cbr);
+            if ctx.disc_count <= 1 {
+                // A single-disc album inside a multi-disc set: try each folder alone too (a box holding two
+                // recordings of the same work maps by name to either; the durations tell them apart).
+                let dirs: BTreeSet<&str> = audio.iter().map(|a| a.dir.as_str()).collect();
+                if dirs.len() > 1 {
+                    for dir in dirs {
+                        let subset: Vec<AudioFile> = audio.iter().filter(|a| a.dir == dir).cloned().collect();
+                        if subset.len() * 5 < expected * 4 {
+                            continue;
+                        }
+                        let candidate_subset = map_file_subset(&ctx.tracks, &subset, cbr);
+                        if candidate_subset.quality_key() > best_subset.quality_key() {
+                            best_subset = candidate_subset;
+                        }
                     }
                 }
-                model
-            };
-            let (evidence, model) = map_tracks(tracks, &audio, model_for);
-            let mut missing: Vec<String> = Vec::new();
-            let mut unconfirmed: Vec<f64> = Vec::new();
-            let mut placeholder_named = 0usize;
-            let mut off: Vec<(f64, f64)> = Vec::new();
-            let mut longer = 0usize;
-            let mut name_sum = 0.0;
-            let mut lossless_count = 0usize;
-            let mut mapped_bytes = 0u64;
-            let mut mapped_secs = 0.0;
-            for (track, pair) in tracks.iter().zip(&evidence) {
-                let Some(pair) = pair else {
-                    missing.push(track.catalog_track_id.clone());
-                    continue;
-                };
-                let Some(file) = audio.get(pair.file_idx) else {
-                    missing.push(track.catalog_track_id.clone());
-                    continue;
-                };
-                let confirmed = pair.name_similarity >= 0.75 && !pair.duration.is_too_short();
-                let by_number = !confirmed
-                    && pair.numbers_agree >= 1.0
-                    && pair.duration.is_tight()
-                    && (!file.informative || pair.name_similarity >= 0.4);
-                if !confirmed && !by_number {
-                    missing.push(track.catalog_track_id.clone());
-                    continue;
-                }
-                if by_number {
-                    unconfirmed.push(pair.name_similarity);
-                    if !file.tokens.is_empty() && file.informative {
-                        // Latin-script name that only partly agrees.
-                    } else if file.tokens.is_empty() || !file.tokens.iter().any(|t| t.chars().any(char::is_alphabetic) && t != "track") {
-                        placeholder_named += 1;
-                    }
-                }
-                if !pair.duration.is_consistent() {
-                    if let Some(secs) = pair.duration.seconds() {
-                        off.push(secs);
-                    }
-                }
-                if pair.duration.is_too_long() {
-                    longer += 1;
-                }
-                name_sum += pair.name_similarity;
-                if file.format.is_lossless() {
-                    lossless_count += 1;
-                }
-                mapped_bytes = mapped_bytes.saturating_add(file.size_bytes);
-                mapped_secs += track.duration_secs;
-                let duration_factor = match pair.duration {
-                    DurationCheck::Unknown => 0.95,
-                    check if check.is_consistent() => 1.0,
-                    _ => 0.8,
-                };
-                let base = if confirmed { 0.6 + 0.4 * pair.name_similarity } else { 0.5 + 0.3 * pair.duration.agreement() };
-                mapping.push(TrackMapping {
-                    catalog_track_id: track.catalog_track_id.clone(),
-                    torrent_file_path: file.path.clone(),
-                    confidence: round4(base * duration_factor),
-                });
-                mapped += 1;
             }
+            let SubsetMapping {
+                mapping: subset_mapping,
+                missing,
+                unconfirmed,
+                placeholder_named,
+                off,
+                longer,
+                name_sum,
+                lossless_count,
+                mapped_bytes,
+                mapped_secs,
+                model,
+            } = best_subset;
+            mapped = subset_mapping.len();
+            mapping = subset_mapping;
             if !missing.is_empty() {
                 hard_rejects.push(format!(
                     "missing {} of {} ticket tracks ({})",
@@ -478,6 +436,12 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
         doubts.push(Doubt::NoFileList);
         if coverage < 0.8 {
             hard_rejects.push(format!("title does not name the album ({coverage:.2})"));
+        } else if ctx
+            .album_tokens
+            .iter()
+            .any(|t| t.bytes().all(|b| b.is_ascii_digit()) && !title_tokens.contains(t.as_str()))
+        {
+            hard_rejects.push("title names another number or volume".into());
         }
         let missing_edition = ctx.album_edition_tokens.iter().any(|e| !title_tokens.contains(e.as_str()));
         if missing_edition {
@@ -562,6 +526,138 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
         doubts,
         expected_tracks: expected,
         mapped_tracks: mapped,
+    }
+}
+
+/// The mapping of the ticket's tracks onto one set of audio files, with its evidence.
+struct SubsetMapping {
+    mapping: Vec<TrackMapping>,
+    missing: Vec<String>,
+    unconfirmed: Vec<f64>,
+    placeholder_named: usize,
+    off: Vec<(f64, f64)>,
+    longer: usize,
+    name_sum: f64,
+    lossless_count: usize,
+    mapped_bytes: u64,
+    mapped_secs: f64,
+    model: DurationModel,
+}
+
+impl SubsetMapping {
+    /// Higher is better: fewer missing tracks, fewer durations off, more names confirmed, closer names.
+    fn quality_key(&self) -> (i64, i64, i64, i64) {
+        let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let milli = |x: f64| -> i64 {
+            let clamped = if x.is_finite() { x.clamp(0.0, 1e9) } else { 0.0 };
+            // Truncation is impossible: clamped to [0, 1e12] after scaling.
+            #[allow(clippy::cast_possible_truncation)]
+            let value = (clamped * 1000.0).round() as i64;
+            value
+        };
+        (-to_i64(self.missing.len()), -to_i64(self.off.len()), -to_i64(self.unconfirmed.len()), milli(self.name_sum))
+    }
+}
+
+fn map_file_subset(tracks: &[PreparedTrack], audio: &[AudioFile], cbr: Option<u32>) -> SubsetMapping {
+    let model_for = |pairs: &[(usize, usize)]| {
+        let sized: Vec<(u64, f64)> = pairs
+            .iter()
+            .filter_map(|&(t, f)| Some((audio.get(f)?, tracks.get(t)?)))
+            .filter(|(file, _)| !(file.format == AudioFormat::Mp3 && cbr.is_some()))
+            .map(|(file, track)| (file.size_bytes, track.duration_secs))
+            .collect();
+        let model = DurationModel::fit(cbr, &sized);
+        if cbr.is_some() {
+            // A title's bitrate can be wrong (a V0 labelled 320): fall back to fitting when it does not fit.
+            let off = pairs
+                .iter()
+                .filter_map(|&(t, f)| Some(model.check(audio.get(f)?, tracks.get(t)?.duration_secs)))
+                .filter(|c| !c.is_consistent())
+                .count();
+            if off * 2 > pairs.len() {
+                let all: Vec<(u64, f64)> = pairs
+                    .iter()
+                    .filter_map(|&(t, f)| Some((audio.get(f)?.size_bytes, tracks.get(t)?.duration_secs)))
+                    .collect();
+                return DurationModel::fit(None, &all);
+            }
+        }
+        model
+    };
+    let (evidence, model) = map_tracks(tracks, audio, model_for);
+    let mut mapping: Vec<TrackMapping> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut unconfirmed: Vec<f64> = Vec::new();
+    let mut placeholder_named = 0usize;
+    let mut off: Vec<(f64, f64)> = Vec::new();
+    let mut longer = 0usize;
+    let mut name_sum = 0.0;
+    let mut lossless_count = 0usize;
+    let mut mapped_bytes = 0u64;
+    let mut mapped_secs = 0.0;
+    for (track, pair) in tracks.iter().zip(&evidence) {
+        let Some(pair) = pair else {
+            missing.push(track.catalog_track_id.clone());
+            continue;
+        };
+        let Some(file) = audio.get(pair.file_idx) else {
+            missing.push(track.catalog_track_id.clone());
+            continue;
+        };
+        let confirmed = pair.name_similarity >= 0.75 && !pair.duration.is_too_short();
+        let by_number = !confirmed
+            && pair.numbers_agree >= 1.0
+            && pair.duration.is_tight()
+            && (!file.informative || pair.name_similarity >= 0.4);
+        if !confirmed && !by_number {
+            missing.push(track.catalog_track_id.clone());
+            continue;
+        }
+        if by_number {
+            unconfirmed.push(pair.name_similarity);
+            if !file.named {
+                placeholder_named += 1;
+            }
+        }
+        if !pair.duration.is_consistent() {
+            if let Some(secs) = pair.duration.seconds() {
+                off.push(secs);
+            }
+        }
+        if pair.duration.is_too_long() {
+            longer += 1;
+        }
+        name_sum += pair.name_similarity;
+        if file.format.is_lossless() {
+            lossless_count += 1;
+        }
+        mapped_bytes = mapped_bytes.saturating_add(file.size_bytes);
+        mapped_secs += track.duration_secs;
+        let duration_factor = match pair.duration {
+            DurationCheck::Unknown => 0.95,
+            check if check.is_consistent() => 1.0,
+            _ => 0.8,
+        };
+        let base = if confirmed { 0.6 + 0.4 * pair.name_similarity } else { 0.5 + 0.3 * pair.duration.agreement() };
+        mapping.push(TrackMapping {
+            catalog_track_id: track.catalog_track_id.clone(),
+            torrent_file_path: file.path.clone(),
+            confidence: round4(base * duration_factor),
+        });
+    }
+    SubsetMapping {
+        mapping,
+        missing,
+        unconfirmed,
+        placeholder_named,
+        off,
+        longer,
+        name_sum,
+        lossless_count,
+        mapped_bytes,
+        mapped_secs,
+        model,
     }
 }
 

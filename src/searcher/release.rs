@@ -348,7 +348,9 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
     }
     // "24/96", "24-192", "16-44", "24bit/96khz".
-    if let Ok(re) = regex::Regex::new(r"\b(16|24|32)\s*(?:bit)?\s*[/\-_ ]\s*(44(?:[.,]1)?|48|88(?:[.,]2)?|96|176(?:[.,]4)?|192)\s*(?:khz)?\b") {
+    if let Ok(re) = regex::Regex::new(
+        r"\b(16|24|32)\s*(?:bit)?\s*[/\-_ ]\s*(44(?:[.,]1)?|48|88(?:[.,]2)?|96|176(?:[.,]4)?|192)\s*(?:khz)?\b",
+    ) {
         if let Some(caps) = re.captures(&raw) {
             info.bit_depth = caps.get(1).and_then(|m| m.as_str().parse().ok());
             info.sample_rate_hz = caps.get(2).and_then(|m| {
@@ -449,9 +451,8 @@ fn strip_tags(text: &str) -> String {
             _ => {}
         }
     }
-    let noise = [
-        "flac", "mp3", "320", "v0", "v2", "aac", "ape", "lossless", "web", "cd", "24bit", "kbps", "320kbps", "alac",
-    ];
+    let noise =
+        ["flac", "mp3", "320", "v0", "v2", "aac", "ape", "lossless", "web", "cd", "24bit", "kbps", "320kbps", "alac"];
     let re_year = regex::Regex::new(r"\(\s*(19|20)\d\d\s*\)|\b(19|20)\d\d\b").ok();
     let mut cleaned = match &re_year {
         Some(re) => re.replace_all(&out, " ").to_string(),
@@ -463,7 +464,12 @@ fn strip_tags(text: &str) -> String {
     while end > 0 && words.get(end - 1).is_some_and(|w| noise.contains(&w.to_lowercase().as_str())) {
         end -= 1;
     }
-    words.get(..end).unwrap_or(&[]).join(" ").trim_matches(|c: char| c == '-' || c == ',' || c.is_whitespace()).to_string()
+    words
+        .get(..end)
+        .unwrap_or(&[])
+        .join(" ")
+        .trim_matches(|c: char| c == '-' || c == ',' || c.is_whitespace())
+        .to_string()
 }
 
 #[cfg(test)]
@@ -501,7 +507,24 @@ mod tests {
 
     #[test]
     fn no_panic_on_odd_input() {
-        for title in ["", " ", "-", " - ", "[", "]]]", "((((", "🎵🎵", "\u{0}", "a - ", " - b", "[FLAC]", "-----", "x".repeat(10_000).as_str(), "99999999999999999999 kbps", "24/9999999999"] {
+        for title in [
+            "",
+            " ",
+            "-",
+            " - ",
+            "[",
+            "]]]",
+            "((((",
+            "🎵🎵",
+            "\u{0}",
+            "a - ",
+            " - b",
+            "[FLAC]",
+            "-----",
+            "x".repeat(10_000).as_str(),
+            "99999999999999999999 kbps",
+            "24/9999999999",
+        ] {
             let info = p(title);
             let _ = info.years.len();
         }
@@ -591,7 +614,9 @@ mod tests {
         let sacd = p("Pink Floyd - The Dark Side of the Moon [SACD] DSD64");
         assert!(sacd.formats.contains(&AudioFormat::Dsd));
         assert_eq!(sacd.source, Some(ReleaseSource::Sacd));
-        assert!(p("Kendrick Lamar - good kid (Deluxe Version) [iTunes Plus AAC M4A]").formats.contains(&AudioFormat::Aac));
+        assert!(p("Kendrick Lamar - good kid (Deluxe Version) [iTunes Plus AAC M4A]")
+            .formats
+            .contains(&AudioFormat::Aac));
         assert!(p("Artist - Album [WAV]").formats.contains(&AudioFormat::Wav));
     }
 
@@ -621,7 +646,9 @@ mod tests {
         assert!(i.formats.contains(&AudioFormat::Flac));
         assert_eq!(i.years, vec![1975]);
         assert_eq!(i.source, Some(ReleaseSource::Cd));
-        let i = p("(Rock) Nirvana - Nevermind (20th Anniversary Super Deluxe Edition) - 2011, FLAC (tracks+.cue), lossless");
+        let i = p(
+            "(Rock) Nirvana - Nevermind (20th Anniversary Super Deluxe Edition) - 2011, FLAC (tracks+.cue), lossless",
+        );
         assert!(i.editions.contains(&"super deluxe".to_string()));
         assert!(i.editions.contains(&"anniversary".to_string()));
         let i = p("(Jazz) [LP] [24/96] John Coltrane - A Love Supreme - 1965, FLAC (tracks), lossless");
@@ -805,21 +832,66 @@ mod tests {
     #[test]
     fn many_more_real_world_titles() {
         let cases: [(&str, Option<&str>, Option<i32>, Option<AudioFormat>); 16] = [
-            ("Pink Floyd - The Dark Side of the Moon (1973) [FLAC]", Some("Pink Floyd"), Some(1973), Some(AudioFormat::Flac)),
+            (
+                "Pink Floyd - The Dark Side of the Moon (1973) [FLAC]",
+                Some("Pink Floyd"),
+                Some(1973),
+                Some(AudioFormat::Flac),
+            ),
             ("Daft Punk - Homework (1997) [FLAC]", Some("Daft Punk"), Some(1997), Some(AudioFormat::Flac)),
-            ("Electric Light Orchestra - Discovery (Remastered 2001) [MP3 320]", Some("Electric Light Orchestra"), Some(2001), Some(AudioFormat::Mp3)),
+            (
+                "Electric Light Orchestra - Discovery (Remastered 2001) [MP3 320]",
+                Some("Electric Light Orchestra"),
+                Some(2001),
+                Some(AudioFormat::Mp3),
+            ),
             ("ELO - Discovery (1979) FLAC", Some("ELO"), Some(1979), Some(AudioFormat::Flac)),
             ("Mike Oldfield - Discovery (1984) [FLAC]", Some("Mike Oldfield"), Some(1984), Some(AudioFormat::Flac)),
             ("Strokes, The - Is This It [MP3 320]", Some("Strokes, The"), None, Some(AudioFormat::Mp3)),
-            ("Simon and Garfunkel - Bridge Over Troubled Water (1970) [FLAC]", Some("Simon and Garfunkel"), Some(1970), Some(AudioFormat::Flac)),
+            (
+                "Simon and Garfunkel - Bridge Over Troubled Water (1970) [FLAC]",
+                Some("Simon and Garfunkel"),
+                Some(1970),
+                Some(AudioFormat::Flac),
+            ),
             ("Hikaru Utada - First Love (1999) [AAC 256]", Some("Hikaru Utada"), Some(1999), Some(AudioFormat::Aac)),
-            ("J.S. Bach - Goldberg Variations - Glenn Gould (1955) [FLAC]", Some("J.S. Bach"), Some(1955), Some(AudioFormat::Flac)),
-            ("Massive Attack v Mad Professor - No Protection (1995) [FLAC]", Some("Massive Attack v Mad Professor"), Some(1995), Some(AudioFormat::Flac)),
-            ("Kendrick Lamar - Mr. Morale & the Big Steppers (2022) [FLAC]", Some("Kendrick Lamar"), Some(2022), Some(AudioFormat::Flac)),
-            ("Tyler Bates - Guardians of the Galaxy (Original Score) (2014) [MP3 320]", Some("Tyler Bates"), Some(2014), Some(AudioFormat::Mp3)),
-            ("Boards of Canada - Music Has the Right to Children (1998) [WEB FLAC]", Some("Boards of Canada"), Some(1998), Some(AudioFormat::Flac)),
+            (
+                "J.S. Bach - Goldberg Variations - Glenn Gould (1955) [FLAC]",
+                Some("J.S. Bach"),
+                Some(1955),
+                Some(AudioFormat::Flac),
+            ),
+            (
+                "Massive Attack v Mad Professor - No Protection (1995) [FLAC]",
+                Some("Massive Attack v Mad Professor"),
+                Some(1995),
+                Some(AudioFormat::Flac),
+            ),
+            (
+                "Kendrick Lamar - Mr. Morale & the Big Steppers (2022) [FLAC]",
+                Some("Kendrick Lamar"),
+                Some(2022),
+                Some(AudioFormat::Flac),
+            ),
+            (
+                "Tyler Bates - Guardians of the Galaxy (Original Score) (2014) [MP3 320]",
+                Some("Tyler Bates"),
+                Some(2014),
+                Some(AudioFormat::Mp3),
+            ),
+            (
+                "Boards of Canada - Music Has the Right to Children (1998) [WEB FLAC]",
+                Some("Boards of Canada"),
+                Some(1998),
+                Some(AudioFormat::Flac),
+            ),
             ("AC/DC - Back in Black (1980) [FLAC]", Some("AC/DC"), Some(1980), Some(AudioFormat::Flac)),
-            ("Sunn O))) - Monoliths & Dimensions (2009) [FLAC]", Some("Sunn O)))"), Some(2009), Some(AudioFormat::Flac)),
+            (
+                "Sunn O))) - Monoliths & Dimensions (2009) [FLAC]",
+                Some("Sunn O)))"),
+                Some(2009),
+                Some(AudioFormat::Flac),
+            ),
             ("!!! - Myth Takes (2007) [MP3 V0]", Some("!!!"), Some(2007), Some(AudioFormat::Mp3)),
         ];
         for (title, artist, year, format) in cases {

@@ -121,6 +121,22 @@ fn run_cases(cases: &[(PathBuf, Case)]) -> Figures {
                 verdict.push_str(" NOT-AUTO");
             }
         }
+        for ranked in &outcome.candidates {
+            let ok = acceptable(ranked.idx);
+            let has_files = ranked.scored.candidate.files.is_some();
+            let rejected = !ranked.scored.hard_rejects.is_empty();
+            if ok == rejected {
+                println!(
+                    "    [{}] {} files={} score={:.3} :: {}",
+                    ranked.idx,
+                    if ok { "ACCEPTABLE-BUT-REJECTED" } else { "UNACCEPTABLE-NOT-REJECTED" },
+                    has_files,
+                    ranked.scored.score,
+                    ranked.scored.candidate.title
+                );
+                println!("        {}", ranked.scored.reasoning);
+            }
+        }
         let top = outcome.candidates.first();
         println!(
             "{:<40} {:?} rec={:?} best={:?} conf={:.3} reason={:?}{}\n    top: {}",
