@@ -283,7 +283,10 @@ pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
     } else {
         0.0
     };
-    let raw = token_score.max(char_score);
+    let is_number = |t: &&String| t.bytes().all(|b| b.is_ascii_digit());
+    let number_missing = track.iter().filter(is_number).any(|t| !file.contains(t));
+    // "Revolution 1" is not "Revolution 9": a catalog number absent from the file name outweighs spelling.
+    let raw = if number_missing { token_score - 0.15 } else { token_score.max(char_score) };
     let penalty = file.iter().filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f)).count()
         as f64
         * 0.35;
@@ -477,6 +480,8 @@ mod tests {
         assert!(title_similarity(&toks("New York City Cops"), &toks("When It Started")) < 0.3);
         assert!(title_similarity(&toks("Starálfur"), &toks("Staralfur")) > 0.99);
         assert!(title_similarity(&toks("Variation 1"), &toks("Variation 10")) < 0.75);
+        assert!(title_similarity(&toks("Revolution 9"), &toks("Revolution 1")) < 0.75);
+        assert!(title_similarity(&toks("Revolution 1"), &toks("revolution_1")) > 0.99);
         assert_eq!(title_similarity(&[], &toks("x")), 0.0);
     }
 

@@ -72,7 +72,7 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
 
     let (decision, reason, recommended_idx, confidence) = match evaluated.first() {
         Some((idx, best)) => {
-            let (decision, reason) = decide(best, &evaluated, auto_approve_threshold);
+            let (decision, reason) = decide(best, auto_approve_threshold);
             (decision, reason, Some(*idx), best.score)
         }
         None => (MatchDecision::NoCandidates, None, None, 0.0),
@@ -119,15 +119,6 @@ fn decide(best: &Evaluation, all: &[(usize, Evaluation)], threshold: f64) -> (Ma
                     MatchDecision::NeedsApproval,
                     Some(ApprovalReason::LowConfidence { score: best.score, threshold }),
                 );
-            }
-            let close: Vec<f64> = all
-                .iter()
-                .filter(|(_, e)| e.class == CandidateClass::Verified && e.doubts.is_empty())
-                .map(|(_, e)| e.score)
-                .take(2)
-                .collect();
-            if close.len() == 2 && close.first() == close.get(1) && !threshold.is_finite() {
-                return (MatchDecision::NeedsApproval, Some(ApprovalReason::MultipleGoodMatches { top_scores: close }));
             }
             (MatchDecision::AutoApprove, None)
         }

@@ -335,7 +335,15 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
                     found_secs: total_bytes as f64 * 8.0 / (low.max(1.0) * 1000.0),
                 });
             }
-            if coverage < 0.99 || artist != ArtistMatch::Yes || year_conflict {
+            // Track numbers inside an image are only known from the cue sheet: trust them only for a title that
+            // names exactly this album and edition.
+            let other_edition = info.editions.iter().any(|e| e != "remaster" && !ctx.album_edition_tokens.contains(e));
+            if coverage < 0.99
+                || artist != ArtistMatch::Yes
+                || year_conflict
+                || other_edition
+                || !ctx.album_edition_tokens.is_empty()
+            {
                 doubts.push(Doubt::CueUnverified);
             }
             notes.push(format!(
@@ -473,7 +481,8 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
     if candidate.seeders < HEALTHY_SEEDERS && candidate.seeders > 0 {
         doubts.push(Doubt::WeakSwarm(candidate.seeders));
     }
-    if info.kinds.pack {
+    let pack = info.kinds.pack || candidate.files.as_deref().is_some_and(|f| looks_like_pack(f));
+    if pack {
         doubts.push(Doubt::Pack);
     }
     if tier == 0 {
@@ -487,7 +496,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
     } else {
         CandidateClass::TitleOnly
     };
-    let pref = preference(candidate.seeders, info.kinds.pack, tier, exact);
+    let pref = preference(candidate.seeders, pack, tier, exact);
     let score = match class {
         CandidateClass::Verified => 0.75 + 0.25 * pref,
         CandidateClass::TitleOnly => 0.40 + 0.25 * pref,
@@ -504,7 +513,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
         _ => "lossy <= 128 kbps",
     };
     notes.push(quality.to_string());
-    if info.kinds.pack {
+    if pack {
         notes.push("pack".into());
     }
     notes.push(format!("{} seeders", candidate.seeders));
@@ -527,6 +536,26 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
         expected_tracks: expected,
         mapped_tracks: mapped,
     }
+}
+
+/// Several album folders (not disc folders) each holding at least three audio files: a discography or box of albums.
+fn looks_like_pack(files: &[crate::models::TorrentFile]) -> bool {
+    let mut per_dir: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for file in files {
+        if AudioFormat::from_extension(&super::mapping::extension(&file.path)).is_some() {
+            let dir = file.path.rsplit_once('/').map_or("", |(d, _)| d);
+            *per_dir.entry(dir).or_insert(0) += 1;
+        }
+    }
+    let album_dirs = per_dir
+        .iter()
+        .filter(|(dir, count)| {
+            **count >= 3
+                && dir.contains('/')
+                && dir.rsplit('/').next().and_then(super::mapping::disc_from_dir).is_none()
+        })
+        .count();
+    album_dirs >= 3
 }
 
 /// The mapping of the ticket's tracks onto one set of audio files, with its evidence.

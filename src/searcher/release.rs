@@ -244,7 +244,7 @@ pub fn detect_kinds(tokens: &[String]) -> ReleaseKinds {
             || tokens.iter().any(|t| t.len() > 4 && t.ends_with("hits"))
             || has_phrase(tokens, &["best", "of"])
             || has_phrase(tokens, &["very", "best"]),
-        other_mix: has_any(tokens, &["mono", "remix", "remixes", "remixed", "demos", "demo", "rerecorded"])
+        other_mix: has_any(tokens, &["mono", "remix", "remixes", "remixed", "demos", "demo", "rerecorded", "mix"])
             || has_phrase(tokens, &["re", "recorded"])
             || has_phrase(tokens, &["taylors", "version"]),
         various_artists: has_any(tokens, &["va"]) || has_phrase(tokens, &["various", "artists"]),
@@ -777,6 +777,7 @@ mod tests {
         assert!(p("Taylor Swift - Fearless (Taylor's Version) [FLAC]").kinds.other_mix);
         assert!(p("Linkin Park - Reanimation (Remix Album) [MP3]").kinds.other_mix);
         assert!(!p("The Beatles - The Beatles (White Album) [2009 Stereo Remaster] FLAC").kinds.other_mix);
+        assert!(p("Kiss - Destroyer (Resurrected) [Detroit Mix] FLAC").kinds.other_mix);
     }
 
     #[test]
