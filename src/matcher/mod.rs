@@ -96,7 +96,7 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
     MatchOutcome { decision, recommended_idx, confidence, reason, candidates: ranked }
 }
 
-fn decide(best: &Evaluation, all: &[(usize, Evaluation)], threshold: f64) -> (MatchDecision, Option<ApprovalReason>) {
+fn decide(best: &Evaluation, threshold: f64) -> (MatchDecision, Option<ApprovalReason>) {
     match best.class {
         CandidateClass::Rejected => {
             // Nothing acceptable: the closest one, with the most specific reason.
