@@ -79,6 +79,13 @@ pub struct PairEvidence {
     pub name_similarity: f64,
     pub numbers_agree: f64,
     pub duration: DurationCheck,
+    /// The file names another version (live, demo, remix...) the catalog title does not.
+    pub version_conflict: bool,
+}
+
+/// Whether a file title carries a version word (live, demo, remix...) the catalog title does not.
+pub fn has_version_conflict(track: &[String], file: &[String]) -> bool {
+    file.iter().any(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == f))
 }
 
 fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
@@ -402,6 +409,10 @@ pub fn map_tracks(
                 name_similarity: name_at(t, f),
                 numbers_agree: number_at(t, f),
                 duration: duration_at(t, f),
+                version_conflict: match (tracks.get(t), files.get(f)) {
+                    (Some(track), Some(file)) => has_version_conflict(&track.tokens, &file.tokens),
+                    _ => false,
+                },
             })
         })
         .collect();

@@ -636,6 +636,7 @@ fn map_file_subset(tracks: &[PreparedTrack], audio: &[AudioFile], cbr: Option<u3
         };
         let confirmed = pair.name_similarity >= 0.75 && !pair.duration.is_too_short();
         let by_number = !confirmed
+            && !pair.version_conflict
             && pair.numbers_agree >= 1.0
             && pair.duration.is_tight()
             && (!file.informative || pair.name_similarity >= 0.4);
