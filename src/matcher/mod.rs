@@ -149,6 +149,7 @@ fn reason_for_doubts(best: &Evaluation, threshold: f64) -> Option<ApprovalReason
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test fixtures size files from f64 durations
 mod tests {
     use super::*;
     use crate::models::TorrentFile;

@@ -481,7 +481,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
     if candidate.seeders < HEALTHY_SEEDERS && candidate.seeders > 0 {
         doubts.push(Doubt::WeakSwarm(candidate.seeders));
     }
-    let pack = info.kinds.pack || candidate.files.as_deref().is_some_and(|f| looks_like_pack(f));
+    let pack = info.kinds.pack || candidate.files.as_deref().is_some_and(looks_like_pack);
     if pack {
         doubts.push(Doubt::Pack);
     }

@@ -298,10 +298,8 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
             "mp3" | "lame" => {
                 info.formats.insert(AudioFormat::Mp3);
             }
-            "aac" | "m4a" | "itunes" => {
-                if !raw.contains("alac") {
-                    info.formats.insert(AudioFormat::Aac);
-                }
+            "aac" | "m4a" | "itunes" if !raw.contains("alac") => {
+                info.formats.insert(AudioFormat::Aac);
             }
             "ogg" | "vorbis" => {
                 info.formats.insert(AudioFormat::Ogg);
@@ -313,16 +311,10 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
             "v1" => info.vbr = Some(VbrPreset::V1),
             "v2" => info.vbr = Some(VbrPreset::V2),
             "vinyl" | "lp" | "2lp" | "3lp" | "vinylrip" => info.source = Some(ReleaseSource::Vinyl),
-            "web" | "webrip" | "webflac" | "hdtracks" | "qobuz" | "bandcamp" => {
-                if info.source.is_none() {
-                    info.source = Some(ReleaseSource::Web)
-                }
+            "web" | "webrip" | "webflac" | "hdtracks" | "qobuz" | "bandcamp" if info.source.is_none() => {
+                info.source = Some(ReleaseSource::Web)
             }
-            "cd" | "cdrip" | "cdda" => {
-                if info.source.is_none() {
-                    info.source = Some(ReleaseSource::Cd)
-                }
-            }
+            "cd" | "cdrip" | "cdda" if info.source.is_none() => info.source = Some(ReleaseSource::Cd),
             "cassette" | "tape" => info.source = Some(ReleaseSource::Cassette),
             "24bit" => info.bit_depth = Some(24),
             "16bit" => info.bit_depth = Some(16),
@@ -832,7 +824,8 @@ mod tests {
 
     #[test]
     fn many_more_real_world_titles() {
-        let cases: [(&str, Option<&str>, Option<i32>, Option<AudioFormat>); 16] = [
+        type Row = (&'static str, Option<&'static str>, Option<i32>, Option<AudioFormat>);
+        let cases: [Row; 16] = [
             (
                 "Pink Floyd - The Dark Side of the Moon (1973) [FLAC]",
                 Some("Pink Floyd"),

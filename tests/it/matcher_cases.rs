@@ -206,3 +206,84 @@ fn matcher_dev_cases_meet_the_acceptance_figures() {
     assert!(pct(f.best_tracks_right, f.best_tracks) >= 98.0);
     assert!(pct(f.auto_ok_approved, f.auto_ok) >= 70.0);
 }
+
+#[test]
+fn matcher_own_fixture_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/matching");
+    let cases = load_cases(&dir);
+    assert!(cases.len() >= 3);
+    let f = run_cases(&cases);
+    print_figures("own fixtures", &f);
+    assert_eq!(f.false_auto, 0);
+    assert_eq!(f.recommended_best, f.with_best, "every fixture's best must be recommended");
+    assert_eq!(f.best_tracks_right, f.best_tracks, "every fixture mapping must be exact");
+    assert_eq!(f.auto_ok_approved, f.auto_ok);
+}
+
+#[test]
+fn match_command_prints_the_specified_json() {
+    let path = dev_cases_dir().join("012-pink-floyd-wish-you-were-here.json");
+    let input = std::fs::read(&path).unwrap();
+    let out = run_match_command(&input, 0.85).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in ["decision", "recommended_idx", "confidence", "reason", "candidates"] {
+        assert!(keys.contains(&key), "missing {key} in {out}");
+    }
+    assert!(["auto_approve", "needs_approval", "no_candidates"].contains(&json["decision"].as_str().unwrap()));
+    let case: serde_json::Value = serde_json::from_slice(&input).unwrap();
+    let candidates = json["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), case["candidates"].as_array().unwrap().len());
+    // Sorted best first, idx into the input, every mapped path exactly a path of that candidate (or image#n).
+    let scores: Vec<f64> = candidates.iter().map(|c| c["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert_eq!(json["recommended_idx"], candidates[0]["idx"]);
+    for c in candidates {
+        let idx = c["idx"].as_u64().unwrap() as usize;
+        let paths: Vec<&str> = case["candidates"][idx]["files"]
+            .as_array()
+            .map(|files| files.iter().map(|f| f["path"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert!(c["reasoning"].as_str().is_some_and(|r| !r.is_empty()));
+        for m in c["track_mapping"].as_array().unwrap() {
+            let value = m["torrent_file_path"].as_str().unwrap();
+            let (file, _) = downloader2::matcher::cue::split_track_reference(value, &paths);
+            assert!(paths.contains(&file), "{value} is not a file of candidate {idx}");
+            assert!(m["catalog_track_id"].is_string());
+            let confidence = m["confidence"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&confidence));
+        }
+    }
+    // No candidates.
+    let empty = serde_json::json!({"ticket": case["ticket"], "candidates": [], "expected": "ignored"});
+    let out: serde_json::Value =
+        serde_json::from_str(&run_match_command(empty.to_string().as_bytes(), 0.85).unwrap()).unwrap();
+    assert_eq!(out["decision"], "no_candidates");
+    assert!(out["recommended_idx"].is_null() && out["reason"].is_null());
+}
+
+#[test]
+fn match_command_is_byte_for_byte_deterministic() {
+    for (path, _) in load_cases(&dev_cases_dir()) {
+        let input = std::fs::read(&path).unwrap();
+        let first = run_match_command(&input, 0.85).unwrap();
+        let second = run_match_command(&input, 0.85).unwrap();
+        assert_eq!(first, second, "{}", path.display());
+    }
+}
+
+#[test]
+fn match_command_names_the_bad_field() {
+    let path = dev_cases_dir().join("001-portishead-dummy.json");
+    let mut case: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    case["candidates"][3]["files"][0]["size_bytes"] = serde_json::json!("big");
+    let err = run_match_command(case.to_string().as_bytes(), 0.85).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("candidates[3].files[0].size_bytes"), "{message}");
+    assert!(!err.is_retryable());
+    let err = run_match_command(b"{not json", 0.85).unwrap_err();
+    assert!(matches!(err, MatchInputError::Malformed { .. }), "{err}");
+    let err = run_match_command(b"{\"candidates\": []}", 0.85).unwrap_err();
+    assert!(err.to_string().contains("ticket"), "{err}");
+    assert!(matches!(run_match_command(b"{}", 1.5), Err(MatchInputError::InvalidThreshold(_))));
+}
