@@ -35,6 +35,9 @@ const VERSION_WORDS: [&str; 16] = [
     "unplugged",
 ];
 
+/// Words too common to identify a song title.
+const TITLE_STOPWORDS: [&str; 12] = ["the", "a", "an", "of", "and", "in", "on", "to", "de", "la", "el", "le"];
+
 /// File names that say nothing about the song.
 const PLACEHOLDER_WORDS: [&str; 6] = ["track", "audio", "untitled", "piste", "titel", "song"];
 
@@ -48,6 +51,8 @@ pub struct PreparedTrack {
     pub position: u32,
     pub duration_secs: f64,
     pub tokens: Vec<String>,
+    /// The words after the last `:` ("Symphony No. 5: I. Allegro" -> "i allegro"), empty when there is none.
+    pub tail_tokens: Vec<String>,
 }
 
 /// One audio file of a candidate.
@@ -142,6 +147,12 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
                 track: t.track_number,
                 position: positions.get(i).copied().unwrap_or(0),
                 duration_secs: if t.duration_secs.is_finite() { t.duration_secs.max(0.0) } else { 0.0 },
+                tail_tokens: match name.rsplit_once(':') {
+                    Some((_, tail)) => {
+                        fold_text(tail).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()
+                    }
+                    None => Vec::new(),
+                },
                 tokens: fold_text(&name).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             }
         })
@@ -278,15 +289,40 @@ pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
     if track.is_empty() || file.is_empty() {
         return 0.0;
     }
-    let matched_track = track.iter().filter(|t| file.iter().any(|f| tokens_match(t, f))).count();
-    let matched_file = file.iter().filter(|f| track.iter().any(|t| tokens_match(t, f))).count();
-    let cov_track = matched_track as f64 / track.len() as f64;
-    let cov_file = matched_file as f64 / file.len() as f64;
+    // Coverage counts significant words only ("of the" shared by two songs says nothing).
+    let significant = |tokens: &[String]| -> usize {
+        let count = tokens.iter().filter(|t| !TITLE_STOPWORDS.contains(&t.as_str())).count();
+        if count == 0 {
+            tokens.len()
+        } else {
+            count
+        }
+    };
+    let counts = |own: &[String], other: &[String]| -> usize {
+        let all_stop = own.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
+        own.iter()
+            .filter(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str()))
+            .filter(|t| other.iter().any(|o| tokens_match(t, o)))
+            .count()
+    };
+    let (track_significant, file_significant) = (significant(track), significant(file));
+    let cov_track = counts(track, file) as f64 / track_significant as f64;
+    let cov_file = counts(file, track) as f64 / file_significant as f64;
     let token_score = 0.7 * cov_track + 0.3 * cov_file;
-    let joined_track = track.join(" ");
-    let joined_file = file.join(" ");
-    let char_score = if joined_track.len() + joined_file.len() < 400 {
-        strsim::normalized_levenshtein(&joined_track, &joined_file)
+    // Spelling (`pt.2` vs `pt 2`, typos) only where it can change the verdict: the length difference bounds it.
+    let worth_spelling = token_score < 0.999 && (token_score >= 0.3 || track_significant <= 2 || file_significant <= 2);
+    let char_score = if worth_spelling {
+        let (a, b) = (track.concat(), file.concat());
+        let longest = a.chars().count().max(b.chars().count()).max(1);
+        let shortest = a.chars().count().min(b.chars().count());
+        let bound = shortest as f64 / longest as f64;
+        if a == b {
+            1.0
+        } else if bound <= token_score || longest > 200 {
+            0.0
+        } else {
+            strsim::normalized_levenshtein(&a, &b)
+        }
     } else {
         0.0
     };
@@ -370,7 +406,12 @@ pub fn map_tracks(
     for (ti, track) in tracks.iter().enumerate() {
         for (fi, file) in files.iter().enumerate() {
             if let Some(slot) = names.get_mut(ti * m + fi) {
-                *slot = title_similarity(&track.tokens, &file.tokens);
+                let full = title_similarity(&track.tokens, &file.tokens);
+                *slot = if track.tail_tokens.is_empty() || full >= 0.99 {
+                    full
+                } else {
+                    full.max(title_similarity(&track.tail_tokens, &file.tokens))
+                };
             }
             if let Some(slot) = numbers.get_mut(ti * m + fi) {
                 *slot = numbers_agreement(track, file, multi_disc);
@@ -494,6 +535,38 @@ mod tests {
         assert!(title_similarity(&toks("Revolution 9"), &toks("Revolution 1")) < 0.75);
         assert!(title_similarity(&toks("Revolution 1"), &toks("revolution_1")) > 0.99);
         assert_eq!(title_similarity(&[], &toks("x")), 0.0);
+    }
+
+    fn ticket_named(names: &[&str]) -> Ticket {
+        let tracks: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                serde_json::json!({"catalog_track_id": format!("t{i}"), "track_number": i + 1,
+                "name": n, "duration_secs": 100.0, "dest_path": format!("/m/{i}.ogg")})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"ticket_id": "x", "created_at": "2026-01-01T00:00:00Z",
+            "search": {"artist": "A", "album": "B"}, "tracks": tracks, "constraints": {"format": "mp3"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_work_prefix_is_removed_and_tails_are_kept() {
+        let t = ticket_named(&[
+            "Goldberg Variations, BWV 988: Aria",
+            "Goldberg Variations, BWV 988: Variation 1",
+            "Goldberg Variations, BWV 988: Variation 2",
+            "Goldberg Variations, BWV 988: Aria da capo",
+        ]);
+        let prepared = prepare_tracks(&t);
+        assert_eq!(prepared[1].tokens, vec!["variation", "1"]);
+        let mixed =
+            ticket_named(&["Symphony No. 5 in C minor, Op. 67: I. Allegro con brio", "Egmont, Op. 84: Overture"]);
+        let prepared = prepare_tracks(&mixed);
+        assert_eq!(prepared[0].tail_tokens, vec!["i", "allegro", "con", "brio"]);
+        assert!(prepared[0].tokens.len() > 4, "a prefix of one track only is kept");
+        assert_eq!(prepared[1].position, 2);
     }
 
     #[test]

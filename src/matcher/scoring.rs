@@ -119,7 +119,10 @@ impl TicketContext {
         let folded_artist = fold_text(&artist);
         let various_artists = matches!(folded_artist.as_str(), "various artists" | "various" | "va" | "v a");
         let mut artist_parts: Vec<Vec<String>> = vec![fold_artist(&artist).split(' ').map(str::to_string).collect()];
-        let splitter = regex::Regex::new(r"(?i)\s*(?:,|&|/|;|\+|\band\b|\bfeat\.?|\bvs\.?|\bx\b)\s*").ok();
+        static SPLITTER: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+        let splitter = SPLITTER
+            .get_or_init(|| regex::Regex::new(r"(?i)\s*(?:,|&|/|;|\+|\band\b|\bfeat\.?|\bvs\.?|\bx\b)\s*").ok())
+            .as_ref();
         if let Some(re) = splitter {
             for part in re.split(&artist) {
                 let folded = fold_artist(part);

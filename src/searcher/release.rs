@@ -5,6 +5,9 @@
 //! one (that is the matcher's job).
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use regex::Regex;
 
 use deunicode::deunicode;
 use unicode_normalization::UnicodeNormalization;
@@ -126,6 +129,11 @@ pub struct ReleaseInfo {
     pub disc_marker: Option<u32>,
     /// The folded tokens of the whole title (see [`fold_tokens`]).
     pub tokens: Vec<String>,
+}
+
+/// A compiled pattern, built once (patterns are constants; a failure yields `None`, never a panic).
+fn cached(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
+    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
 }
 
 /// Folds text for comparison: Unicode NFKC, diacritics and non-Latin scripts transliterated (deunicode), lower case,
@@ -340,7 +348,9 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
     }
     // "24/96", "24-192", "16-44", "24bit/96khz".
-    if let Ok(re) = regex::Regex::new(
+    static HIRES: OnceLock<Option<Regex>> = OnceLock::new();
+    if let Some(re) = cached(
+        &HIRES,
         r"\b(16|24|32)\s*(?:bit)?\s*[/\-_ ]\s*(44(?:[.,]1)?|48|88(?:[.,]2)?|96|176(?:[.,]4)?|192)\s*(?:khz)?\b",
     ) {
         if let Some(caps) = re.captures(&raw) {
@@ -383,7 +393,8 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
 
 /// "CD2", "Disc 2", "Disk 2" standing in a title (not "2CD").
 fn find_disc_marker(title: &str) -> Option<u32> {
-    let re = regex::Regex::new(r"(?i)\b(?:cd|disc|disk)\s*([1-9]\d?)\b").ok()?;
+    static DISC: OnceLock<Option<Regex>> = OnceLock::new();
+    let re = cached(&DISC, r"(?i)\b(?:cd|disc|disk)\s*([1-9]\d?)\b")?;
     let caps = re.captures(title)?;
     caps.get(1)?.as_str().parse().ok()
 }
@@ -445,8 +456,9 @@ fn strip_tags(text: &str) -> String {
     }
     let noise =
         ["flac", "mp3", "320", "v0", "v2", "aac", "ape", "lossless", "web", "cd", "24bit", "kbps", "320kbps", "alac"];
-    let re_year = regex::Regex::new(r"\(\s*(19|20)\d\d\s*\)|\b(19|20)\d\d\b").ok();
-    let mut cleaned = match &re_year {
+    static YEAR: OnceLock<Option<Regex>> = OnceLock::new();
+    let re_year = cached(&YEAR, r"\(\s*(19|20)\d\d\s*\)|\b(19|20)\d\d\b");
+    let mut cleaned = match re_year {
         Some(re) => re.replace_all(&out, " ").to_string(),
         None => out,
     };
