@@ -310,6 +310,14 @@ impl TitleKey {
         TitleKey { tokens: tokens.to_vec(), concat, histogram }
     }
 
+    /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
+    /// Cheap; lets the assignment skip the full comparison for most pairs of a large file list.
+    fn may_match(&self, other: &TitleKey) -> bool {
+        let shares_word =
+            self.tokens.iter().any(|t| !TITLE_STOPWORDS.contains(&t.as_str()) && other.tokens.iter().any(|o| o == t));
+        shares_word || self.spelling_bound(other) > 0.55
+    }
+
     /// An upper bound of the normalised edit similarity of the two run-together titles.
     fn spelling_bound(&self, other: &TitleKey) -> f64 {
         let (la, lb) = (self.concat.len(), other.concat.len());
@@ -450,9 +458,11 @@ pub fn map_tracks(
             if let (Some(slot), Some((key, tail_key)), Some(file_key)) =
                 (names.get_mut(ti * m + fi), track_keys.get(ti), file_keys.get(fi))
             {
-                let full = title_similarity_of_keys(key, file_key);
+                let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
                 *slot = match tail_key {
-                    Some(tail) if full < 0.99 => full.max(title_similarity_of_keys(tail, file_key)),
+                    Some(tail) if full < 0.99 && tail.may_match(file_key) => {
+                        full.max(title_similarity_of_keys(tail, file_key))
+                    }
                     _ => full,
                 };
             }
