@@ -315,7 +315,7 @@ impl TitleKey {
     fn may_match(&self, other: &TitleKey) -> bool {
         let shares_word =
             self.tokens.iter().any(|t| !TITLE_STOPWORDS.contains(&t.as_str()) && other.tokens.iter().any(|o| o == t));
-        shares_word || self.spelling_bound(other) > 0.55
+        shares_word || self.spelling_bound(other) > 0.7
     }
 
     /// An upper bound of the normalised edit similarity of the two run-together titles.
@@ -327,6 +327,27 @@ impl TitleKey {
         let lower = la.abs_diff(lb).max(l1.div_ceil(2));
         1.0 - lower as f64 / longest as f64
     }
+}
+
+/// Levenshtein distance of two byte strings (two-row dynamic programme; the titles are short ASCII).
+fn byte_edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0usize; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        if let Some(first) = current.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous.get(j).copied().unwrap_or(0) + usize::from(ca != cb);
+            let delete = previous.get(j + 1).copied().unwrap_or(0) + 1;
+            let insert = current.get(j).copied().unwrap_or(0) + 1;
+            if let Some(cell) = current.get_mut(j + 1) {
+                *cell = substitute.min(delete).min(insert);
+            }
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous.last().copied().unwrap_or(0)
 }
 
 /// Title similarity in [0, 1] of a catalog title and a file title (folded tokens), minus a penalty for version words
@@ -366,10 +387,13 @@ pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f6
         0.0
     } else if track_key.concat == file_key.concat {
         1.0
-    } else if track_key.spelling_bound(file_key) <= token_score.max(0.6) || track_key.concat.len() > 200 {
+    } else if track_key.spelling_bound(file_key) <= (token_score + 0.1).max(0.7) || track_key.concat.len() > 200 {
         0.0
     } else {
-        strsim::normalized_levenshtein(&track_key.concat, &file_key.concat)
+        // Folded titles are ASCII: compare bytes.
+        let (a, b) = (track_key.concat.as_bytes(), file_key.concat.as_bytes());
+        let longest = a.len().max(b.len()).max(1);
+        1.0 - byte_edit_distance(a, b) as f64 / longest as f64
     };
     let is_number = |t: &&String| t.bytes().all(|b| b.is_ascii_digit());
     let number_missing = track.iter().filter(is_number).any(|t| !file.contains(t));
@@ -620,6 +644,14 @@ mod tests {
         assert_eq!(prepared[0].tail_tokens, vec!["i", "allegro", "con", "brio"]);
         assert!(prepared[0].tokens.len() > 4, "a prefix of one track only is kept");
         assert_eq!(prepared[1].position, 2);
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(byte_edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(byte_edit_distance(b"", b"abc"), 3);
+        assert_eq!(byte_edit_distance(b"abc", b"abc"), 0);
+        assert_eq!(byte_edit_distance(b"pt2", b"pt 2"), 1);
     }
 
     #[test]
