@@ -288,6 +288,9 @@ fn tokens_match(a: &str, b: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct TitleKey {
     pub tokens: Vec<String>,
+    /// Per token: counts for coverage (not a stopword, or every token is one).
+    counted: Vec<bool>,
+    counted_total: usize,
     concat: String,
     histogram: [u16; 36],
 }
@@ -307,7 +310,10 @@ impl TitleKey {
                 *count = count.saturating_add(1);
             }
         }
-        TitleKey { tokens: tokens.to_vec(), concat, histogram }
+        let all_stop = tokens.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
+        let counted: Vec<bool> = tokens.iter().map(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str())).collect();
+        let counted_total = counted.iter().filter(|c| **c).count();
+        TitleKey { tokens: tokens.to_vec(), counted, counted_total, concat, histogram }
     }
 
     /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
@@ -363,24 +369,15 @@ pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f6
         return 0.0;
     }
     // Coverage counts significant words only ("of the" shared by two songs says nothing).
-    let significant = |tokens: &[String]| -> usize {
-        let count = tokens.iter().filter(|t| !TITLE_STOPWORDS.contains(&t.as_str())).count();
-        if count == 0 {
-            tokens.len()
-        } else {
-            count
-        }
-    };
-    let counts = |own: &[String], other: &[String]| -> usize {
-        let all_stop = own.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
-        own.iter()
-            .filter(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str()))
-            .filter(|t| other.iter().any(|o| tokens_match(t, o)))
+    let covered = |own: &TitleKey, other: &TitleKey| -> usize {
+        own.tokens
+            .iter()
+            .zip(&own.counted)
+            .filter(|(t, counted)| **counted && other.tokens.iter().any(|o| tokens_match(t, o)))
             .count()
     };
-    let (track_significant, file_significant) = (significant(track), significant(file));
-    let cov_track = counts(track, file) as f64 / track_significant as f64;
-    let cov_file = counts(file, track) as f64 / file_significant as f64;
+    let cov_track = covered(track_key, file_key) as f64 / track_key.counted_total.max(1) as f64;
+    let cov_file = covered(file_key, track_key) as f64 / file_key.counted_total.max(1) as f64;
     let token_score = 0.7 * cov_track + 0.3 * cov_file;
     // Spelling (`pt.2` vs `pt 2`, typos) only where it can raise the score: a cheap bound prunes the rest.
     let char_score = if token_score >= 0.999 {
