@@ -337,8 +337,23 @@ impl TitleKey {
 
 /// Levenshtein distance of two byte strings (two-row dynamic programme; the titles are short ASCII).
 fn byte_edit_distance(a: &[u8], b: &[u8]) -> usize {
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0usize; b.len() + 1];
+    const STACK: usize = 96;
+    if b.len() < STACK {
+        // Titles are short: two rows on the stack, no allocation.
+        let mut previous = [0usize; STACK];
+        let mut current = [0usize; STACK];
+        edit_distance_rows(a, b, &mut previous, &mut current)
+    } else {
+        let mut previous = vec![0usize; b.len() + 1];
+        let mut current = vec![0usize; b.len() + 1];
+        edit_distance_rows(a, b, &mut previous, &mut current)
+    }
+}
+
+fn edit_distance_rows(a: &[u8], b: &[u8], previous: &mut [usize], current: &mut [usize]) -> usize {
+    for (j, slot) in previous.iter_mut().enumerate().take(b.len() + 1) {
+        *slot = j;
+    }
     for (i, ca) in a.iter().enumerate() {
         if let Some(first) = current.first_mut() {
             *first = i + 1;
@@ -351,9 +366,13 @@ fn byte_edit_distance(a: &[u8], b: &[u8]) -> usize {
                 *cell = substitute.min(delete).min(insert);
             }
         }
-        std::mem::swap(&mut previous, &mut current);
+        for j in 0..=b.len() {
+            if let (Some(p), Some(c)) = (previous.get_mut(j), current.get(j)) {
+                *p = *c;
+            }
+        }
     }
-    previous.last().copied().unwrap_or(0)
+    previous.get(b.len()).copied().unwrap_or(0)
 }
 
 /// Title similarity in [0, 1] of a catalog title and a file title (folded tokens), minus a penalty for version words
@@ -384,7 +403,7 @@ pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f6
         0.0
     } else if track_key.concat == file_key.concat {
         1.0
-    } else if track_key.spelling_bound(file_key) <= (token_score + 0.1).max(0.7) || track_key.concat.len() > 200 {
+    } else if track_key.spelling_bound(file_key) <= (token_score + 0.15).max(0.75) || track_key.concat.len() > 200 {
         0.0
     } else {
         // Folded titles are ASCII: compare bytes.

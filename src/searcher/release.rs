@@ -140,8 +140,12 @@ fn cached(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'sta
 /// `&`/`+` -> `and`, apostrophes and dots inside words dropped (`U.S.S.R.` -> `ussr`, `don't` -> `dont`), every other
 /// punctuation or underscore -> a space, spaces collapsed.
 pub fn fold_text(text: &str) -> String {
-    let composed: String = text.nfkc().collect();
-    let ascii = deunicode(&composed).to_lowercase();
+    let ascii = if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        let composed: String = text.nfkc().collect();
+        deunicode(&composed).to_lowercase()
+    };
     let chars: Vec<char> = ascii.chars().collect();
     let mut out = String::with_capacity(chars.len());
     for (i, &c) in chars.iter().enumerate() {
