@@ -321,7 +321,7 @@ impl TitleKey {
     fn may_match(&self, other: &TitleKey) -> bool {
         let shares_word =
             self.tokens.iter().any(|t| !TITLE_STOPWORDS.contains(&t.as_str()) && other.tokens.iter().any(|o| o == t));
-        shares_word || self.spelling_bound(other) > 0.7
+        shares_word || self.spelling_bound(other) > 0.8
     }
 
     /// An upper bound of the normalised edit similarity of the two run-together titles.
