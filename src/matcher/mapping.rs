@@ -104,6 +104,10 @@ fn feat_re() -> Option<&'static Regex> {
 
 /// Removes `feat.` credits from a title.
 pub fn strip_featuring(title: &str) -> String {
+    let lower = title.to_ascii_lowercase();
+    if !(lower.contains("feat") || lower.contains("ft.")) {
+        return title.to_string();
+    }
     match feat_re() {
         Some(re) => re.replace_all(title, " ").to_string(),
         None => title.to_string(),
@@ -170,6 +174,9 @@ pub fn extension(path: &str) -> String {
 
 /// The disc number a directory name announces (`CD1`, `Disc 2`, `CD3 - Pink Moon`, `disk_1`).
 pub fn disc_from_dir(component: &str) -> Option<u32> {
+    if !component.trim_start().starts_with(['c', 'C', 'd', 'D']) {
+        return None;
+    }
     static CELL: OnceLock<Option<Regex>> = OnceLock::new();
     let re = re(&CELL, r"(?i)^\s*(?:cd|disc|disk|dvd)\s*[-_.]?\s*(\d{1,2})(?:\D|$)")?;
     re.captures(component)?.get(1)?.as_str().parse().ok()
@@ -184,6 +191,15 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     static TRACK: OnceLock<Option<Regex>> = OnceLock::new();
     static SIDE: OnceLock<Option<Regex>> = OnceLock::new();
     let text = stem.trim();
+    let first = text.chars().next().unwrap_or(' ');
+    let second_is_digit = text.chars().nth(1).is_some_and(|c| c.is_ascii_digit());
+    if !(first.is_ascii_digit()
+        || matches!(first, 'd' | 'D' | 't' | 'T')
+        || (first.is_ascii_alphabetic() && second_is_digit))
+    {
+        // No leading number of any supported shape: skip the patterns.
+        return (None, None, None, text.to_string());
+    }
     if let Some(c) = re(&DT, r"(?i)^d(\d{1,2})\s*t(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
