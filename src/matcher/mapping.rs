@@ -307,6 +307,8 @@ pub struct TitleKey {
     /// Per token: counts for coverage (not a stopword, or every token is one).
     counted: Vec<bool>,
     counted_total: usize,
+    /// Sorted hashes of the counted words: a cheap "shares a word" test.
+    word_hashes: Vec<u64>,
     concat: String,
     histogram: [u16; 36],
 }
@@ -329,7 +331,20 @@ impl TitleKey {
         let all_stop = tokens.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
         let counted: Vec<bool> = tokens.iter().map(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str())).collect();
         let counted_total = counted.iter().filter(|c| **c).count();
-        TitleKey { tokens: tokens.to_vec(), counted, counted_total, concat, histogram }
+        let mut word_hashes: Vec<u64> = tokens
+            .iter()
+            .zip(&counted)
+            .filter(|(_, c)| **c)
+            .map(|(t, _)| {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                t.hash(&mut hasher);
+                hasher.finish()
+            })
+            .collect();
+        word_hashes.sort_unstable();
+        word_hashes.dedup();
+        TitleKey { tokens: tokens.to_vec(), counted, counted_total, word_hashes, concat, histogram }
     }
 
     /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
