@@ -561,9 +561,17 @@ pub fn map_tracks(
         (Some(track), Some(file)) => model.check(file, track.duration_secs),
         _ => DurationCheck::Unknown,
     };
-    let second = assign(n, m, |t, f| {
-        0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement()
-    });
+    // When every track has one clearly named file and no rival, durations cannot change the assignment: keep it
+    // (they are still checked on the chosen pairs below).
+    let unambiguous = first
+        .iter()
+        .enumerate()
+        .all(|(t, f)| f.is_some_and(|f| name_at(t, f) >= 0.95 && (0..m).all(|g| g == f || name_at(t, g) < 0.9)));
+    let second = if unambiguous {
+        first
+    } else {
+        assign(n, m, |t, f| 0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement())
+    };
     let evidence = second
         .into_iter()
         .enumerate()
