@@ -350,9 +350,15 @@ impl TitleKey {
     /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
     /// Cheap; lets the assignment skip the full comparison for most pairs of a large file list.
     fn may_match(&self, other: &TitleKey) -> bool {
-        let shares_word =
-            self.tokens.iter().any(|t| !TITLE_STOPWORDS.contains(&t.as_str()) && other.tokens.iter().any(|o| o == t));
-        shares_word || self.spelling_bound(other) > 0.8
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.word_hashes.get(i), other.word_hashes.get(j)) {
+            match a.cmp(b) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+            }
+        }
+        self.spelling_bound(other) > 0.8
     }
 
     /// An upper bound of the normalised edit similarity of the two run-together titles.
