@@ -1,0 +1,734 @@
+//! Track-to-file assignment (pure): reads a candidate's file list (audio files, disc folders, `101`/`2-03`/`d1t01`
+//! numbering, titles), compares every ticket track with every audio file (number agreement, title similarity,
+//! duration agreement) and solves the assignment optimally with the Hungarian algorithm (`pathfinding`).
+//! It never looks at anything but the names and sizes it is given, and never joins a torrent path to the filesystem.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+use regex::Regex;
+
+use crate::models::{Ticket, TorrentFile};
+use crate::searcher::release::{fold_artist, fold_text, AudioFormat};
+
+use super::duration::{DurationCheck, DurationModel};
+
+/// Words that mark another version of a song when a file has them and the catalog track does not.
+const VERSION_WORDS: [&str; 16] = [
+    "live",
+    "demo",
+    "remix",
+    "mix",
+    "instrumental",
+    "karaoke",
+    "acoustic",
+    "alternate",
+    "take",
+    "rehearsal",
+    "session",
+    "mono",
+    "edit",
+    "reprise",
+    "version",
+    "unplugged",
+];
+
+/// Words too common to identify a song title.
+const TITLE_STOPWORDS: [&str; 12] = ["the", "a", "an", "of", "and", "in", "on", "to", "de", "la", "el", "le"];
+
+/// File names that say nothing about the song.
+const PLACEHOLDER_WORDS: [&str; 6] = ["track", "audio", "untitled", "piste", "titel", "song"];
+
+/// One ticket track prepared for comparison.
+#[derive(Debug, Clone)]
+pub struct PreparedTrack {
+    pub catalog_track_id: String,
+    pub disc: u32,
+    pub track: u32,
+    /// 1-based position in the whole ticket (for straight numbering over several discs).
+    pub position: u32,
+    pub duration_secs: f64,
+    pub tokens: Vec<String>,
+    /// The words after the last `:` ("Symphony No. 5: I. Allegro" -> "i allegro"), empty when there is none.
+    pub tail_tokens: Vec<String>,
+}
+
+/// One audio file of a candidate.
+#[derive(Debug, Clone)]
+pub struct AudioFile {
+    /// The path exactly as in the input.
+    pub path: String,
+    pub size_bytes: u64,
+    pub format: AudioFormat,
+    pub disc: Option<u32>,
+    pub track: Option<u32>,
+    /// Vinyl side letter (`A1`..`D4`).
+    pub side: Option<char>,
+    /// The folded title words after numbers and artist prefix are removed.
+    pub tokens: Vec<String>,
+    /// Whether the name can contradict a catalog title (Latin-script words, not `Track 05`).
+    pub informative: bool,
+    /// Whether the name has any word beyond numbers and placeholders (`Track 05` has none).
+    pub named: bool,
+    /// Directory part of the path.
+    pub dir: String,
+}
+
+/// The evidence for one mapped track.
+#[derive(Debug, Clone)]
+pub struct PairEvidence {
+    pub track_idx: usize,
+    pub file_idx: usize,
+    pub name_similarity: f64,
+    pub numbers_agree: f64,
+    pub duration: DurationCheck,
+    /// The file names another version (live, demo, remix...) the catalog title does not.
+    pub version_conflict: bool,
+}
+
+/// Whether a file title carries a version word (live, demo, remix...) the catalog title does not.
+pub fn has_version_conflict(track: &[String], file: &[String]) -> bool {
+    file.iter().any(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == f))
+}
+
+fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
+    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
+}
+
+fn feat_re() -> Option<&'static Regex> {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    re(&CELL, r"(?i)[(\[]?\s*\b(?:feat\.?|ft\.|featuring)\s[^)\]]*[)\]]?")
+}
+
+/// Removes `feat.` credits from a title.
+pub fn strip_featuring(title: &str) -> String {
+    let lower = title.to_ascii_lowercase();
+    if !(lower.contains("feat") || lower.contains("ft.")) {
+        return title.to_string();
+    }
+    match feat_re() {
+        Some(re) => re.replace_all(title, " ").to_string(),
+        None => title.to_string(),
+    }
+}
+
+/// Prepares the ticket's tracks: folded titles without `feat.` credits, without a work prefix shared by most tracks
+/// ("Goldberg Variations, BWV 988: Aria" -> "Aria").
+pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
+    let mut order: Vec<usize> = (0..ticket.tracks.len()).collect();
+    order.sort_by_key(|&i| ticket.tracks.get(i).map(|t| (t.disc_number, t.track_number)).unwrap_or((0, 0)));
+    let mut positions = vec![0u32; ticket.tracks.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        if let Some(slot) = positions.get_mut(i) {
+            *slot = u32::try_from(pos + 1).unwrap_or(u32::MAX);
+        }
+    }
+    let prefixes: Vec<Option<String>> = ticket
+        .tracks
+        .iter()
+        .map(|t| t.name.split_once(':').map(|(head, _)| fold_text(head)).filter(|h| !h.is_empty()))
+        .collect();
+    let shared_prefix = prefixes.iter().flatten().find(|p| {
+        let count = prefixes.iter().flatten().filter(|q| q == p).count();
+        count >= 3 && count * 2 >= ticket.tracks.len()
+    });
+    ticket
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut name = strip_featuring(&t.name);
+            if let (Some(shared), Some((head, tail))) = (shared_prefix, name.split_once(':')) {
+                if fold_text(head) == *shared && !fold_text(tail).is_empty() {
+                    name = tail.to_string();
+                }
+            }
+            PreparedTrack {
+                catalog_track_id: t.catalog_track_id.clone(),
+                disc: t.disc_number,
+                track: t.track_number,
+                position: positions.get(i).copied().unwrap_or(0),
+                duration_secs: if t.duration_secs.is_finite() { t.duration_secs.max(0.0) } else { 0.0 },
+                tail_tokens: match name.rsplit_once(':') {
+                    Some((_, tail)) => {
+                        fold_text(tail).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()
+                    }
+                    None => Vec::new(),
+                },
+                tokens: fold_text(&name).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The extension of a path (after the last dot of the last component), lower case.
+pub fn extension(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// The disc number a directory name announces (`CD1`, `Disc 2`, `CD3 - Pink Moon`, `disk_1`).
+pub fn disc_from_dir(component: &str) -> Option<u32> {
+    if !component.trim_start().starts_with(['c', 'C', 'd', 'D']) {
+        return None;
+    }
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    let re = re(&CELL, r"(?i)^\s*(?:cd|disc|disk|dvd)\s*[-_.]?\s*(\d{1,2})(?:\D|$)")?;
+    re.captures(component)?.get(1)?.as_str().parse().ok()
+}
+
+/// Numbers at the start of a file name (without extension): `(disc, track, vinyl side, rest of the name)`.
+/// Handles `01 - Title`, `101-artist-title`, `2-03 Title`, `d1t01 Title`, `Track 05`, `A1 Title`.
+pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>, String) {
+    static DT: OnceLock<Option<Regex>> = OnceLock::new();
+    static DASH: OnceLock<Option<Regex>> = OnceLock::new();
+    static NUM: OnceLock<Option<Regex>> = OnceLock::new();
+    static TRACK: OnceLock<Option<Regex>> = OnceLock::new();
+    static SIDE: OnceLock<Option<Regex>> = OnceLock::new();
+    let text = stem.trim();
+    let first = text.chars().next().unwrap_or(' ');
+    let second_is_digit = text.chars().nth(1).is_some_and(|c| c.is_ascii_digit());
+    if !(first.is_ascii_digit()
+        || matches!(first, 'd' | 'D' | 't' | 'T')
+        || (first.is_ascii_alphabetic() && second_is_digit))
+    {
+        // No leading number of any supported shape: skip the patterns.
+        return (None, None, None, text.to_string());
+    }
+    if let Some(c) = re(&DT, r"(?i)^d(\d{1,2})\s*t(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
+        let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
+        let track = c.get(2).and_then(|m| m.as_str().parse().ok());
+        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+    }
+    if let Some(c) = re(&DASH, r"^(\d{1,2})[-.](\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
+        let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
+        let track = c.get(2).and_then(|m| m.as_str().parse().ok());
+        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+    }
+    if let Some(c) = re(&TRACK, r"(?i)^track\s*[-_.]?\s*(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
+        let track = c.get(1).and_then(|m| m.as_str().parse().ok());
+        return (None, track, None, c.get(2).map_or(String::new(), |m| m.as_str().to_string()));
+    }
+    if let Some(c) = re(&NUM, r"^(\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
+        let digits = c.get(1).map_or("", |m| m.as_str());
+        let rest = c.get(2).map_or(String::new(), |m| m.as_str().to_string());
+        let value: u32 = digits.parse().unwrap_or(0);
+        if digits.len() == 3 && value >= 101 && value % 100 != 0 {
+            return (Some(value / 100), Some(value % 100), None, rest);
+        }
+        return (None, Some(value).filter(|v| *v > 0), None, rest);
+    }
+    if let Some(c) = re(&SIDE, r"^([A-Ha-h])(\d{1,2})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
+        let side = c.get(1).and_then(|m| m.as_str().chars().next()).map(|s| s.to_ascii_uppercase());
+        return (None, None, side, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+    }
+    (None, None, None, text.to_string())
+}
+
+fn has_non_latin_letters(text: &str) -> bool {
+    text.chars().any(|c| c.is_alphabetic() && u32::from(c) > 0x024F)
+}
+
+/// The audio files of a file list, with numbers and folded titles. `artist` is the ticket's artist, removed when it
+/// prefixes a file title (`01 - Radiohead - 15 Step`).
+pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
+    let artist_folded = fold_artist(artist);
+    let artist_full = fold_text(artist);
+    let mut out = Vec::new();
+    for file in files {
+        let Some(format) = AudioFormat::from_extension(&extension(&file.path)) else {
+            continue;
+        };
+        let (dir, name) = match file.path.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (String::new(), file.path.clone()),
+        };
+        let stem = match name.rsplit_once('.') {
+            Some((s, _)) => s.to_string(),
+            None => name.clone(),
+        };
+        let folder_disc = dir.split('/').rev().find_map(disc_from_dir);
+        let (disc, track, side, rest) = extract_disc_track(&stem);
+        let disc = folder_disc.or(disc);
+        let rest = strip_featuring(&rest);
+        let mut folded = fold_text(&rest);
+        for prefix in [&artist_full, &artist_folded] {
+            if !prefix.is_empty() {
+                if let Some(tail) = folded.strip_prefix(prefix.as_str()) {
+                    if tail.starts_with(' ') && tail.trim().len() > 1 {
+                        folded = tail.trim().to_string();
+                        break;
+                    }
+                }
+            }
+        }
+        let tokens: Vec<String> = folded.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let meaningful = tokens.iter().filter(|t| !PLACEHOLDER_WORDS.contains(&t.as_str())).count();
+        let informative = meaningful > 0 && !has_non_latin_letters(&rest);
+        out.push(AudioFile {
+            path: file.path.clone(),
+            size_bytes: file.size_bytes,
+            format,
+            disc,
+            track,
+            side,
+            tokens,
+            informative,
+            named: meaningful > 0,
+            dir,
+        });
+    }
+    out
+}
+
+fn tokens_match(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.len() < 4 || b.len() < 4 || a.bytes().next() != b.bytes().next() {
+        return false;
+    }
+    if a.bytes().all(|c| c.is_ascii_digit()) || b.bytes().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    strsim::jaro_winkler(a, b) >= 0.9
+}
+
+/// A title prepared once for many comparisons: folded words, the words run together, and a character histogram
+/// that bounds the edit distance cheaply.
+#[derive(Debug, Clone)]
+pub struct TitleKey {
+    pub tokens: Vec<String>,
+    /// Per token: counts for coverage (not a stopword, or every token is one).
+    counted: Vec<bool>,
+    counted_total: usize,
+    /// Sorted hashes of the counted words: a cheap "shares a word" test.
+    word_hashes: Vec<u64>,
+    concat: String,
+    histogram: [u16; 36],
+}
+
+impl TitleKey {
+    /// Builds the key of folded words.
+    pub fn new(tokens: &[String]) -> TitleKey {
+        let concat = tokens.concat();
+        let mut histogram = [0u16; 36];
+        for b in concat.bytes() {
+            let slot = match b {
+                b'a'..=b'z' => usize::from(b - b'a'),
+                b'0'..=b'9' => 26 + usize::from(b - b'0'),
+                _ => continue,
+            };
+            if let Some(count) = histogram.get_mut(slot) {
+                *count = count.saturating_add(1);
+            }
+        }
+        let all_stop = tokens.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
+        let counted: Vec<bool> = tokens.iter().map(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str())).collect();
+        let counted_total = counted.iter().filter(|c| **c).count();
+        let mut word_hashes: Vec<u64> = tokens
+            .iter()
+            .zip(&counted)
+            .filter(|(_, c)| **c)
+            .map(|(t, _)| {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                t.hash(&mut hasher);
+                hasher.finish()
+            })
+            .collect();
+        word_hashes.sort_unstable();
+        word_hashes.dedup();
+        TitleKey { tokens: tokens.to_vec(), counted, counted_total, word_hashes, concat, histogram }
+    }
+
+    /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
+    /// Cheap; lets the assignment skip the full comparison for most pairs of a large file list.
+    fn may_match(&self, other: &TitleKey) -> bool {
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.word_hashes.get(i), other.word_hashes.get(j)) {
+            match a.cmp(b) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+            }
+        }
+        self.spelling_bound(other) > 0.8
+    }
+
+    /// An upper bound of the normalised edit similarity of the two run-together titles.
+    fn spelling_bound(&self, other: &TitleKey) -> f64 {
+        let (la, lb) = (self.concat.len(), other.concat.len());
+        let longest = la.max(lb).max(1);
+        let l1: usize =
+            self.histogram.iter().zip(other.histogram.iter()).map(|(a, b)| usize::from(a.abs_diff(*b))).sum();
+        let lower = la.abs_diff(lb).max(l1.div_ceil(2));
+        1.0 - lower as f64 / longest as f64
+    }
+}
+
+/// Levenshtein distance of two byte strings (two-row dynamic programme; the titles are short ASCII).
+fn byte_edit_distance(a: &[u8], b: &[u8]) -> usize {
+    const STACK: usize = 96;
+    if b.len() < STACK {
+        // Titles are short: two rows on the stack, no allocation.
+        let mut previous = [0usize; STACK];
+        let mut current = [0usize; STACK];
+        edit_distance_rows(a, b, &mut previous, &mut current)
+    } else {
+        let mut previous = vec![0usize; b.len() + 1];
+        let mut current = vec![0usize; b.len() + 1];
+        edit_distance_rows(a, b, &mut previous, &mut current)
+    }
+}
+
+fn edit_distance_rows(a: &[u8], b: &[u8], previous: &mut [usize], current: &mut [usize]) -> usize {
+    for (j, slot) in previous.iter_mut().enumerate().take(b.len() + 1) {
+        *slot = j;
+    }
+    for (i, ca) in a.iter().enumerate() {
+        if let Some(first) = current.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous.get(j).copied().unwrap_or(0) + usize::from(ca != cb);
+            let delete = previous.get(j + 1).copied().unwrap_or(0) + 1;
+            let insert = current.get(j).copied().unwrap_or(0) + 1;
+            if let Some(cell) = current.get_mut(j + 1) {
+                *cell = substitute.min(delete).min(insert);
+            }
+        }
+        for j in 0..=b.len() {
+            if let (Some(p), Some(c)) = (previous.get_mut(j), current.get(j)) {
+                *p = *c;
+            }
+        }
+    }
+    previous.get(b.len()).copied().unwrap_or(0)
+}
+
+/// Title similarity in [0, 1] of a catalog title and a file title (folded tokens), minus a penalty for version words
+/// (live, demo, remix...) the file has and the catalog title does not.
+pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
+    title_similarity_of_keys(&TitleKey::new(track), &TitleKey::new(file))
+}
+
+/// [`title_similarity`] on prepared keys (what the assignment uses: keys are built once per title).
+pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f64 {
+    let (track, file) = (&track_key.tokens[..], &file_key.tokens[..]);
+    if track.is_empty() || file.is_empty() {
+        return 0.0;
+    }
+    // Coverage counts significant words only ("of the" shared by two songs says nothing).
+    let covered = |own: &TitleKey, other: &TitleKey| -> usize {
+        own.tokens
+            .iter()
+            .zip(&own.counted)
+            .filter(|(t, counted)| **counted && other.tokens.iter().any(|o| tokens_match(t, o)))
+            .count()
+    };
+    let cov_track = covered(track_key, file_key) as f64 / track_key.counted_total.max(1) as f64;
+    let cov_file = covered(file_key, track_key) as f64 / file_key.counted_total.max(1) as f64;
+    let token_score = 0.7 * cov_track + 0.3 * cov_file;
+    // Spelling (`pt.2` vs `pt 2`, typos) only where it can raise the score: a cheap bound prunes the rest.
+    let char_score = if token_score >= 0.999 {
+        0.0
+    } else if track_key.concat == file_key.concat {
+        1.0
+    } else if track_key.spelling_bound(file_key) <= (token_score + 0.15).max(0.75) || track_key.concat.len() > 200 {
+        0.0
+    } else {
+        // Folded titles are ASCII: compare bytes.
+        let (a, b) = (track_key.concat.as_bytes(), file_key.concat.as_bytes());
+        let longest = a.len().max(b.len()).max(1);
+        1.0 - byte_edit_distance(a, b) as f64 / longest as f64
+    };
+    let is_number = |t: &&String| t.bytes().all(|b| b.is_ascii_digit());
+    let number_missing = track.iter().filter(is_number).any(|t| !file.contains(t));
+    // "Revolution 1" is not "Revolution 9": a catalog number absent from the file name outweighs spelling.
+    let raw = if number_missing { token_score - 0.15 } else { token_score.max(char_score) };
+    let penalty = file.iter().filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f)).count()
+        as f64
+        * 0.35;
+    (raw - penalty).clamp(0.0, 1.0)
+}
+
+/// How well a file's numbers agree with a track's: 1 exact, 0.5 same track number on another disc, 0 otherwise.
+pub fn numbers_agreement(track: &PreparedTrack, file: &AudioFile, multi_disc: bool) -> f64 {
+    let Some(number) = file.track else {
+        return 0.0;
+    };
+    if number == track.track {
+        match file.disc {
+            Some(d) if d == track.disc => 1.0,
+            None if !multi_disc || track.disc == 1 => 1.0,
+            None => 0.5,
+            Some(_) if multi_disc => 0.2,
+            Some(_) => 0.5,
+        }
+    } else if multi_disc && number == track.position && file.disc.is_none_or(|d| d == 1) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Weight of an assignment pair on an integer scale (the Hungarian solver wants integers).
+#[allow(clippy::cast_possible_truncation)] // clamped to [0, 1] then scaled to [0, 1_000_000]: always fits
+fn to_weight(value: f64) -> i64 {
+    let clamped = if value.is_finite() { value.clamp(0.0, 1.0) } else { 0.0 };
+    (clamped * 1_000_000.0).round() as i64
+}
+
+/// The optimal one-to-one assignment of tracks to files under `pair_weight`; returns for each track the file index
+/// (or `None` when it got a padding column or a zero-weight pair).
+pub fn assign(tracks: usize, files: usize, pair_weight: impl Fn(usize, usize) -> f64) -> Vec<Option<usize>> {
+    if tracks == 0 {
+        return Vec::new();
+    }
+    if files == 0 {
+        return vec![None; tracks];
+    }
+    let columns = files.max(tracks);
+    let mut weights = Vec::with_capacity(tracks * columns);
+    for t in 0..tracks {
+        for f in 0..columns {
+            weights.push(if f < files { to_weight(pair_weight(t, f)) } else { 0 });
+        }
+    }
+    let Ok(matrix) = Matrix::from_vec(tracks, columns, weights) else {
+        return vec![None; tracks];
+    };
+    let (_, assignment) = kuhn_munkres(&matrix);
+    assignment
+        .into_iter()
+        .enumerate()
+        .map(|(t, f)| (f < files && matrix.get((t, f)).is_some_and(|w| *w > 0)).then_some(f))
+        .collect()
+}
+
+/// Maps tracks to files in two passes: names and numbers first, then again with the duration model fitted on the
+/// first pass's confident pairs.
+pub fn map_tracks(
+    tracks: &[PreparedTrack],
+    files: &[AudioFile],
+    model_for: impl Fn(&[(usize, usize)]) -> DurationModel,
+) -> (Vec<Option<PairEvidence>>, DurationModel) {
+    let discs: BTreeSet<u32> = tracks.iter().map(|t| t.disc).collect();
+    let multi_disc = discs.len() > 1;
+    let n = tracks.len();
+    let m = files.len();
+    let track_keys: Vec<(TitleKey, Option<TitleKey>)> = tracks
+        .iter()
+        .map(|t| (TitleKey::new(&t.tokens), (!t.tail_tokens.is_empty()).then(|| TitleKey::new(&t.tail_tokens))))
+        .collect();
+    let file_keys: Vec<TitleKey> = files.iter().map(|f| TitleKey::new(&f.tokens)).collect();
+    let mut names = vec![0.0f64; n * m];
+    let mut numbers = vec![0.0f64; n * m];
+    for (ti, track) in tracks.iter().enumerate() {
+        for (fi, file) in files.iter().enumerate() {
+            if let (Some(slot), Some((key, tail_key)), Some(file_key)) =
+                (names.get_mut(ti * m + fi), track_keys.get(ti), file_keys.get(fi))
+            {
+                let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
+                *slot = match tail_key {
+                    Some(tail) if full < 0.99 && tail.may_match(file_key) => {
+                        full.max(title_similarity_of_keys(tail, file_key))
+                    }
+                    _ => full,
+                };
+            }
+            if let Some(slot) = numbers.get_mut(ti * m + fi) {
+                *slot = numbers_agreement(track, file, multi_disc);
+            }
+        }
+    }
+    let name_at = |t: usize, f: usize| names.get(t * m + f).copied().unwrap_or(0.0);
+    let number_at = |t: usize, f: usize| numbers.get(t * m + f).copied().unwrap_or(0.0);
+    let first = assign(n, m, |t, f| 0.01 + 0.65 * name_at(t, f) + 0.34 * number_at(t, f));
+    let first_pairs: Vec<(usize, usize)> = first.iter().enumerate().filter_map(|(t, f)| f.map(|f| (t, f))).collect();
+    let mut confident: Vec<(usize, usize)> = first_pairs
+        .iter()
+        .copied()
+        .filter(|&(t, f)| name_at(t, f) >= 0.75 || (number_at(t, f) >= 1.0 && name_at(t, f) >= 0.3))
+        .collect();
+    if confident.len() < 3 && confident.len() * 2 < n {
+        // Names say nothing (`Track 01`): fit on the number-agreeing pairs; a wrong album then shows as
+        // inconsistent relative durations.
+        confident = first_pairs.iter().copied().filter(|&(t, f)| number_at(t, f) >= 1.0).collect();
+    }
+    let model = model_for(&confident);
+    let duration_at = |t: usize, f: usize| match (tracks.get(t), files.get(f)) {
+        (Some(track), Some(file)) => model.check(file, track.duration_secs),
+        _ => DurationCheck::Unknown,
+    };
+    // When every track has one clearly named file and no rival, durations cannot change the assignment: keep it
+    // (they are still checked on the chosen pairs below).
+    let unambiguous = first
+        .iter()
+        .enumerate()
+        .all(|(t, f)| f.is_some_and(|f| name_at(t, f) >= 0.95 && (0..m).all(|g| g == f || name_at(t, g) < 0.9)));
+    let second = if unambiguous {
+        first
+    } else {
+        assign(n, m, |t, f| 0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement())
+    };
+    let evidence = second
+        .into_iter()
+        .enumerate()
+        .map(|(t, f)| {
+            f.map(|f| PairEvidence {
+                track_idx: t,
+                file_idx: f,
+                name_similarity: name_at(t, f),
+                numbers_agree: number_at(t, f),
+                duration: duration_at(t, f),
+                version_conflict: match (tracks.get(t), files.get(f)) {
+                    (Some(track), Some(file)) => has_version_conflict(&track.tokens, &file.tokens),
+                    _ => false,
+                },
+            })
+        })
+        .collect();
+    (evidence, model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(s: &str) -> Vec<String> {
+        fold_text(s).split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn disc_and_track_numbers() {
+        assert_eq!(extract_disc_track("01 - Airbag"), (None, Some(1), None, "Airbag".into()));
+        assert_eq!(
+            extract_disc_track("101-the_beatles-back_in_the_u.s.s.r."),
+            (Some(1), Some(1), None, "the_beatles-back_in_the_u.s.s.r.".into())
+        );
+        assert_eq!(extract_disc_track("213-the_beatles-good_night").1, Some(13));
+        assert_eq!(extract_disc_track("213-the_beatles-good_night").0, Some(2));
+        assert_eq!(
+            extract_disc_track("2-03 Mother Nature's Son"),
+            (Some(2), Some(3), None, "Mother Nature's Son".into())
+        );
+        assert_eq!(extract_disc_track("d1t05 Wild Honey Pie"), (Some(1), Some(5), None, "Wild Honey Pie".into()));
+        assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, String::new()));
+        assert_eq!(extract_disc_track("04 - 134340"), (None, Some(4), None, "134340".into()));
+        assert_eq!(extract_disc_track("01. Cowboys"), (None, Some(1), None, "Cowboys".into()));
+        assert_eq!(extract_disc_track("01 15 Step"), (None, Some(1), None, "15 Step".into()));
+        assert_eq!(extract_disc_track("B2 - Paradise"), (None, None, Some('B'), "Paradise".into()));
+        assert_eq!(extract_disc_track("Glory Box"), (None, None, None, "Glory Box".into()));
+        assert_eq!(extract_disc_track("100 - Hundred").1, Some(100));
+        assert_eq!(extract_disc_track("").1, None);
+        assert_eq!(extract_disc_track("99999999999999999999 - huge").1, None);
+    }
+
+    #[test]
+    fn disc_folders() {
+        assert_eq!(disc_from_dir("CD1"), Some(1));
+        assert_eq!(disc_from_dir("Disc 2"), Some(2));
+        assert_eq!(disc_from_dir("CD3 - Pink Moon"), Some(3));
+        assert_eq!(disc_from_dir("disk_1"), Some(1));
+        assert_eq!(disc_from_dir("Scans"), None);
+        assert_eq!(disc_from_dir("CDP 7243"), None);
+    }
+
+    #[test]
+    fn audio_files_are_read_with_disc_folders_and_artist_prefix() {
+        let files = vec![
+            TorrentFile { path: "A (2007)/CD2/01 - Radiohead - 15 Step.flac".into(), size_bytes: 10 },
+            TorrentFile { path: "A (2007)/cover.jpg".into(), size_bytes: 10 },
+            TorrentFile { path: "A (2007)/A.cue".into(), size_bytes: 10 },
+            TorrentFile { path: "A (2007)/Track 02.FLAC".into(), size_bytes: 10 },
+            TorrentFile { path: "A (2007)/05 - 낙원.flac".into(), size_bytes: 10 },
+        ];
+        let audio = read_audio_files(&files, "Radiohead");
+        assert_eq!(audio.len(), 3);
+        assert_eq!(audio[0].disc, Some(2));
+        assert_eq!(audio[0].tokens, vec!["15", "step"]);
+        assert!(audio[0].informative);
+        assert!(!audio[1].informative, "Track 02 names nothing");
+        assert!(!audio[2].informative, "non-Latin script cannot contradict a Latin title");
+    }
+
+    #[test]
+    fn similarity_of_titles() {
+        assert!(title_similarity(&toks("Back in the U.S.S.R."), &toks("back_in_the_u.s.s.r.")) > 0.99);
+        assert!(title_similarity(&toks("Weird Fishes/Arpeggi"), &toks("Weird Fishes-Arpeggi")) > 0.99);
+        assert!(
+            title_similarity(&toks("Variation 15"), &toks("Variatio 15 Canone alla Quinta. Andante a 1 Clav.")) > 0.75
+        );
+        assert!(title_similarity(&toks("Airbag"), &toks("Airbag (Live in Berlin)")) < 0.6);
+        assert!(title_similarity(&toks("New York City Cops"), &toks("When It Started")) < 0.3);
+        assert!(title_similarity(&toks("Starálfur"), &toks("Staralfur")) > 0.99);
+        assert!(title_similarity(&toks("Variation 1"), &toks("Variation 10")) < 0.75);
+        assert!(title_similarity(&toks("Revolution 9"), &toks("Revolution 1")) < 0.75);
+        assert!(title_similarity(&toks("Revolution 1"), &toks("revolution_1")) > 0.99);
+        assert_eq!(title_similarity(&[], &toks("x")), 0.0);
+    }
+
+    fn ticket_named(names: &[&str]) -> Ticket {
+        let tracks: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                serde_json::json!({"catalog_track_id": format!("t{i}"), "track_number": i + 1,
+                "name": n, "duration_secs": 100.0, "dest_path": format!("/m/{i}.ogg")})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"ticket_id": "x", "created_at": "2026-01-01T00:00:00Z",
+            "search": {"artist": "A", "album": "B"}, "tracks": tracks, "constraints": {"format": "mp3"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_work_prefix_is_removed_and_tails_are_kept() {
+        let t = ticket_named(&[
+            "Goldberg Variations, BWV 988: Aria",
+            "Goldberg Variations, BWV 988: Variation 1",
+            "Goldberg Variations, BWV 988: Variation 2",
+            "Goldberg Variations, BWV 988: Aria da capo",
+        ]);
+        let prepared = prepare_tracks(&t);
+        assert_eq!(prepared[1].tokens, vec!["variation", "1"]);
+        let mixed =
+            ticket_named(&["Symphony No. 5 in C minor, Op. 67: I. Allegro con brio", "Egmont, Op. 84: Overture"]);
+        let prepared = prepare_tracks(&mixed);
+        assert_eq!(prepared[0].tail_tokens, vec!["i", "allegro", "con", "brio"]);
+        assert!(prepared[0].tokens.len() > 4, "a prefix of one track only is kept");
+        assert_eq!(prepared[1].position, 2);
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(byte_edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(byte_edit_distance(b"", b"abc"), 3);
+        assert_eq!(byte_edit_distance(b"abc", b"abc"), 0);
+        assert_eq!(byte_edit_distance(b"pt2", b"pt 2"), 1);
+    }
+
+    #[test]
+    fn work_prefix_and_featuring_are_stripped() {
+        assert_eq!(strip_featuring("The Truth Untold (feat. Steve Aoki)").trim(), "The Truth Untold");
+        assert_eq!(strip_featuring("Song ft. Someone").trim(), "Song");
+    }
+
+    #[test]
+    fn assignment_is_optimal_and_one_to_one() {
+        // Greedy would give file 0 to track 0 (0.9) and leave track 1 with 0.1; optimal is 0->1, 1->0.
+        let w = [[0.9, 0.8], [0.85, 0.1]];
+        let result = assign(2, 2, |t, f| w[t][f]);
+        assert_eq!(result, vec![Some(1), Some(0)]);
+        assert_eq!(assign(3, 1, |_, _| 0.5).iter().filter(|x| x.is_some()).count(), 1);
+        assert!(assign(0, 5, |_, _| 1.0).is_empty());
+        assert_eq!(assign(2, 0, |_, _| 1.0), vec![None, None]);
+    }
+}
