@@ -66,6 +66,8 @@ impl Server {
             .env("DOWNLOADER2_SERVER_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("DOWNLOADER2_DATABASE_PATH", dir.join("downloader2.db"))
             .env("DOWNLOADER2_PLACER_ALLOWED_ROOTS", dir.join("media"))
+            // An external client URL (never contacted here) so no managed qbittorrent-nox is started.
+            .env("DOWNLOADER2_QBITTORRENT_URL", "http://127.0.0.1:9")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

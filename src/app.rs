@@ -14,7 +14,6 @@ use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExt
 use crate::server::Tokens;
 
 /// The running service's shared state.
-#[derive(Debug)]
 pub struct App {
     pub config: Config,
     pub store: Store,
@@ -23,6 +22,14 @@ pub struct App {
     pub tokens: Tokens,
     /// Woken whenever a ticket becomes ready for work, so the scheduler does not wait for its next tick.
     pub work_available: Arc<Notify>,
+    /// The qbittorrent-nox this service supervises (when `[qbittorrent] url` is empty); stopped with the service.
+    pub managed_qbittorrent: tokio::sync::Mutex<Option<crate::torrent_client::ManagedQbittorrent>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("config", &self.config.redacted()).finish_non_exhaustive()
+    }
 }
 
 /// A command that could not be carried out.
@@ -82,7 +89,14 @@ const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
 impl App {
     /// Builds the app around an opened store.
     pub fn new(config: Config, store: Store, tokens: Tokens) -> App {
-        App { config, store, bus: EventBus::new(), tokens, work_available: Arc::new(Notify::new()) }
+        App {
+            config,
+            store,
+            bus: EventBus::new(),
+            tokens,
+            work_available: Arc::new(Notify::new()),
+            managed_qbittorrent: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// Validates and stores a ticket (idempotent on an identical body; 409 on a different one).

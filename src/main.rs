@@ -37,6 +37,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Score the candidates of a case file ({"ticket": ..., "candidates": [...]}) and print the decision as JSON.
+    /// Needs no config file, database or network.
+    Match {
+        /// The case file.
+        case: PathBuf,
+        /// Auto-approval threshold; default: `[matcher] auto_approve_threshold` of --config, else its default.
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Configuration file to take the threshold from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -85,6 +97,21 @@ fn check_config(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn match_case(case: PathBuf, threshold: Option<f64>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let threshold = match threshold {
+        Some(threshold) => threshold,
+        None => match config_path {
+            Some(path) => Config::load(Some(&path))?.matcher.auto_approve_threshold,
+            None => downloader2::config::MatcherConfig::default().auto_approve_threshold,
+        },
+    };
+    let input = std::fs::read(&case).with_context(|| format!("cannot read {}", case.display()))?;
+    let output = downloader2::matcher::run_match_command(&input, threshold)
+        .with_context(|| format!("invalid case file {}", case.display()))?;
+    println!("{output}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -95,6 +122,7 @@ fn main() -> ExitCode {
             .context("cannot start the async runtime")
             .and_then(|runtime| runtime.block_on(serve(config))),
         Command::CheckConfig { config } => check_config(config),
+        Command::Match { case, threshold, config } => match_case(case, threshold, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

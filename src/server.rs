@@ -1,6 +1,7 @@
 //! Starting and stopping the service: open the store, settle the bearer tokens (generating them on first start
-//! when none are configured, so the service never starts open), serve the router on a given listener until the
-//! shutdown future resolves, then close the store. `main.rs` and the integration tests both go through `run`.
+//! when none are configured, so the service never starts open), start the managed qbittorrent-nox when no
+//! `[qbittorrent] url` is configured, serve the router on a given listener until the shutdown future resolves,
+//! then stop qbittorrent-nox and close the store. `main.rs` and the integration tests both go through `run`.
 
 use std::future::Future;
 use std::io::Write;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::queue::{Store, StoreError};
+use crate::torrent_client::ManagedQbittorrent;
 
 /// A start-up failure; its message is the one line `serve` prints.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum ServeError {
     Listen { address: String, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the managed qbittorrent-nox (or set [qbittorrent] url to use an existing qBittorrent): {0}")]
+    ManagedTorrentClient(crate::torrent_client::TorrentClientError),
 }
 
 /// The bearer tokens in force.
@@ -121,7 +125,18 @@ pub async fn prepare(config: Config) -> Result<Arc<App>, ServeError> {
     if let Some(path) = token_file {
         tracing::info!(path = %path.display(), "bearer tokens not configured: using the generated ones stored in this file");
     }
-    Ok(Arc::new(App::new(config, store, tokens)))
+    let managed = if config.qbittorrent.url.is_empty() {
+        let data_dir = config.database.data_dir();
+        let managed = ManagedQbittorrent::start(&config.qbittorrent, &data_dir)
+            .await
+            .map_err(ServeError::ManagedTorrentClient)?;
+        Some(managed)
+    } else {
+        None
+    };
+    let app = App::new(config, store, tokens);
+    *app.managed_qbittorrent.lock().await = managed;
+    Ok(Arc::new(app))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests and closes the store.
@@ -145,6 +160,10 @@ pub async fn serve(
     }
     let router = crate::api::router(app.clone());
     let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve);
+    let managed = app.managed_qbittorrent.lock().await.take();
+    if let Some(managed) = managed {
+        managed.shutdown().await;
+    }
     app.store.close().await;
     tracing::info!("downloader2 stopped");
     result

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::app::{sample_ticket, ADMIN_TOKEN, CATALOG_TOKEN};
+use crate::support::app::{sample_ticket, ADMIN_TOKEN, CATALOG_TOKEN, UNUSED_QBITTORRENT_URL};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_downloader2");
 
@@ -27,7 +27,7 @@ fn write_config(dir: &Path, port: u16, with_tokens: bool) -> std::path::PathBuf 
         String::new()
     };
     let text = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}\n[database]\npath = \"{}\"\n\n[placer]\nallowed_roots = [\"{}\"]\n",
+        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}\n[database]\npath = \"{}\"\n\n[placer]\nallowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n",
         dir.join("data/downloader2.db").display(),
         media.display()
     );
@@ -256,4 +256,115 @@ async fn json_logs_are_one_object_per_line_with_request_spans() {
     let created = lines.iter().find(|l| l["fields"]["message"] == "ticket created").expect("a 'ticket created' line");
     assert_eq!(created["span"]["ticket_id"], "log-1", "the ticket's span carries its id: {created}");
     assert!(!stderr.contains(CATALOG_TOKEN), "tokens never logged");
+}
+
+#[tokio::test]
+async fn managed_qbittorrent_starts_with_serve_and_stops_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, true);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // No [qbittorrent] url: serve must start its own qbittorrent-nox from nothing.
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .env("DOWNLOADER2_QBITTORRENT_URL", "")
+        .env("DOWNLOADER2_QBITTORRENT_MANAGED_LOOPBACK_ONLY", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(&client, &base, &mut child).await;
+    let profile = dir.path().join("data/qbittorrent");
+    let nox_pid = find_process_with_arg(&format!("--profile={}", profile.display()))
+        .expect("a qbittorrent-nox with the service's private profile (apt-get install qbittorrent-nox)");
+    let conf = std::fs::read_to_string(profile.join("qBittorrent/config/qBittorrent.conf")).unwrap();
+    let webui_port: u16 = conf
+        .lines()
+        .find_map(|line| line.strip_prefix("WebUI\\Port="))
+        .expect("WebUI port in the generated qBittorrent.conf")
+        .trim()
+        .parse()
+        .unwrap();
+    let answer = client.get(format!("http://127.0.0.1:{webui_port}/api/v2/app/version")).send().await.unwrap();
+    assert_eq!(answer.status(), 403, "the managed WebUI answers and requires a login");
+
+    // SIGTERM: the service shuts down and takes qbittorrent-nox with it.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(send_signal(pid, 15), 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_alive(nox_pid) {
+        assert!(Instant::now() < deadline, "qbittorrent-nox {nox_pid} still running after the service stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pid of a running process one of whose arguments is exactly `wanted`.
+fn find_process_with_arg(wanted: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        cmdline.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()).then_some(pid)
+    })
+}
+
+/// Alive and not a zombie.
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn send_signal(pid: i32, signal: i32) -> i32 {
+    // The `kill` program: no unsafe code (the crate forbids it).
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    if status.success() {
+        0
+    } else {
+        -1
+    }
+}
+
+#[test]
+fn match_command_prints_the_decision_and_rejects_bad_input() {
+    let case =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    assert!(case.exists(), "the shared matching cases must sit beside the repository: {}", case.display());
+    let output = Command::new(BINARY).arg("match").arg(&case).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let input: Value = serde_json::from_str(&std::fs::read_to_string(&case).unwrap()).unwrap();
+    assert!(["auto_approve", "needs_approval", "no_candidates"].contains(&printed["decision"].as_str().unwrap()));
+    let candidates = printed["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), input["candidates"].as_array().unwrap().len());
+    for candidate in candidates {
+        let idx = usize::try_from(candidate["idx"].as_u64().unwrap()).unwrap();
+        let files: Vec<&str> = input["candidates"][idx]["files"]
+            .as_array()
+            .map(|files| files.iter().map(|f| f["path"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        for mapping in candidate["track_mapping"].as_array().unwrap() {
+            let path = mapping["torrent_file_path"].as_str().unwrap();
+            let image = path.rsplit_once('#').map(|(image, _)| image).unwrap_or(path);
+            assert!(files.contains(&path) || files.contains(&image), "{path} is not a file of candidate {idx}");
+        }
+    }
+    // --threshold 1.0 can only auto-approve a perfect score.
+    let strict = Command::new(BINARY).args(["match", "--threshold", "1.0"]).arg(&case).output().unwrap();
+    let strict: Value = serde_json::from_slice(&strict.stdout).unwrap();
+    assert!(strict["decision"] != "auto_approve" || strict["confidence"].as_f64() == Some(1.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"ticket": 3, "candidates": []}"#).unwrap();
+    let output = Command::new(BINARY).arg("match").arg(&bad).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ticket") && stderr.lines().count() == 1, "{stderr}");
 }

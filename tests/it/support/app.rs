@@ -29,8 +29,14 @@ pub fn test_config(dir: &Path) -> Config {
     config.server.auth_token = CATALOG_TOKEN.into();
     config.server.admin_token = ADMIN_TOKEN.into();
     config.placer.allowed_roots = vec![dir.join("media")];
+    // An external qBittorrent URL (never contacted by these API tests) keeps `prepare` from starting a managed
+    // qbittorrent-nox for every test.
+    config.qbittorrent.url = UNUSED_QBITTORRENT_URL.into();
     config
 }
+
+/// Discard port on loopback: nothing listens there.
+pub const UNUSED_QBITTORRENT_URL: &str = "http://127.0.0.1:9";
 
 impl TestApp {
     pub async fn start() -> TestApp {
