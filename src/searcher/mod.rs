@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`torznab`] | the HTTP client: endpoints, caps, retries, link resolution, dedup, cache |
 //! | [`torznab_xml`] | parsing Torznab documents (results, caps, error) — pure |
-//! | [`torrent_file`] | parsing `.torrent` bytes: v1 info hash and file list — pure |
+//! | [`crate::models::metainfo`] | parsing `.torrent` bytes: v1 info hash and file list — pure (shared with the torrent client) |
 //! | [`query`] | query variants built from a ticket, and when results are "enough" — pure |
 //! | [`candidates`] | turning items into candidates, dedup by info hash — pure |
 //! | [`rate_limit`] | the searches-per-minute window shared by every search |
@@ -18,7 +18,6 @@ pub mod candidates;
 pub mod query;
 pub mod rate_limit;
 pub mod release;
-pub mod torrent_file;
 pub mod torznab;
 pub mod torznab_xml;
 

@@ -24,9 +24,9 @@ use crate::models::{InfoHash, Ticket, TorrentCandidate};
 use super::candidates::{candidate_from_item, magnet_from_hash, magnet_info_hash, CandidateSet};
 use super::query::{build_query_variants, custom_query_variant, is_strong_title, QueryVariant, ENOUGH_STRONG_RESULTS};
 use super::rate_limit::SearchRateLimiter;
-use super::torrent_file::{parse_torrent, ParsedTorrent, MAX_TORRENT_BYTES};
 use super::torznab_xml::{parse_document, Capabilities, SearchMode, TorznabDocument};
 use super::{SearchError, Searcher, TorrentSource};
+use crate::models::metainfo::{parse_torrent, ParsedTorrent, MAX_TORRENT_BYTES};
 
 /// Attempts per request (the first plus retries) for 5xx, timeouts, network errors and short 429s.
 const MAX_ATTEMPTS: u32 = 3;

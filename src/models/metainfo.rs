@@ -1,4 +1,5 @@
-//! Parsing `.torrent` bytes (BEP 3 metainfo): the v1 info hash and the file list.
+//! Torrent metainfo shared by the searcher and the torrent client: the v1 info hash and file list of `.torrent`
+//! bytes (BEP 3) and the v1 info hash of a magnet URI. One parser, so both stages agree on every hash.
 //!
 //! The info hash is the SHA-1 of the info dictionary's bytes EXACTLY as they appear in the file (re-encoding a
 //! decoded structure could reorder keys or drop fields and change the hash), so the raw span of the `info` value is
@@ -37,6 +38,31 @@ pub struct TorrentFileError(pub String);
 
 fn fail<T>(message: impl Into<String>) -> Result<T, TorrentFileError> {
     Err(TorrentFileError(message.into()))
+}
+
+/// The v1 info hash of a magnet (`xt=urn:btih:` with 40 hex or 32 base32 characters).
+pub fn magnet_info_hash(magnet: &str) -> Result<InfoHash, TorrentFileError> {
+    let url = url::Url::parse(magnet.trim()).map_err(|e| TorrentFileError(format!("not a magnet URI ({e})")))?;
+    if url.scheme() != "magnet" {
+        return fail(format!("not a magnet URI (scheme {:?})", url.scheme()));
+    }
+    let mut saw_v2 = false;
+    for (key, value) in url.query_pairs() {
+        if key != "xt" {
+            continue;
+        }
+        if let Some(hash) = value.strip_prefix("urn:btih:") {
+            return hash.parse().map_err(|e| TorrentFileError(format!("magnet: {e}")));
+        }
+        if value.starts_with("urn:btmh:") {
+            saw_v2 = true;
+        }
+    }
+    if saw_v2 {
+        fail("magnet has only a v2 (btmh) hash; v2-only torrents are not supported")
+    } else {
+        fail("magnet has no xt=urn:btih: hash")
+    }
 }
 
 /// Parses a `.torrent`: info hash (v1) and the file list.
@@ -293,5 +319,21 @@ mod tests {
         let mut nested = b"d4:info".to_vec();
         nested.extend(deep);
         assert!(parse_torrent(&nested).is_err());
+    }
+
+    #[test]
+    fn magnet_hash_hex_and_base32() {
+        let hex = magnet_info_hash("magnet:?xt=urn:btih:7ED8995B1926266A80C63065CACB65D6A36398AD&dn=x").unwrap();
+        assert_eq!(hex.as_str(), "7ed8995b1926266a80c63065cacb65d6a36398ad");
+        let b32 = magnet_info_hash("magnet:?dn=a&xt=urn:btih:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert_eq!(b32.as_str(), "0".repeat(40));
+    }
+
+    #[test]
+    fn magnet_without_v1_hash_is_refused() {
+        assert!(magnet_info_hash("magnet:?xt=urn:btmh:1220abcd").is_err());
+        assert!(magnet_info_hash("http://example.invalid/x.torrent").is_err());
+        assert!(magnet_info_hash("magnet:?dn=nothing").is_err());
+        assert!(magnet_info_hash("magnet:?xt=urn:btih:123").is_err());
     }
 }
