@@ -240,11 +240,14 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     (None, None, None, text.to_string())
 }
 
+/// `(disc, track, vinyl side, rest of the name)` as [`extract_disc_track`] returns it.
+type NumberedStem = (Option<u32>, Option<u32>, Option<char>, String);
+
 /// The common `01 - Title` / `101-artist-title` shape read without a regex: exactly what the `NUM` pattern of
 /// [`extract_disc_track`] gives, or `None` (the patterns then decide) for anything else: a `1-03`/`2.05` disc
 /// prefix, four or more digits, a letter right after the digits, a line break, or a non-ASCII character where the
 /// patterns' Unicode classes could differ.
-fn plain_number_prefix(text: &str) -> Option<(Option<u32>, Option<u32>, Option<char>, String)> {
+fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
     if text.contains('\n') {
         return None;
     }
@@ -786,6 +789,51 @@ mod tests {
         assert_eq!(prepared[0].tail_tokens, vec!["i", "allegro", "con", "brio"]);
         assert!(prepared[0].tokens.len() > 4, "a prefix of one track only is kept");
         assert_eq!(prepared[1].position, 2);
+    }
+
+    #[test]
+    fn jaro_winkler_bound_never_skips_a_passing_pair() {
+        let words = [
+            "amber",
+            "ambre",
+            "harbour",
+            "harbor",
+            "lantern",
+            "lantren",
+            "static",
+            "statics",
+            "copper",
+            "coppers",
+            "signal",
+            "signals",
+            "variatio",
+            "variation",
+            "allegro",
+            "alegro",
+            "meridian",
+            "meridan",
+            "martha",
+            "marhta",
+            "dwayne",
+            "duane",
+            "dixon",
+            "dicksonx",
+            "atlas",
+            "crown",
+            "cinder",
+            "velvet",
+            "hollow",
+            "glass",
+        ];
+        for a in words {
+            for b in words {
+                if strsim::jaro_winkler(a, b) >= 0.9 {
+                    assert!(jaro_winkler_may_reach(a, b), "{a} / {b} passes but the bound skips it");
+                }
+            }
+        }
+        assert!(!jaro_winkler_may_reach("amber", "atlas"));
+        assert!(jaro_winkler_may_reach("staralfur", "starálfur"), "non-ASCII is never skipped");
     }
 
     #[test]
