@@ -53,6 +53,10 @@ pub struct PreparedTrack {
     pub tokens: Vec<String>,
     /// The words after the last `:` ("Symphony No. 5: I. Allegro" -> "i allegro"), empty when there is none.
     pub tail_tokens: Vec<String>,
+    /// [`TitleKey`] of `tokens`, built once per ticket.
+    pub key: TitleKey,
+    /// [`TitleKey`] of `tail_tokens` when there are any.
+    pub tail_key: Option<TitleKey>,
 }
 
 /// One audio file of a candidate.
@@ -145,19 +149,22 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
                     name = tail.to_string();
                 }
             }
+            let tail_tokens: Vec<String> = match name.rsplit_once(':') {
+                Some((_, tail)) => fold_text(tail).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                None => Vec::new(),
+            };
+            let tokens: Vec<String> =
+                fold_text(&name).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
             PreparedTrack {
+                key: TitleKey::new(&tokens),
+                tail_key: (!tail_tokens.is_empty()).then(|| TitleKey::new(&tail_tokens)),
                 catalog_track_id: t.catalog_track_id.clone(),
                 disc: t.disc_number,
                 track: t.track_number,
                 position: positions.get(i).copied().unwrap_or(0),
                 duration_secs: if t.duration_secs.is_finite() { t.duration_secs.max(0.0) } else { 0.0 },
-                tail_tokens: match name.rsplit_once(':') {
-                    Some((_, tail)) => {
-                        fold_text(tail).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()
-                    }
-                    None => Vec::new(),
-                },
-                tokens: fold_text(&name).split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                tail_tokens,
+                tokens,
             }
         })
         .collect()
@@ -200,6 +207,9 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
         // No leading number of any supported shape: skip the patterns.
         return (None, None, None, text.to_string());
     }
+    if let Some(parsed) = plain_number_prefix(text) {
+        return parsed;
+    }
     if let Some(c) = re(&DT, r"(?i)^d(\d{1,2})\s*t(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
@@ -230,6 +240,46 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     (None, None, None, text.to_string())
 }
 
+/// `(disc, track, vinyl side, rest of the name)` as [`extract_disc_track`] returns it.
+type NumberedStem = (Option<u32>, Option<u32>, Option<char>, String);
+
+/// The common `01 - Title` / `101-artist-title` shape read without a regex: exactly what the `NUM` pattern of
+/// [`extract_disc_track`] gives, or `None` (the patterns then decide) for anything else: a `1-03`/`2.05` disc
+/// prefix, four or more digits, a letter right after the digits, a line break, or a non-ASCII character where the
+/// patterns' Unicode classes could differ.
+fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
+    if text.contains('\n') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let count = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if count == 0 || count > 3 {
+        return None;
+    }
+    let is_separator = |b: u8| matches!(b, b'\t' | 0x0B | 0x0C | b'\r' | b' ' | b'.' | b'_' | b'-' | b')');
+    let after = bytes.get(count..)?;
+    let rest = match after.first() {
+        None => String::new(),
+        Some(&b) => {
+            if !is_separator(b) || (count <= 2 && matches!(b, b'-' | b'.')) {
+                return None;
+            }
+            let run = after.iter().take_while(|b| is_separator(**b)).count();
+            let tail = text.get(count + run..)?;
+            if tail.chars().next().is_some_and(|c| !c.is_ascii()) {
+                return None;
+            }
+            tail.to_string()
+        }
+    };
+    let digits = text.get(..count)?;
+    let value: u32 = digits.parse().unwrap_or(0);
+    if digits.len() == 3 && value >= 101 && value % 100 != 0 {
+        return Some((Some(value / 100), Some(value % 100), None, rest));
+    }
+    Some((None, Some(value).filter(|v| *v > 0), None, rest))
+}
+
 fn has_non_latin_letters(text: &str) -> bool {
     text.chars().any(|c| c.is_alphabetic() && u32::from(c) > 0x024F)
 }
@@ -240,6 +290,8 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
     let artist_folded = fold_artist(artist);
     let artist_full = fold_text(artist);
     let mut out = Vec::new();
+    // Files of one folder come together: read each folder's disc number once.
+    let mut last_folder: Option<(&str, Option<u32>)> = None;
     for file in files {
         let Some(format) = AudioFormat::from_extension(&extension(&file.path)) else {
             continue;
@@ -252,7 +304,15 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
             Some((s, _)) => s.to_string(),
             None => name.clone(),
         };
-        let folder_disc = dir.split('/').rev().find_map(disc_from_dir);
+        let dir_part = file.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let folder_disc = match last_folder {
+            Some((seen, disc)) if seen == dir_part => disc,
+            _ => {
+                let disc = dir.split('/').rev().find_map(disc_from_dir);
+                last_folder = Some((dir_part, disc));
+                disc
+            }
+        };
         let (disc, track, side, rest) = extract_disc_track(&stem);
         let disc = folder_disc.or(disc);
         let rest = strip_featuring(&rest);
@@ -296,7 +356,36 @@ fn tokens_match(a: &str, b: &str) -> bool {
     if a.bytes().all(|c| c.is_ascii_digit()) || b.bytes().all(|c| c.is_ascii_digit()) {
         return false;
     }
-    strsim::jaro_winkler(a, b) >= 0.9
+    jaro_winkler_may_reach(a, b) && strsim::jaro_winkler(a, b) >= 0.9
+}
+
+/// Whether two ASCII words could reach a Jaro-Winkler similarity of 0.9 at all (always true for other text): with a
+/// common prefix of at most 4 the Jaro similarity must be at least 5/6, and it is at most
+/// `(m/|a| + m/|b| + 1) / 3` where `m`, the matching characters, cannot exceed the letters the words share.
+/// Cheap and allocation-free; it only skips comparisons that cannot pass.
+fn jaro_winkler_may_reach(a: &str, b: &str) -> bool {
+    if !a.is_ascii() || !b.is_ascii() {
+        return true;
+    }
+    let mut counts = [0i16; 128];
+    for byte in a.bytes() {
+        if let Some(slot) = counts.get_mut(usize::from(byte)) {
+            *slot = slot.saturating_add(1);
+        }
+    }
+    let mut shared = 0usize;
+    for byte in b.bytes() {
+        if let Some(slot) = counts.get_mut(usize::from(byte)) {
+            if *slot > 0 {
+                *slot -= 1;
+                shared += 1;
+            }
+        }
+    }
+    let (la, lb) = (a.len().max(1) as f64, b.len().max(1) as f64);
+    let shared = shared as f64;
+    // 0.83 sits below the exact limit 5/6 = 0.8333, a margin far above rounding error.
+    (shared / la + shared / lb + 1.0) / 3.0 >= 0.83
 }
 
 /// A title prepared once for many comparisons: folded words, the words run together, and a character histogram
@@ -523,18 +612,13 @@ pub fn map_tracks(
     let multi_disc = discs.len() > 1;
     let n = tracks.len();
     let m = files.len();
-    let track_keys: Vec<(TitleKey, Option<TitleKey>)> = tracks
-        .iter()
-        .map(|t| (TitleKey::new(&t.tokens), (!t.tail_tokens.is_empty()).then(|| TitleKey::new(&t.tail_tokens))))
-        .collect();
     let file_keys: Vec<TitleKey> = files.iter().map(|f| TitleKey::new(&f.tokens)).collect();
     let mut names = vec![0.0f64; n * m];
     let mut numbers = vec![0.0f64; n * m];
     for (ti, track) in tracks.iter().enumerate() {
         for (fi, file) in files.iter().enumerate() {
-            if let (Some(slot), Some((key, tail_key)), Some(file_key)) =
-                (names.get_mut(ti * m + fi), track_keys.get(ti), file_keys.get(fi))
-            {
+            if let (Some(slot), Some(file_key)) = (names.get_mut(ti * m + fi), file_keys.get(fi)) {
+                let (key, tail_key) = (&track.key, &track.tail_key);
                 let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
                 *slot = match tail_key {
                     Some(tail) if full < 0.99 && tail.may_match(file_key) => {
@@ -705,6 +789,51 @@ mod tests {
         assert_eq!(prepared[0].tail_tokens, vec!["i", "allegro", "con", "brio"]);
         assert!(prepared[0].tokens.len() > 4, "a prefix of one track only is kept");
         assert_eq!(prepared[1].position, 2);
+    }
+
+    #[test]
+    fn jaro_winkler_bound_never_skips_a_passing_pair() {
+        let words = [
+            "amber",
+            "ambre",
+            "harbour",
+            "harbor",
+            "lantern",
+            "lantren",
+            "static",
+            "statics",
+            "copper",
+            "coppers",
+            "signal",
+            "signals",
+            "variatio",
+            "variation",
+            "allegro",
+            "alegro",
+            "meridian",
+            "meridan",
+            "martha",
+            "marhta",
+            "dwayne",
+            "duane",
+            "dixon",
+            "dicksonx",
+            "atlas",
+            "crown",
+            "cinder",
+            "velvet",
+            "hollow",
+            "glass",
+        ];
+        for a in words {
+            for b in words {
+                if strsim::jaro_winkler(a, b) >= 0.9 {
+                    assert!(jaro_winkler_may_reach(a, b), "{a} / {b} passes but the bound skips it");
+                }
+            }
+        }
+        assert!(!jaro_winkler_may_reach("amber", "atlas"));
+        assert!(jaro_winkler_may_reach("staralfur", "starálfur"), "non-ASCII is never skipped");
     }
 
     #[test]
