@@ -137,6 +137,25 @@ fn os(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
 
+/// The start of every ffmpeg command that reads a file from a torrent: no stdin, no progress noise, only the `file`
+/// protocol, only the whitelisted demuxers, and the demuxer ffprobe chose named explicitly (never guessed from a
+/// hostile name). The caller adds input options, then `-i` and the `file:` URL.
+fn hardened_input_prefix(allowed_demuxers: &str, input_format: &str) -> Vec<OsString> {
+    os(&[
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        allowed_demuxers,
+        "-f",
+        input_format,
+    ])
+}
+
 /// ffmpeg arguments that encode the first audio stream of `input` (absolute path, read with the demuxer
 /// `input_format` that ffprobe chose) into `output` (an absolute path of our own work dir) following `plan`,
 /// optionally only `range`.
@@ -147,20 +166,8 @@ pub fn transcode_args(
     plan: &EncodePlan,
     output: &Path,
 ) -> Vec<OsString> {
-    let mut args = os(&[
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-format_whitelist",
-        AUDIO_DEMUXERS,
-        "-f",
-        input_format,
-        "-i",
-    ]);
+    let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format);
+    args.push("-i".into());
     args.push(file_url(input));
     args.extend(os(&["-map", "0:a:0", "-map_metadata", "-1", "-map_chapters", "-1", "-vn", "-sn", "-dn"]));
 
@@ -222,19 +229,7 @@ pub fn transcode_args(
 /// ffmpeg arguments that turn the single image `input` (read with the demuxer `input_format` ffprobe chose) into a
 /// baseline JPEG at `output` whose longest side is at most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
 pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Vec<OsString> {
-    let mut args = os(&[
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-format_whitelist",
-        IMAGE_DEMUXERS,
-        "-f",
-        input_format,
-    ]);
+    let mut args = hardened_input_prefix(IMAGE_DEMUXERS, input_format);
     if input_format == "image2" {
         // Only image2 knows this option (ffmpeg refuses options no component uses).
         args.extend(os(&IMAGE_INPUT_OPTIONS));
