@@ -9,7 +9,8 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::events::{EventBus, TicketEvent};
-use crate::models::{StateKind, Ticket, TicketState, TicketValidationError};
+use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
+use crate::processor::{Clients, RunningTickets};
 use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
 use crate::server::Tokens;
 
@@ -24,6 +25,10 @@ pub struct App {
     pub work_available: Arc<Notify>,
     /// The qbittorrent-nox this service supervises (when `[qbittorrent] url` is empty); stopped with the service.
     pub managed_qbittorrent: tokio::sync::Mutex<Option<crate::torrent_client::ManagedQbittorrent>>,
+    /// The stage clients (searcher, torrent client, converter), shared by every ticket.
+    pub clients: Arc<Clients>,
+    /// Cancellation tokens of the tickets being worked on (`DELETE` stops their work at once).
+    pub running: RunningTickets,
 }
 
 impl std::fmt::Debug for App {
@@ -88,7 +93,7 @@ const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
 
 impl App {
     /// Builds the app around an opened store.
-    pub fn new(config: Config, store: Store, tokens: Tokens) -> App {
+    pub fn new(config: Config, store: Store, tokens: Tokens, clients: Arc<Clients>) -> App {
         App {
             config,
             store,
@@ -96,6 +101,8 @@ impl App {
             tokens,
             work_available: Arc::new(Notify::new()),
             managed_qbittorrent: tokio::sync::Mutex::new(None),
+            clients,
+            running: RunningTickets::default(),
         }
     }
 
@@ -124,10 +131,13 @@ impl App {
         }
     }
 
-    /// Cancels a non-terminal ticket.
+    /// Cancels a non-terminal ticket and stops its running stage at once (its torrent, ffmpeg processes and work
+    /// dir are then removed by the pipeline).
     pub async fn cancel(&self, id: &str, actor: &str) -> Result<TicketRecord, AppError> {
         let now = Utc::now();
-        self.apply(id, notes(actor), move |_| Ok(TicketState::Cancelled { cancelled_at: now })).await
+        let record = self.apply(id, notes(actor), move |_| Ok(TicketState::Cancelled { cancelled_at: now })).await?;
+        self.running.cancel(id);
+        Ok(record)
     }
 
     /// Approves a `needs_approval` ticket with the given candidate (default: the recommended one).
@@ -165,16 +175,18 @@ impl App {
         .await
     }
 
-    /// Puts a `failed` ticket back in the queue. Until the pipeline can resume mid-way, every retry starts again
-    /// from `pending` (a fresh search), which is always safe.
+    /// Puts a `failed` ticket back in the queue at its last safe point: a fresh search when nothing was chosen yet,
+    /// the download (re-attaching to the torrent) when a candidate was chosen, the conversion when the download
+    /// had finished.
     pub async fn retry(&self, id: &str, actor: &str) -> Result<TicketRecord, AppError> {
         let now = Utc::now();
+        let work = self.store.get_work(id).await?;
         let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
-        self.apply(id, extras, |record| {
-            if record.state.kind() != StateKind::Failed {
+        self.apply(id, extras, move |record| {
+            let TicketState::Failed { failed_at_state, .. } = &record.state else {
                 return Err(format!("ticket is {}: only a failed ticket can be retried", record.state.kind()));
-            }
-            Ok(TicketState::Pending {})
+            };
+            Ok(resume_point(*failed_at_state, &work, now))
         })
         .await
     }
@@ -224,9 +236,30 @@ impl App {
             new_state: record.state.kind(),
             details: Box::new(record.state.clone()),
         });
-        if !record.state.kind().is_terminal() {
-            self.work_available.notify_one();
-        }
+        // Terminal moves wake the scheduler too: it frees what the ticket held.
+        self.work_available.notify_one();
+    }
+}
+
+/// Where a failed ticket resumes (see `retry`).
+fn resume_point(failed_at: StateKind, work: &TicketWork, now: chrono::DateTime<Utc>) -> TicketState {
+    let downloaded = work.download_bytes > 0 && work.torrent_hash.is_some();
+    match (failed_at, &work.selected) {
+        (StateKind::Converting | StateKind::Placing, Some(selected)) if downloaded => TicketState::Converting {
+            current_track_idx: 0,
+            total_tracks: selected.track_mapping.len(),
+            current_track_name: String::new(),
+            started_at: now,
+        },
+        (StateKind::AutoApproved | StateKind::Approved | StateKind::Downloading, Some(_))
+        | (StateKind::Converting | StateKind::Placing, Some(_)) => TicketState::Downloading {
+            torrent_hash: work.torrent_hash.as_ref().map(ToString::to_string).unwrap_or_default(),
+            progress_pct: 0.0,
+            download_speed_bps: 0,
+            eta_secs: None,
+            started_at: now,
+        },
+        _ => TicketState::Pending {},
     }
 }
 

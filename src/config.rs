@@ -213,6 +213,8 @@ pub struct ProcessingConfig {
     pub retry_max_attempts: u32,
     pub retry_initial_delay_secs: u64,
     pub retry_max_delay_secs: u64,
+    /// Accept and show tickets but start no work on them (maintenance; the API tests' default).
+    pub paused: bool,
 }
 
 impl Default for ProcessingConfig {
@@ -223,6 +225,7 @@ impl Default for ProcessingConfig {
             retry_max_attempts: 5,
             retry_initial_delay_secs: 60,
             retry_max_delay_secs: 3600,
+            paused: false,
         }
     }
 }

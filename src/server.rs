@@ -16,8 +16,12 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::converter::FfmpegConverter;
+use crate::processor::{Clients, Scheduler};
 use crate::queue::{Store, StoreError};
-use crate::torrent_client::ManagedQbittorrent;
+use crate::searcher::TorznabSearcher;
+use crate::torrent_client::{ManagedQbittorrent, QbittorrentClient};
+use tokio_util::sync::CancellationToken;
 
 /// A start-up failure; its message is the one line `serve` prints.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,8 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("cannot start the managed qbittorrent-nox (or set [qbittorrent] url to use an existing qBittorrent): {0}")]
     ManagedTorrentClient(crate::torrent_client::TorrentClientError),
+    #[error("cannot set up {stage}: {message}")]
+    Stage { stage: &'static str, message: String },
 }
 
 /// The bearer tokens in force.
@@ -134,9 +140,39 @@ pub async fn prepare(config: Config) -> Result<Arc<App>, ServeError> {
     } else {
         None
     };
-    let app = App::new(config, store, tokens);
+    let clients = build_clients(&config, managed.as_ref())?;
+    let app = App::new(config, store, tokens, Arc::new(clients));
     *app.managed_qbittorrent.lock().await = managed;
     Ok(Arc::new(app))
+}
+
+/// The stage clients: ONE searcher (its rate limit and caches are shared by every ticket), the managed or the
+/// configured qBittorrent, and the converter (its slots are the global ffmpeg limit).
+fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Result<Clients, ServeError> {
+    let stage =
+        |stage: &'static str| move |err: &dyn std::fmt::Display| ServeError::Stage { stage, message: err.to_string() };
+    let searcher = TorznabSearcher::new(&config.jackett).map_err(|err| stage("the searcher")(&err))?;
+    let qbittorrent = &config.qbittorrent;
+    let torrents = match managed {
+        Some(managed) => managed.client(qbittorrent),
+        None => QbittorrentClient::new(
+            &qbittorrent.url,
+            &qbittorrent.username,
+            &qbittorrent.password,
+            qbittorrent,
+            &config.download_dir(),
+        ),
+    }
+    .map_err(|err| stage("the qBittorrent client")(&err))?;
+    let work_root = config.work_dir();
+    let converter =
+        FfmpegConverter::new(&config.converter, work_root.clone()).map_err(|err| stage("the converter")(&err))?;
+    Ok(Clients {
+        searcher: Arc::new(searcher),
+        torrents: Arc::new(torrents),
+        converter: Arc::new(converter),
+        work_root,
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests and closes the store.
@@ -158,8 +194,31 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "downloader2 listening");
     }
+    let stop = CancellationToken::new();
+    let scheduler = if app.config.processing.paused {
+        tracing::warn!("[processing] paused = true: tickets are accepted but no work starts");
+        None
+    } else {
+        let scheduler = Scheduler::new(app.clone());
+        Some(tokio::spawn(scheduler.run(stop.child_token())))
+    };
     let router = crate::api::router(app.clone());
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve);
+    let stop_serving = stop.clone();
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop_serving.cancelled() => {}
+            }
+        })
+        .await
+        .map_err(ServeError::Serve);
+    stop.cancel();
+    if let Some(scheduler) = scheduler {
+        if let Err(err) = scheduler.await {
+            tracing::error!(error = %err, "scheduler task failed");
+        }
+    }
     let managed = app.managed_qbittorrent.lock().await.take();
     if let Some(managed) = managed {
         managed.shutdown().await;

@@ -203,8 +203,8 @@ struct TrackWork {
 
 impl FfmpegConverter {
     /// Builds the converter. `work_root` holds one `d2-work-<ticket id>` directory per ticket (the caller resolves
-    /// `[converter] temp_dir`, default `<data dir>/work`); it is created if needed and leftovers of a crash (any
-    /// `d2-work-*` directory) are removed, so call this once at start-up, before any conversion.
+    /// `[converter] temp_dir`, default `<data dir>/work`); it is created if needed. Leftovers of a crash are the
+    /// caller's to remove with [`clean_work_leftovers`], which knows which tickets may still need their outputs.
     pub fn new(config: &ConverterConfig, work_root: PathBuf) -> Result<Self, ConvertError> {
         if config.max_parallel_conversions == 0 {
             return Err(ConvertError::Config("[converter] max_parallel_conversions must be at least 1".into()));
@@ -213,7 +213,6 @@ impl FfmpegConverter {
             return Err(ConvertError::Config("[converter] ffmpeg_path and ffprobe_path must not be empty".into()));
         }
         std::fs::create_dir_all(&work_root).map_err(|source| io_error(&work_root, source))?;
-        clean_work_leftovers(&work_root)?;
         Ok(FfmpegConverter {
             ffmpeg: config.ffmpeg_path.clone(),
             ffprobe: config.ffprobe_path.clone(),
@@ -372,22 +371,28 @@ async fn remove_dir_if_present(dir: &Path) -> Result<(), ConvertError> {
     }
 }
 
-/// Removes every `d2-work-*` directory under `work_root` (leftovers of a crash). Other entries are left alone, so
-/// a misconfigured `temp_dir` never costs unrelated files.
-pub fn clean_work_leftovers(work_root: &Path) -> Result<(), ConvertError> {
+/// Removes the `d2-work-<ticket id>` directories under `work_root` (leftovers of a crash) except those of tickets
+/// `keep` names (a ticket in `placing` still needs its outputs). Other entries are left alone, so a misconfigured
+/// `temp_dir` never costs unrelated files. Returns how many directories were removed.
+pub fn clean_work_leftovers(work_root: &Path, keep: &dyn Fn(&str) -> bool) -> Result<usize, ConvertError> {
     let entries = match std::fs::read_dir(work_root) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(source) => return Err(io_error(work_root, source)),
     };
+    let mut removed = 0;
     for entry in entries.flatten() {
-        let is_ours = entry.file_name().to_str().is_some_and(|name| name.starts_with(WORK_DIR_PREFIX));
+        let name = entry.file_name();
+        let Some(ticket_id) = name.to_str().and_then(|name| name.strip_prefix(WORK_DIR_PREFIX)) else {
+            continue;
+        };
         let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if is_ours && is_dir {
+        if is_dir && !keep(ticket_id) {
             std::fs::remove_dir_all(entry.path()).map_err(|source| io_error(&entry.path(), source))?;
+            removed += 1;
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// A source is the catalog's track when its duration is within max(5 s, 3 %) of the catalog's.

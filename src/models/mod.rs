@@ -5,9 +5,11 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod work;
 
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
 pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
 pub use torrent::{InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

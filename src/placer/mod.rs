@@ -90,8 +90,9 @@ pub async fn place_ticket(
     Ok(report)
 }
 
-/// Removes the temporary names a killed placement left under `roots` (walks them without following symlinks;
-/// call once at start-up). Returns how many were removed.
+/// Removes the temporary names a killed placement left under `roots` (walks them without following symlinks; an
+/// operator's clean-up tool: the pipeline cleans only the destination directories of the ticket it places again,
+/// with [`clean_temporary_names`]). Returns how many were removed.
 pub fn clean_leftovers(roots: &[PathBuf]) -> Result<usize, PlaceError> {
     let mut removed = 0;
     for root in roots {
@@ -112,6 +113,28 @@ pub fn clean_leftovers(roots: &[PathBuf]) -> Result<usize, PlaceError> {
                     std::fs::remove_file(&path).map_err(|source| io_error(&path, source))?;
                     removed += 1;
                 }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the temporary names a killed placement left directly in `dirs` (the destination directories of a
+/// ticket being placed again; not recursive, symlinks not followed). Returns how many were removed.
+pub fn clean_temporary_names(dirs: &[PathBuf]) -> Result<usize, PlaceError> {
+    let mut removed = 0;
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(io_error(dir, source)),
+        };
+        for entry in entries.flatten() {
+            let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
+            if is_file && entry.file_name().to_str().is_some_and(|name| name.starts_with(TEMP_PREFIX)) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|source| io_error(&path, source))?;
+                removed += 1;
             }
         }
     }

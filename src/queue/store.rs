@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::transitions::check_transition;
-use crate::models::{StateKind, Ticket, TicketState};
+use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork};
 
 /// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,6 +137,8 @@ pub struct TransitionExtras {
     pub next_attempt_at: Option<Option<DateTime<Utc>>>,
     /// Extra keys merged into the event's details (e.g. the actor, an error).
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// Replace the pipeline's working memory (and the held torrent) in the same transaction.
+    pub work: Option<TicketWork>,
 }
 
 /// Figures for `GET /api/v1/stats`.
@@ -372,6 +374,16 @@ impl Store {
             }
         }
         let millis = to_millis(now);
+        if let Some(work) = &extras.work {
+            let work_json = serde_json::to_string(work)
+                .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
+            sqlx::query("UPDATE tickets SET work_json = ?1, torrent_hash = ?2 WHERE id = ?3")
+                .bind(work_json)
+                .bind(work.torrent_hash.as_ref().map(|hash| hash.as_str().to_string()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let attempts = extras.attempts.unwrap_or(current.attempts);
         let next_attempt_at = match extras.next_attempt_at {
             Some(value) => value,
@@ -517,6 +529,99 @@ impl Store {
                 }),
             },
         }
+    }
+
+    /// The pipeline's working memory of a ticket (empty for a ticket no stage has touched).
+    pub async fn get_work(&self, id: &str) -> Result<TicketWork, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT work_json FROM tickets WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let json = json.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        serde_json::from_str(&json).map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })
+    }
+
+    /// Records a failed attempt that will be retried: the ticket stays in `kind`, `attempts` and `next_attempt_at`
+    /// are set, and the history gets an event (`from == to`) naming the error and the time of the next attempt.
+    /// Refused when the ticket left `kind` meanwhile (cancelled, for instance).
+    pub async fn schedule_retry(
+        &self,
+        id: &str,
+        kind: StateKind,
+        attempts: i64,
+        retry_at: DateTime<Utc>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let details = serde_json::json!({"retry": {"attempt": attempts, "retry_at": retry_at, "error": error}});
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET attempts = ?1, next_attempt_at = ?2, updated_at = ?3, version = version + 1
+             WHERE id = ?4 AND state_kind = ?5",
+        )
+        .bind(attempts)
+        .bind(to_millis(retry_at))
+        .bind(to_millis(now))
+        .bind(id)
+        .bind(kind.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Refused {
+                reason: format!("ticket {id} is no longer {kind}"),
+                current: Box::new(TicketState::Pending {}),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4)",
+        )
+        .bind(id)
+        .bind(to_millis(now))
+        .bind(kind.as_str())
+        .bind(details.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Drops every lease. Called once at start-up: with one service per database, a lease found then belongs to a
+    /// process that died, and waiting for it to expire would only delay the resume. (Several workers sharing one
+    /// queue would instead let leases expire.)
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
+        let done =
+            sqlx::query("UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL")
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The tickets holding a torrent, with their states (live holders keep it in the client).
+    pub async fn torrent_holders(&self, hash: &InfoHash) -> Result<Vec<(String, StateKind)>, StoreError> {
+        let rows = sqlx::query("SELECT id, state_kind FROM tickets WHERE torrent_hash = ?1")
+            .bind(hash.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let kind: String = row.try_get("state_kind")?;
+                let kind = parse_kind(&id, &kind)?;
+                Ok((id, kind))
+            })
+            .collect()
+    }
+
+    /// The name of a ticket's current state (`None` for an unknown id).
+    pub async fn state_of(&self, id: &str) -> Result<Option<StateKind>, StoreError> {
+        let kind: Option<String> = sqlx::query_scalar("SELECT state_kind FROM tickets WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        kind.map(|kind| parse_kind(id, &kind)).transpose()
     }
 
     /// Every ticket in one of `kinds` (start-up resume and tests; not paged: working tickets are few).

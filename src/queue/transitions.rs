@@ -3,7 +3,7 @@
 //!
 //! The pipeline's forward path: pending -> searching -> matching -> (auto_approved | needs_approval);
 //! needs_approval -> (approved | rejected | searching on force-search); (auto_approved | approved) -> downloading ->
-//! converting -> placing -> completed. A download whose audio does not fit the ticket goes back to needs_approval;
+//! converting -> placing -> completed (placing -> converting when a restart finds the converted files gone). A download whose audio does not fit the ticket goes back to needs_approval;
 //! a dead download may fall back to another candidate (downloading -> auto_approved | approved). Every working
 //! state may fail; `failed` may be retried (-> pending, searching, downloading, converting) or force-searched.
 //! Any non-terminal state may be cancelled. completed, rejected and cancelled are terminal.
@@ -36,7 +36,7 @@ pub fn is_legal(from: StateKind, to: StateKind) -> bool {
         Approved => matches!(to, Downloading | Failed),
         Downloading => matches!(to, Converting | NeedsApproval | AutoApproved | Approved | Failed),
         Converting => matches!(to, Placing | NeedsApproval | Failed),
-        Placing => matches!(to, Completed | Failed),
+        Placing => matches!(to, Completed | Converting | Failed),
         Failed => matches!(to, Pending | Searching | Downloading | Converting),
         Completed | Rejected | Cancelled => false,
     }
@@ -90,6 +90,7 @@ mod tests {
         (Converting, Failed),
         (Converting, Cancelled),
         (Placing, Completed),
+        (Placing, Converting),
         (Placing, Failed),
         (Placing, Cancelled),
         (Failed, Pending),

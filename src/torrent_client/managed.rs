@@ -113,6 +113,7 @@ impl ManagedQbittorrent {
             std::fs::create_dir_all(dir)
                 .map_err(|source| TorrentClientError::Profile { path: dir.display().to_string(), source })?;
         }
+        stop_stale_instance(&profile_dir).await;
         let webui_port = free_port()?;
         let peer_port = free_port()?;
         let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
@@ -278,6 +279,47 @@ async fn stop_child(child: &mut Child, launch: &Launch) {
 }
 
 /// Spawns qbittorrent-nox and waits until its WebUI answers HTTP.
+/// Stops a qbittorrent-nox still running on this profile: the orphan of a service that was killed (SIGKILL, power
+/// loss of the parent only) before it could stop its child. Two instances on one profile would fight over its
+/// files, and the new one's WebUI credentials would not be the orphan's. Linux `/proc` scan; the `kill` program
+/// sends the signals (this crate has no unsafe code).
+async fn stop_stale_instance(profile_dir: &Path) {
+    let wanted = format!("--profile={}", profile_dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let stale: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()).then_some(pid)
+        })
+        .filter(|pid| *pid != std::process::id())
+        .collect();
+    for pid in stale {
+        tracing::warn!(pid, profile = %profile_dir.display(), "stopping a qbittorrent-nox left running on our profile");
+        for (signal, wait) in [("-TERM", Duration::from_secs(10)), ("-KILL", Duration::from_secs(5))] {
+            let _ = Command::new("kill").arg(signal).arg(pid.to_string()).status().await;
+            let deadline = std::time::Instant::now() + wait;
+            while process_running(pid) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !process_running(pid) {
+                break;
+            }
+        }
+    }
+}
+
+/// Alive and not a zombie.
+fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
 async fn spawn_ready(launch: &Launch) -> Result<Child, TorrentClientError> {
     let log = std::fs::OpenOptions::new()
         .create(true)

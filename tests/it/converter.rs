@@ -447,14 +447,18 @@ async fn wrong_duration_is_a_typed_mismatch_and_cancel_cleans_up() {
     assert!(matches!(result, Err(ConvertError::Cancelled)), "{result:?}");
     assert!(!converter.work_dir_for("cancel").exists(), "work dir removed on cancel");
 
-    // Leftovers of a crash are removed when the converter starts.
+    // Leftovers of a crash are removed at start-up, except the work dirs of tickets that still need them.
     let leftover = converter.work_dir_for("crashed");
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("track-0000.ogg"), b"partial").unwrap();
+    let kept = converter.work_dir_for("placing");
+    std::fs::create_dir_all(&kept).unwrap();
     let unrelated = fixture.work_root.join("not-ours.txt");
     std::fs::write(&unrelated, b"keep").unwrap();
-    let _restarted = fixture.converter(1);
+    let removed = downloader2::converter::clean_work_leftovers(&fixture.work_root, &|id| id == "placing").unwrap();
+    assert_eq!(removed, 1);
     assert!(!leftover.exists());
+    assert!(kept.exists(), "a ticket still placing keeps its outputs");
     assert!(unrelated.exists(), "only our own work dirs are cleaned");
 }
 

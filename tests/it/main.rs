@@ -9,6 +9,7 @@ mod api;
 mod api_validation;
 mod converter;
 mod matcher_cases;
+mod pipeline;
 mod placer;
 mod searcher;
 mod service;

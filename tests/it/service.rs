@@ -27,7 +27,7 @@ fn write_config(dir: &Path, port: u16, with_tokens: bool) -> std::path::PathBuf 
         String::new()
     };
     let text = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}\n[database]\npath = \"{}\"\n\n[placer]\nallowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n",
+        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}\n[database]\npath = \"{}\"\n\n[placer]\nallowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n\n[processing]\npaused = true\n",
         dir.join("data/downloader2.db").display(),
         media.display()
     );

@@ -32,6 +32,8 @@ pub fn test_config(dir: &Path) -> Config {
     // An external qBittorrent URL (never contacted by these API tests) keeps `prepare` from starting a managed
     // qbittorrent-nox for every test.
     config.qbittorrent.url = UNUSED_QBITTORRENT_URL.into();
+    // The API tests drive states by hand: no pipeline moves their tickets (the pipeline tests unpause).
+    config.processing.paused = true;
     config
 }
 

@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod audio;
+pub mod pipeline;
 pub mod swarm;
 pub mod torznab_server;

@@ -159,14 +159,33 @@ pub struct Album {
 /// The builder of a swarm: albums first, then `build()` makes the torrents, the tracker and the seeder.
 #[derive(Default)]
 pub struct SwarmBuilder {
-    albums: Vec<(String, Vec<(String, u64)>)>,
+    albums: Vec<(String, Vec<(String, FileContent)>)>,
     piece_length_log2: Option<u8>,
+}
+
+/// Where an album file's bytes come from.
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    /// Pseudo-random bytes of this size.
+    Random(u64),
+    /// A copy of this file (real audio and images for pipeline tests).
+    CopyOf(PathBuf),
 }
 
 impl SwarmBuilder {
     /// An album folder `name` holding `files` (relative name, size in bytes) of pseudo-random content.
     pub fn album(mut self, name: &str, files: &[(&str, u64)]) -> Self {
-        self.albums.push((name.to_string(), files.iter().map(|(n, s)| (n.to_string(), *s)).collect()));
+        self.albums
+            .push((name.to_string(), files.iter().map(|(n, s)| (n.to_string(), FileContent::Random(*s))).collect()));
+        self
+    }
+
+    /// An album folder `name` holding copies of real files (relative name, source path).
+    pub fn album_from_files(mut self, name: &str, files: &[(String, PathBuf)]) -> Self {
+        self.albums.push((
+            name.to_string(),
+            files.iter().map(|(n, source)| (n.clone(), FileContent::CopyOf(source.clone()))).collect(),
+        ));
         self
     }
 
@@ -186,12 +205,20 @@ impl SwarmBuilder {
             let album_dir = content.join(name);
             std::fs::create_dir_all(&album_dir).unwrap();
             let mut seeded = Vec::new();
-            for (file_index, (file, size)) in files.iter().enumerate() {
+            for (file_index, (file, content)) in files.iter().enumerate() {
                 let path = album_dir.join(file);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                let seed = u64::try_from(index * 1000 + file_index).unwrap();
-                write_random_file(&path, *size, seed);
-                seeded.push(SeededFile { path: format!("{name}/{file}"), size: *size, sha256: sha256_file(&path) });
+                match content {
+                    FileContent::Random(size) => {
+                        let seed = u64::try_from(index * 1000 + file_index).unwrap();
+                        write_random_file(&path, *size, seed);
+                    }
+                    FileContent::CopyOf(source) => {
+                        std::fs::copy(source, &path).unwrap();
+                    }
+                }
+                let size = std::fs::metadata(&path).unwrap().len();
+                seeded.push(SeededFile { path: format!("{name}/{file}"), size, sha256: sha256_file(&path) });
             }
             let torrent_path = dir.path().join(format!("{index}.torrent"));
             let output = tokio::process::Command::new(&mktorrent)

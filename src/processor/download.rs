@@ -1,0 +1,269 @@
+//! The download stages: `auto_approved`/`approved` -> `downloading` (add the chosen torrent, wait for its file list,
+//! download only the files the ticket needs) and `downloading` -> `converting` (follow the torrent, report progress
+//! at most once a second, re-attach to it when it vanished, and fall back to the next acceptable candidate when it
+//! stalls). Tickets choosing the same info hash share one torrent: adding it again only tags it for this ticket.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::{unless_cancelled, Advance, StageContext, StageError};
+use crate::converter::cue;
+use crate::models::{ApprovalReason, InfoHash, ScoredCandidate, Ticket, TicketState, TicketWork, TorrentFile};
+use crate::placer::images::choose_image_file;
+use crate::queue::TicketRecord;
+use crate::searcher::TorrentSource;
+use crate::torrent_client::{AddSource, ClientFile, TorrentClientError};
+
+/// How often a download is polled.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the torrent client may stay unreachable (restarting, say) before the stage gives up for now.
+pub const CLIENT_OUTAGE_TOLERANCE: Duration = Duration::from_secs(90);
+
+/// `auto_approved` | `approved` -> `downloading`.
+pub async fn start_download(
+    ctx: &StageContext,
+    record: &TicketRecord,
+    mut work: TicketWork,
+) -> Result<Advance, StageError> {
+    let selected = match &record.state {
+        TicketState::AutoApproved { selected, .. } | TicketState::Approved { selected, .. } => selected.clone(),
+        other => return Err(StageError::Inconsistent(format!("cannot start a download from {}", other.kind()))),
+    };
+    let hash = attach(ctx, &record.ticket, &selected).await?;
+    let now = Utc::now();
+    tracing::info!(%hash, title = %selected.candidate.title, "download started");
+    work.selected = Some(selected);
+    work.torrent_hash = Some(hash.clone());
+    work.download_started_at = Some(now);
+    work.conversion = None;
+    let next = TicketState::Downloading {
+        torrent_hash: hash.to_string(),
+        progress_pct: 0.0,
+        download_speed_bps: 0,
+        eta_secs: None,
+        started_at: now,
+    };
+    Ok(Advance::to(next, work))
+}
+
+/// Adds the candidate's torrent (or tags the existing one), waits for its file list, and starts downloading the
+/// files the ticket needs.
+async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate) -> Result<InfoHash, StageError> {
+    let torrents = &ctx.clients.torrents;
+    let source = unless_cancelled(&ctx.cancel, ctx.clients.searcher.torrent_source(&selected.candidate)).await??;
+    let add = match source {
+        TorrentSource::Magnet(magnet) => AddSource::Magnet(magnet),
+        TorrentSource::TorrentFile(bytes) => AddSource::TorrentFile(bytes),
+    };
+    let hash = unless_cancelled(&ctx.cancel, torrents.add_torrent(add, &ticket.ticket_id)).await??;
+    let stall_limit = Duration::from_secs(ctx.app.config.qbittorrent.stall_timeout_secs.max(1));
+    let waited = Instant::now();
+    let files = loop {
+        match torrents.get_files(&hash).await {
+            Ok(files) if !files.is_empty() => break files,
+            Ok(_) | Err(TorrentClientError::MetadataNotReady { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        if waited.elapsed() > stall_limit {
+            return Err(TorrentClientError::MetadataTimeout { hash, secs: stall_limit.as_secs() }.into());
+        }
+        unless_cancelled(&ctx.cancel, tokio::time::sleep(POLL_INTERVAL)).await?;
+    };
+    let wanted = wanted_paths(ticket, selected, &files);
+    if wanted.is_empty() {
+        return Err(StageError::Inconsistent(format!(
+            "none of the mapped files of {:?} is in torrent {hash}",
+            selected.candidate.title
+        )));
+    }
+    unless_cancelled(&ctx.cancel, torrents.set_file_priorities(&hash, &wanted)).await??;
+    Ok(hash)
+}
+
+/// The torrent files the ticket needs: every mapped audio file (for a CUE image, the image and its sheets) and the
+/// image the placer will choose for each of the ticket's images. Mapped paths the torrent does not have are left
+/// out (the converter reports those tracks).
+pub fn wanted_paths(ticket: &Ticket, selected: &ScoredCandidate, files: &[ClientFile]) -> Vec<String> {
+    let listed: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for mapping in &selected.track_mapping {
+        let path = mapping.torrent_file_path.as_str();
+        if listed.contains(path) {
+            wanted.insert(path.to_string());
+        } else if let Some((image, _)) = cue::split_image_reference(path) {
+            if listed.contains(image) {
+                wanted.insert(image.to_string());
+                for sheet in cue::cue_candidates(image, listed.iter().copied()) {
+                    wanted.insert(sheet.to_string());
+                }
+            }
+        }
+    }
+    let torrent_files: Vec<TorrentFile> = files.iter().map(ClientFile::to_torrent_file).collect();
+    for image in &ticket.images {
+        if let Some(path) = choose_image_file(&torrent_files, &image.image_type) {
+            wanted.insert(path.to_string());
+        }
+    }
+    wanted.into_iter().collect()
+}
+
+/// `downloading` -> `converting` when the wanted files are complete; -> `auto_approved` / `needs_approval` (the
+/// next candidate) when the torrent stalled.
+pub async fn follow_download(
+    ctx: &StageContext,
+    record: &TicketRecord,
+    mut work: TicketWork,
+) -> Result<Advance, StageError> {
+    let TicketState::Downloading { torrent_hash, started_at, .. } = &record.state else {
+        return Err(StageError::Inconsistent(format!("ticket is {}, not downloading", record.state.kind())));
+    };
+    let Some(selected) = work.selected.clone() else {
+        return Err(StageError::Inconsistent("downloading without a chosen candidate".into()));
+    };
+    let ticket_id = record.ticket.ticket_id.as_str();
+    let started_at = *started_at;
+    let torrents = ctx.clients.torrents.clone();
+    let mut hash: InfoHash = match torrent_hash.parse() {
+        Ok(hash) => hash,
+        // A retry from `failed` before the torrent was added: add it now.
+        Err(_) => attach(ctx, &record.ticket, &selected).await?,
+    };
+    let mut last_reported: Option<(Instant, f64)> = None;
+    let mut outage_since: Option<Instant> = None;
+    loop {
+        match torrents.get_progress(&hash).await {
+            Ok(progress) if progress.is_complete => {
+                let now = Utc::now();
+                work.torrent_hash = Some(hash.clone());
+                work.download_bytes = progress.size;
+                let began = work.download_started_at.unwrap_or(started_at);
+                work.download_duration_secs = (now - began).num_milliseconds().max(0) as f64 / 1000.0;
+                let mapped = selected.track_mapping.len();
+                let first = first_mapped_track_name(&record.ticket, &selected);
+                tracing::info!(%hash, bytes = progress.size, "download complete");
+                let next = TicketState::Converting {
+                    current_track_idx: 0,
+                    total_tracks: mapped,
+                    current_track_name: first,
+                    started_at: now,
+                };
+                return Ok(Advance::to(next, work));
+            }
+            Ok(progress) => {
+                outage_since = None;
+                if matches!(progress.state, crate::torrent_client::TorrentState::StoppedIncomplete) {
+                    // Parked (re-added after the client lost it, or never started): choose the files and start.
+                    let files = torrents.get_files(&hash).await?;
+                    let wanted = wanted_paths(&record.ticket, &selected, &files);
+                    torrents.set_file_priorities(&hash, &wanted).await?;
+                }
+                let pct = (progress.progress * 1000.0).round() / 10.0;
+                let due = last_reported.is_none_or(|(at, last_pct)| {
+                    at.elapsed() >= Duration::from_secs(1) && (pct - last_pct).abs() >= 0.1
+                });
+                if due {
+                    let state = TicketState::Downloading {
+                        torrent_hash: hash.to_string(),
+                        progress_pct: pct,
+                        download_speed_bps: progress.download_speed,
+                        eta_secs: progress.eta.map(|eta| eta.as_secs()),
+                        started_at,
+                    };
+                    ctx.report_progress(ticket_id, &state, pct).await;
+                    last_reported = Some((Instant::now(), pct));
+                }
+            }
+            Err(TorrentClientError::Stalled { secs, .. }) => {
+                let reason = format!("torrent {hash} stalled: no progress and no seeds for {secs} s");
+                tracing::warn!(%hash, "{reason}");
+                return Ok(fall_back(ctx, record, work, hash, reason));
+            }
+            Err(TorrentClientError::TorrentNotFound { .. }) => {
+                tracing::warn!(%hash, "torrent vanished from the client: adding it again");
+                hash = attach(ctx, &record.ticket, &selected).await?;
+                work.torrent_hash = Some(hash.clone());
+            }
+            Err(err) if err.is_retryable() => {
+                let since = *outage_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > CLIENT_OUTAGE_TOLERANCE {
+                    return Err(err.into());
+                }
+                tracing::debug!(error = %err, "torrent client unavailable; waiting");
+            }
+            Err(err) => return Err(err.into()),
+        }
+        unless_cancelled(&ctx.cancel, tokio::time::sleep(POLL_INTERVAL)).await?;
+    }
+}
+
+fn first_mapped_track_name(ticket: &Ticket, selected: &ScoredCandidate) -> String {
+    ticket
+        .tracks
+        .iter()
+        .find(|track| selected.track_mapping.iter().any(|mapped| mapped.catalog_track_id == track.catalog_track_id))
+        .map(|track| track.name.clone())
+        .unwrap_or_default()
+}
+
+/// After a dead torrent: the next candidate that would have been auto-approved on its own merit is approved
+/// automatically; otherwise the remaining candidates go to an admin. The dead hash is remembered for this ticket,
+/// and released (the reaper removes the torrent once no live ticket holds it).
+fn fall_back(
+    ctx: &StageContext,
+    record: &TicketRecord,
+    mut work: TicketWork,
+    dead: InfoHash,
+    reason: String,
+) -> Advance {
+    let now = Utc::now();
+    let threshold = ctx.app.config.matcher.auto_approve_threshold;
+    let dead_title = work.selected.as_ref().map(|selected| selected.candidate.title.clone());
+    if !work.failed_hashes.contains(&dead) {
+        work.failed_hashes.push(dead.clone());
+    }
+    work.torrent_hash = None;
+    work.selected = None;
+    work.download_started_at = None;
+    let failed = work.failed_hashes.clone();
+    let remaining: Vec<ScoredCandidate> = work
+        .ranked
+        .iter()
+        .filter(|scored| {
+            let same_hash = scored.candidate.info_hash.as_ref().is_some_and(|hash| failed.contains(hash));
+            let same_release = dead_title.as_deref() == Some(scored.candidate.title.as_str());
+            !same_hash && !same_release
+        })
+        .cloned()
+        .collect();
+    work.ranked = remaining.clone();
+    let acceptable = |scored: &ScoredCandidate| {
+        scored.hard_rejects.is_empty()
+            && scored.score >= threshold
+            && scored.candidate.files.is_some()
+            && scored.candidate.seeders > 0
+            && scored.track_mapping.len() == record.ticket.tracks.len()
+    };
+    if let Some(next) = remaining.iter().find(|scored| acceptable(scored)).cloned() {
+        let confidence = next.score;
+        return Advance::to(TicketState::AutoApproved { selected: next, confidence, approved_at: now }, work)
+            .note("fallback_from", dead.to_string())
+            .note("error", reason);
+    }
+    let recommended_idx = remaining.iter().position(|scored| scored.hard_rejects.is_empty());
+    let confidence = recommended_idx.and_then(|idx| remaining.get(idx)).map_or(0.0, |scored| scored.score);
+    Advance::to(
+        TicketState::NeedsApproval {
+            candidates: remaining,
+            recommended_idx,
+            confidence,
+            reason: ApprovalReason::NoExactMatch {},
+            waiting_since: now,
+        },
+        work,
+    )
+    .note("fallback_from", dead.to_string())
+    .note("error", reason)
+}

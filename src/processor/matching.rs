@@ -1,0 +1,116 @@
+//! The `matching` stage: scores the search results with the deterministic matcher; for the best candidates that
+//! came without a file list, fetches their metadata (a .torrent through the searcher, a magnet through the torrent
+//! client, nothing downloaded) and scores again; then decides between `auto_approved` and `needs_approval`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+
+use super::{unless_cancelled, Advance, StageContext, StageError};
+use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
+use crate::models::metainfo::parse_torrent;
+use crate::models::{ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile};
+use crate::queue::TicketRecord;
+use crate::searcher::TorrentSource;
+
+/// How many of the best candidates without a file list get their metadata fetched.
+pub const METADATA_FETCHES: usize = 5;
+/// How long a magnet's metadata may take to arrive.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many candidates an admin is shown (best first).
+pub const MAX_SHOWN_CANDIDATES: usize = 25;
+
+/// `matching` -> `auto_approved` | `needs_approval`.
+pub async fn match_candidates(
+    ctx: &StageContext,
+    record: &TicketRecord,
+    mut work: TicketWork,
+) -> Result<Advance, StageError> {
+    let threshold = ctx.app.config.matcher.auto_approve_threshold;
+    let ticket = &record.ticket;
+    let mut candidates = work.search_results.clone();
+    let mut outcome = score_candidates(ticket, &candidates, threshold);
+
+    let to_fetch: Vec<usize> = outcome
+        .candidates
+        .iter()
+        .filter(|ranked| {
+            let candidate = &ranked.scored.candidate;
+            candidate.files.is_none() && candidate.seeders > 0 && ranked.scored.hard_rejects.is_empty()
+        })
+        .take(METADATA_FETCHES)
+        .map(|ranked| ranked.idx)
+        .collect();
+    if !to_fetch.is_empty() {
+        let fetches = to_fetch.iter().filter_map(|idx| candidates.get(*idx).map(|c| (*idx, c.clone()))).map(
+            |(idx, candidate)| async move {
+                let files = fetch_file_list(ctx, &candidate).await;
+                (idx, candidate.title, files)
+            },
+        );
+        let fetched = unless_cancelled(&ctx.cancel, join_all(fetches)).await?;
+        let mut filled = 0;
+        for (idx, title, files) in fetched {
+            match files {
+                Ok(files) if !files.is_empty() => {
+                    if let Some(candidate) = candidates.get_mut(idx) {
+                        candidate.files = Some(files);
+                        filled += 1;
+                    }
+                }
+                Ok(_) => tracing::info!(%title, "candidate's metadata lists no files"),
+                Err(err) => {
+                    tracing::info!(%title, error = %err, "candidate's file list unavailable: judged on its title")
+                }
+            }
+        }
+        if filled > 0 {
+            outcome = score_candidates(ticket, &candidates, threshold);
+        }
+    }
+    work.search_results = candidates;
+    Ok(decide(outcome, work, threshold))
+}
+
+/// The file list of a candidate without downloading its payload.
+async fn fetch_file_list(ctx: &StageContext, candidate: &TorrentCandidate) -> Result<Vec<TorrentFile>, StageError> {
+    match ctx.clients.searcher.torrent_source(candidate).await? {
+        TorrentSource::TorrentFile(bytes) => parse_torrent(&bytes)
+            .map(|parsed| parsed.files)
+            .map_err(|err| StageError::Inconsistent(format!("bad .torrent for {:?}: {err}", candidate.title))),
+        TorrentSource::Magnet(magnet) => Ok(ctx.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?),
+    }
+}
+
+/// Turns the matcher's outcome into the next state.
+fn decide(outcome: MatchOutcome, mut work: TicketWork, threshold: f64) -> Advance {
+    let now = Utc::now();
+    let ranked: Vec<ScoredCandidate> =
+        outcome.candidates.into_iter().take(MAX_SHOWN_CANDIDATES).map(|ranked| ranked.scored).collect();
+    work.ranked = ranked.clone();
+    match (outcome.decision, ranked.first()) {
+        (MatchDecision::AutoApprove, Some(best)) => {
+            let selected = best.clone();
+            Advance::to(TicketState::AutoApproved { selected, confidence: outcome.confidence, approved_at: now }, work)
+        }
+        (decision, _) => {
+            let reason = outcome.reason.unwrap_or(match decision {
+                MatchDecision::AutoApprove => ApprovalReason::LowConfidence { score: outcome.confidence, threshold },
+                MatchDecision::NeedsApproval | MatchDecision::NoCandidates => ApprovalReason::NoExactMatch {},
+            });
+            // The ranked list is what the admin sees; the recommendation is its first entry.
+            let recommended_idx = outcome.recommended_idx.and(if ranked.is_empty() { None } else { Some(0) });
+            Advance::to(
+                TicketState::NeedsApproval {
+                    candidates: ranked,
+                    recommended_idx,
+                    confidence: outcome.confidence,
+                    reason,
+                    waiting_since: now,
+                },
+                work,
+            )
+        }
+    }
+}

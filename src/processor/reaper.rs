@@ -1,0 +1,62 @@
+//! Removes what no live ticket needs any more: torrents (with their files) whose tickets are all finished, and the
+//! work directories of finished tickets. A torrent shared by several tickets stays while any of them is not
+//! terminal; one owed to seeding (its ticket completed) stays until qBittorrent reports its share limits reached,
+//! or at once when the limits are 0 (the default). Torrents of cancelled or rejected tickets go at once.
+//! Torrents tagged for tickets this database does not know are left alone (another installation's).
+
+use std::collections::BTreeSet;
+
+use super::{Clients, StageError};
+use crate::app::App;
+use crate::models::StateKind;
+
+/// One pass over the client's torrents. Returns how many torrents were removed.
+pub async fn reap_torrents(app: &App, clients: &Clients) -> Result<usize, StageError> {
+    let seeding = &app.config.qbittorrent;
+    let no_seeding = seeding.seed_ratio_limit.abs() < f64::EPSILON || seeding.seed_time_limit_mins == 0;
+    let mut removed = 0;
+    for status in clients.torrents.poll_all().await? {
+        if status.ticket_ids.is_empty() {
+            continue; // a metadata fetch in flight
+        }
+        let holders = app.store.torrent_holders(&status.hash).await?;
+        if holders.iter().any(|(_, kind)| !kind.is_terminal()) {
+            continue;
+        }
+        let mut states = BTreeSet::new();
+        let mut unknown = false;
+        for id in &status.ticket_ids {
+            match app.store.state_of(id).await? {
+                Some(kind) => {
+                    states.insert(kind);
+                }
+                None => unknown = true,
+            }
+        }
+        if unknown || states.iter().any(|kind| !kind.is_terminal()) {
+            continue;
+        }
+        let owes_seeding =
+            states.contains(&StateKind::Completed) || holders.iter().any(|(_, kind)| *kind == StateKind::Completed);
+        if owes_seeding && !(no_seeding || status.share_limit_reached) {
+            continue;
+        }
+        clients.torrents.remove_torrent(&status.hash, true).await?;
+        tracing::info!(hash = %status.hash, name = %status.name, "torrent removed: no live ticket needs it");
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Frees what a ticket that just became terminal held: its work directory now, its torrent through the next reap.
+pub async fn release_ticket(app: &App, clients: &Clients, ticket_id: &str) {
+    let work_dir = clients.work_dir_for(ticket_id);
+    match tokio::fs::remove_dir_all(&work_dir).await {
+        Ok(()) => tracing::debug!(path = %work_dir.display(), "work directory removed"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(path = %work_dir.display(), error = %err, "cannot remove work directory"),
+    }
+    if let Err(err) = reap_torrents(app, clients).await {
+        tracing::warn!(error = %err, "cannot remove finished torrents now; trying again later");
+    }
+}

@@ -1,0 +1,414 @@
+//! The scheduler: claims ready tickets from the store (priority, then age; `next_attempt_at` respected; a leased
+//! claim, so no ticket is worked on by two tasks) and carries each one through its stages in one task, under the
+//! global limits. It wakes at once on new work (`App::work_available`), when a task ends, and every
+//! `check_interval_secs` otherwise.
+//!
+//! Limits are slots per stage class: searches ([`SEARCH_SLOTS`]), downloads (`max_parallel_downloads`),
+//! conversions (`max_parallel_conversions`), placements ([`PLACE_SLOTS`]). A ticket enters a working state of a
+//! class (`searching`/`matching`, `downloading`, `converting`, `placing`) only while holding one of its slots, so
+//! the states the API shows never exceed the limits: a finished download waits in `downloading` for a conversion
+//! slot rather than piling up in `converting`.
+//!
+//! Failures become a persisted retry (the ticket stays in its state with `next_attempt_at`) or `failed`, as
+//! `retry::plan_failure` decides. On start-up, leases of the previous process are dropped and every working
+//! ticket is claimed again: its stage restarts from its last safe point (see each stage).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::reaper::{reap_torrents, release_ticket};
+use super::retry::{plan_failure, FailurePlan};
+use super::{run_stage, unless_cancelled, Advance, StageContext, StageError};
+use crate::app::App;
+use crate::events::TicketEvent;
+use crate::models::{StateKind, TicketState};
+use crate::queue::{StoreError, TicketRecord, TransitionExtras, Transitioned};
+
+/// Searches (and matchings) at once: indexers rate-limit, and the searcher also spaces its requests.
+pub const SEARCH_SLOTS: usize = 2;
+/// Placements at once (disk-bound and short).
+pub const PLACE_SLOTS: usize = 2;
+/// How long a claim lasts without renewal; renewed every third of it while the task runs.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Torrents and work dirs are reaped at most this often (and after every terminal transition).
+pub const REAP_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A group of states sharing one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageClass {
+    Search,
+    Download,
+    Convert,
+    Place,
+}
+
+impl StageClass {
+    /// Claim order: later stages first, so finished work drains before new work starts.
+    pub const ALL: [StageClass; 4] = [StageClass::Place, StageClass::Convert, StageClass::Download, StageClass::Search];
+
+    /// The class whose slot a ticket in `kind` needs to be worked on (`None`: nothing to do without a human).
+    pub fn of(kind: StateKind) -> Option<StageClass> {
+        match kind {
+            StateKind::Pending | StateKind::Searching | StateKind::Matching => Some(StageClass::Search),
+            StateKind::AutoApproved | StateKind::Approved | StateKind::Downloading => Some(StageClass::Download),
+            StateKind::Converting => Some(StageClass::Convert),
+            StateKind::Placing => Some(StageClass::Place),
+            StateKind::NeedsApproval
+            | StateKind::Completed
+            | StateKind::Rejected
+            | StateKind::Failed
+            | StateKind::Cancelled => None,
+        }
+    }
+
+    /// The states claimed for this class.
+    pub fn kinds(self) -> &'static [StateKind] {
+        match self {
+            StageClass::Search => &[StateKind::Pending, StateKind::Searching, StateKind::Matching],
+            StageClass::Download => &[StateKind::AutoApproved, StateKind::Approved, StateKind::Downloading],
+            StageClass::Convert => &[StateKind::Converting],
+            StageClass::Place => &[StateKind::Placing],
+        }
+    }
+}
+
+/// Whether a ticket in `kind` is being worked on (counts against its class's limit), as opposed to waiting for a
+/// slot (`pending`, `auto_approved`, `approved`).
+pub fn occupies_slot(kind: StateKind) -> bool {
+    matches!(kind, StateKind::Searching | StateKind::Matching | StateKind::Downloading)
+        || matches!(kind, StateKind::Converting | StateKind::Placing)
+}
+
+/// One semaphore per class.
+#[derive(Debug)]
+struct Slots {
+    search: Arc<Semaphore>,
+    download: Arc<Semaphore>,
+    convert: Arc<Semaphore>,
+    place: Arc<Semaphore>,
+}
+
+impl Slots {
+    fn of(&self, class: StageClass) -> &Arc<Semaphore> {
+        match class {
+            StageClass::Search => &self.search,
+            StageClass::Download => &self.download,
+            StageClass::Convert => &self.convert,
+            StageClass::Place => &self.place,
+        }
+    }
+}
+
+/// The scheduler of one service process.
+pub struct Scheduler {
+    app: Arc<App>,
+    slots: Arc<Slots>,
+    /// This process's lease owner name.
+    worker: String,
+    reaping: Arc<AtomicBool>,
+}
+
+impl Scheduler {
+    /// A scheduler with the limits of the app's configuration.
+    pub fn new(app: Arc<App>) -> Scheduler {
+        let processing = &app.config.processing;
+        let slots = Slots {
+            search: Arc::new(Semaphore::new(SEARCH_SLOTS)),
+            download: Arc::new(Semaphore::new(processing.max_parallel_downloads.max(1))),
+            convert: Arc::new(Semaphore::new(app.config.converter.max_parallel_conversions.max(1))),
+            place: Arc::new(Semaphore::new(PLACE_SLOTS)),
+        };
+        let worker = format!("worker-{}-{}", std::process::id(), Utc::now().timestamp_millis());
+        Scheduler { app, slots: Arc::new(slots), worker, reaping: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops every ticket task (their tickets stay in their states and
+    /// resume at the next start) and returns once they have ended.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.recover().await;
+        let mut events = self.app.bus.subscribe();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let interval = Duration::from_secs(self.app.config.processing.check_interval_secs.max(1));
+        let mut last_reap: Option<Instant> = None;
+        loop {
+            if last_reap.is_none_or(|at| at.elapsed() >= REAP_INTERVAL) {
+                self.spawn_reap(None);
+                last_reap = Some(Instant::now());
+            }
+            self.claim_ready(&mut tasks, &shutdown).await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.app.work_available.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                event = events.recv() => match event {
+                    Ok(TicketEvent::StateChange { ticket_id, new_state, .. }) if new_state.is_terminal() => {
+                        self.spawn_reap(Some(ticket_id));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.spawn_reap(None),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+            }
+        }
+        tracing::info!(tasks = tasks.len(), "scheduler stopping");
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Start-up: drop the previous process's leases and its work dirs that no ticket needs any more.
+    async fn recover(&self) {
+        match self.app.store.release_all_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tickets = n, "resuming tickets a previous run was working on"),
+            Err(err) => tracing::error!(error = %err, "cannot release old leases"),
+        }
+        let placing: Vec<String> = match self.app.store.tickets_in(&[StateKind::Placing]).await {
+            Ok(records) => records.into_iter().map(|record| record.ticket.ticket_id).collect(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot list placing tickets; keeping every work dir");
+                return;
+            }
+        };
+        let work_root = self.app.clients.work_root.clone();
+        let cleaned = tokio::task::spawn_blocking(move || {
+            crate::converter::clean_work_leftovers(&work_root, &|id| placing.iter().any(|kept| kept == id))
+        })
+        .await;
+        match cleaned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "removed work directories of interrupted conversions"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot clean the work directory"),
+            Err(err) => tracing::warn!(error = %err, "work directory clean-up failed"),
+        }
+    }
+
+    /// Reaps in the background (one pass at a time), first freeing a finished ticket's work dir if given.
+    fn spawn_reap(&self, finished_ticket: Option<String>) {
+        let app = self.app.clone();
+        let reaping = self.reaping.clone();
+        tokio::spawn(async move {
+            if let Some(id) = finished_ticket {
+                release_ticket(&app, &app.clients, &id).await;
+                return;
+            }
+            if reaping.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            if let Err(err) = reap_torrents(&app, &app.clients).await {
+                tracing::debug!(error = %err, "reaping skipped");
+            }
+            reaping.store(false, Ordering::Release);
+        });
+    }
+
+    /// Claims ready tickets while their classes have free slots.
+    async fn claim_ready(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        for class in StageClass::ALL {
+            loop {
+                let Ok(permit) = self.slots.of(class).clone().try_acquire_owned() else {
+                    break;
+                };
+                match self.app.store.claim_next_ready(&self.worker, class.kinds(), LEASE, Utc::now()).await {
+                    Ok(Some(record)) => {
+                        let task = TicketTask {
+                            app: self.app.clone(),
+                            slots: self.slots.clone(),
+                            worker: self.worker.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        tasks.spawn(task.carry(record, class, permit));
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot claim work");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one ticket's task needs.
+struct TicketTask {
+    app: Arc<App>,
+    slots: Arc<Slots>,
+    worker: String,
+    shutdown: CancellationToken,
+}
+
+impl TicketTask {
+    /// Carries a claimed ticket through its stages for as long as it has slots and nothing stops it.
+    async fn carry(self, record: TicketRecord, class: StageClass, permit: OwnedSemaphorePermit) {
+        let id = record.ticket.ticket_id.clone();
+        let span = tracing::info_span!("ticket", ticket_id = %id);
+        async move {
+            let cancel = self.shutdown.child_token();
+            self.app.running.register(&id, cancel.clone());
+            let ctx = StageContext { app: self.app.clone(), clients: self.app.clients.clone(), cancel: cancel.clone() };
+            tokio::select! {
+                () = self.work_through(&ctx, record, class, permit) => {}
+                () = self.keep_lease(&id, &cancel) => {}
+            }
+            self.app.running.unregister(&id);
+            if let Err(err) = self.app.store.release_lease(&id, &self.worker).await {
+                tracing::warn!(error = %err, "cannot release the lease (it expires on its own)");
+            }
+            self.app.work_available.notify_one();
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Renews the lease until it is lost (then cancels the work: another worker owns the ticket).
+    async fn keep_lease(&self, id: &str, cancel: &CancellationToken) {
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            match self.app.store.renew_lease(id, &self.worker, LEASE, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("lease lost: stopping work on this ticket");
+                    cancel.cancel();
+                    return;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot renew the lease"),
+            }
+        }
+    }
+
+    async fn work_through(
+        &self,
+        ctx: &StageContext,
+        mut record: TicketRecord,
+        mut class: StageClass,
+        mut permit: OwnedSemaphorePermit,
+    ) {
+        loop {
+            let work = match self.app.store.get_work(&record.ticket.ticket_id).await {
+                Ok(work) => work,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the ticket's working data");
+                    return;
+                }
+            };
+            let advance = match run_stage(ctx, &record, work).await {
+                Ok(advance) => advance,
+                Err(StageError::Stopped) => return,
+                Err(err) => {
+                    self.record_failure(&record, err).await;
+                    return;
+                }
+            };
+            let next_kind = advance.next.kind();
+            let next_class = StageClass::of(next_kind);
+            // Entering a working state of another class needs a slot of that class first.
+            let mut previous_permit = None;
+            if let Some(next) = next_class.filter(|next| *next != class && occupies_slot(next_kind)) {
+                let acquired = unless_cancelled(&ctx.cancel, self.slots.of(next).clone().acquire_owned()).await;
+                let Ok(Ok(next_permit)) = acquired else {
+                    return;
+                };
+                previous_permit = Some(std::mem::replace(&mut permit, next_permit));
+                class = next;
+            }
+            let transitioned = match self.commit(&record, advance).await {
+                Ok(transitioned) => transitioned,
+                Err(err) => {
+                    tracing::info!(error = %err, "stage result not recorded (the ticket changed meanwhile)");
+                    return;
+                }
+            };
+            drop(previous_permit);
+            record = transitioned.record;
+            if ctx.cancel.is_cancelled() {
+                return;
+            }
+            match next_class {
+                Some(next) if next == class => {}
+                Some(next) => match self.slots.of(next).clone().try_acquire_owned() {
+                    Ok(next_permit) => {
+                        permit = next_permit;
+                        class = next;
+                    }
+                    // No free slot: the scheduler claims the ticket again when one frees.
+                    Err(_) => return,
+                },
+                None => return,
+            }
+        }
+    }
+
+    /// Writes a stage's result as one transition (refused if the ticket left the stage's state meanwhile, e.g.
+    /// cancelled) and publishes it.
+    async fn commit(&self, record: &TicketRecord, advance: Advance) -> Result<Transitioned, StoreError> {
+        let kind = record.state.kind();
+        let extras = TransitionExtras {
+            attempts: Some(0),
+            next_attempt_at: Some(None),
+            notes: advance.notes,
+            work: Some(advance.work),
+        };
+        let next = advance.next;
+        let transitioned = self
+            .app
+            .store
+            .transition(&record.ticket.ticket_id, None, Utc::now(), extras, move |current| {
+                if current.state.kind() == kind {
+                    Ok(next)
+                } else {
+                    Err(format!("ticket is {} now, not {kind}", current.state.kind()))
+                }
+            })
+            .await?;
+        self.app.publish_transition(&transitioned);
+        Ok(transitioned)
+    }
+
+    /// A retry later, or `failed`.
+    async fn record_failure(&self, record: &TicketRecord, err: StageError) {
+        let now = Utc::now();
+        let kind = record.state.kind();
+        let id = record.ticket.ticket_id.as_str();
+        let message = err.to_string();
+        let attempts = u32::try_from(record.attempts.max(0)).unwrap_or(u32::MAX);
+        let (retryable, retry_count) =
+            match plan_failure(err.is_retryable(), attempts, &self.app.config.processing, now) {
+                FailurePlan::RetryAt { attempt, at } => {
+                    tracing::warn!(error = %message, attempt, retry_at = %at, "stage failed; retrying later");
+                    if let Err(store_err) =
+                        self.app.store.schedule_retry(id, kind, i64::from(attempt), at, &message, now).await
+                    {
+                        tracing::info!(error = %store_err, "retry not scheduled (the ticket changed meanwhile)");
+                    }
+                    return;
+                }
+                FailurePlan::Rest { attempts } => (true, attempts),
+                FailurePlan::Fatal => (false, attempts),
+            };
+        tracing::error!(error = %message, retryable, "stage failed");
+        let failed =
+            TicketState::Failed { failed_at_state: kind, error: message, retryable, retry_count, failed_at: now };
+        let result = self
+            .app
+            .store
+            .transition(id, None, now, TransitionExtras::default(), move |current| {
+                if current.state.kind() == kind {
+                    Ok(failed)
+                } else {
+                    Err(format!("ticket is {} now, not {kind}", current.state.kind()))
+                }
+            })
+            .await;
+        match result {
+            Ok(transitioned) => self.app.publish_transition(&transitioned),
+            Err(store_err) => tracing::info!(error = %store_err, "failure not recorded (the ticket changed meanwhile)"),
+        }
+    }
+}

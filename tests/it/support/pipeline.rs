@@ -1,0 +1,418 @@
+//! The whole stack for pipeline tests: the real `downloader2` binary (started, SIGKILLed and restarted like an
+//! operator's process), a Torznab test server, a loopback swarm seeding generated FLAC albums (real audio from
+//! ffmpeg, a cover, junk files) and decoys, and a WebSocket recorder that keeps every message the service sent.
+//! Tests talk to the service only over HTTP and the WebSocket.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::app::{ADMIN_TOKEN, CATALOG_TOKEN};
+use super::audio;
+use super::swarm::{free_port, require_program};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_downloader2");
+
+/// One generated album: its tracks (name, seconds) and its files (torrent-relative name, file on disk).
+#[derive(Debug, Clone)]
+pub struct GeneratedAlbum {
+    pub folder: String,
+    pub tracks: Vec<(String, f64)>,
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Writes a FLAC album (16-bit stereo pink noise at `rate` Hz, `NN - Name.flac`), a `cover.jpg`, and junk
+/// (`info.nfo`, `Scans/notes.txt`) into `dir`.
+pub fn generate_flac_album(dir: &Path, folder: &str, tracks: &[(&str, f64)], rate: u32) -> GeneratedAlbum {
+    require_program("ffmpeg", "ffmpeg");
+    let source = dir.join(folder);
+    std::fs::create_dir_all(source.join("Scans")).unwrap();
+    let mut files = Vec::new();
+    for (n, (name, secs)) in tracks.iter().enumerate() {
+        let file = format!("{:02} - {name}.flac", n + 1);
+        let path = source.join(&file);
+        audio::write_flac(&path, *secs, rate, 2);
+        files.push((file, path));
+    }
+    let cover = source.join("cover.jpg");
+    audio::write_image(&cover, 600, 600);
+    files.push(("cover.jpg".to_string(), cover));
+    let nfo = source.join("info.nfo");
+    std::fs::write(&nfo, "Ripped with care. Visit our site!\n").unwrap();
+    files.push(("info.nfo".to_string(), nfo));
+    let notes = source.join("Scans/notes.txt");
+    std::fs::write(&notes, "booklet scans to follow\n").unwrap();
+    files.push(("Scans/notes.txt".to_string(), notes));
+    GeneratedAlbum {
+        folder: folder.to_string(),
+        tracks: tracks.iter().map(|(name, secs)| (name.to_string(), *secs)).collect(),
+        files,
+    }
+}
+
+/// A ticket for `tracks` with Ogg Vorbis output at `sample_rate_hz`, destinations under `media_root/<id>/`.
+pub fn ticket_for(
+    id: &str,
+    media_root: &Path,
+    artist: &str,
+    album: &str,
+    year: i32,
+    tracks: &[(String, f64)],
+    sample_rate_hz: u32,
+) -> Value {
+    let tracks: Vec<Value> = tracks
+        .iter()
+        .enumerate()
+        .map(|(n, (name, secs))| {
+            json!({
+                "catalog_track_id": format!("{id}-t{}", n + 1),
+                "disc_number": 1,
+                "track_number": n + 1,
+                "name": name,
+                "duration_secs": secs,
+                "dest_path": media_root.join(format!("{id}/{:02} {name}.ogg", n + 1)),
+            })
+        })
+        .collect();
+    json!({
+        "ticket_id": id,
+        "created_at": "2026-11-25T10:00:00Z",
+        "search": {"artist": artist, "album": album, "year": year},
+        "tracks": tracks,
+        "images": [{"catalog_image_id": format!("{id}-cover"), "type": "cover_front",
+                    "dest_path": media_root.join(format!("{id}/cover.jpg"))}],
+        "constraints": {"format": "ogg_vorbis", "bitrate_kbps": 192, "sample_rate_hz": sample_rate_hz,
+                        "embed_metadata": true, "embed_cover": true},
+        "metadata_to_embed": {"artist": artist, "album": album, "year": year, "genre": "Test"}
+    })
+}
+
+/// Which qBittorrent the service uses.
+#[derive(Debug, Clone)]
+pub enum TorrentClientSetup {
+    /// The service starts and supervises its own qbittorrent-nox (loopback only).
+    Managed,
+    /// A test-started instance.
+    External { url: String, username: String, password: String, download_path: PathBuf },
+}
+
+/// The service's configuration for a pipeline test.
+#[derive(Debug, Clone)]
+pub struct ServiceSetup {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub torznab_url: String,
+    pub torznab_api_key: String,
+    pub torrent_client: TorrentClientSetup,
+    pub auto_approve_threshold: f64,
+    pub max_parallel_downloads: usize,
+    pub max_parallel_conversions: usize,
+    pub stall_timeout_secs: u64,
+    pub retry_max_attempts: u32,
+}
+
+impl ServiceSetup {
+    /// Defaults for tests: managed qbittorrent-nox, fast retries and checks.
+    pub fn new(dir: &Path, torznab_url: &str, torznab_api_key: &str) -> ServiceSetup {
+        ServiceSetup {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            torznab_url: torznab_url.to_string(),
+            torznab_api_key: torznab_api_key.to_string(),
+            torrent_client: TorrentClientSetup::Managed,
+            auto_approve_threshold: 0.85,
+            max_parallel_downloads: 3,
+            max_parallel_conversions: 2,
+            stall_timeout_secs: 20,
+            retry_max_attempts: 5,
+        }
+    }
+
+    pub fn media_root(&self) -> PathBuf {
+        self.dir.join("media")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Writes `config.toml` and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        std::fs::create_dir_all(self.media_root()).unwrap();
+        let qbittorrent = match &self.torrent_client {
+            TorrentClientSetup::Managed => "url = \"\"\nmanaged_loopback_only = true\n".to_string(),
+            TorrentClientSetup::External { url, username, password, download_path } => format!(
+                "url = \"{url}\"\nusername = \"{username}\"\npassword = \"{password}\"\ndownload_path = \"{}\"\n",
+                download_path.display()
+            ),
+        };
+        let text = format!(
+            r#"[server]
+host = "127.0.0.1"
+port = {port}
+auth_token = "{CATALOG_TOKEN}"
+admin_token = "{ADMIN_TOKEN}"
+
+[database]
+path = "{db}"
+
+[jackett]
+url = "{torznab}"
+api_key = "{key}"
+timeout_secs = 10
+searches_per_minute = 6000
+cache_ttl_secs = 600
+
+[qbittorrent]
+{qbittorrent}stall_timeout_secs = {stall}
+timeout_secs = 10
+
+[matcher]
+auto_approve_threshold = {threshold}
+
+[converter]
+max_parallel_conversions = {conversions}
+
+[processing]
+max_parallel_downloads = {downloads}
+check_interval_secs = 1
+retry_max_attempts = {attempts}
+retry_initial_delay_secs = 1
+retry_max_delay_secs = 2
+
+[placer]
+allowed_roots = ["{media}"]
+"#,
+            port = self.port,
+            db = self.data_dir().join("downloader2.db").display(),
+            torznab = self.torznab_url,
+            key = self.torznab_api_key,
+            stall = self.stall_timeout_secs,
+            threshold = self.auto_approve_threshold,
+            conversions = self.max_parallel_conversions,
+            downloads = self.max_parallel_downloads,
+            attempts = self.retry_max_attempts,
+            media = self.media_root().display(),
+        );
+        let path = self.dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// The service binary running with a setup's config; its log goes to `<dir>/service-<n>.log`.
+pub struct ServiceProcess {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub log_path: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts the binary and waits until `/api/v1/health` answers.
+    pub async fn start(setup: &ServiceSetup) -> ServiceProcess {
+        let config = setup.write_config();
+        let run = (1..).find(|n| !setup.dir.join(format!("service-{n}.log")).exists()).unwrap();
+        let log_path = setup.dir.join(format!("service-{run}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,downloader2=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", setup.port);
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut service = ServiceProcess { child, base, http, log_path };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("downloader2 exited at start ({status}):\n{}", service.log_tail());
+            }
+            let health = service.http.get(format!("{}/api/v1/health", service.base)).send().await;
+            if health.is_ok_and(|response| response.status().is_success()) {
+                return service;
+            }
+            assert!(Instant::now() < deadline, "downloader2 not healthy within 60 s:\n{}", service.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of the service's log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// SIGKILL: no clean-up of any kind runs.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "downloader2 did not stop within 60 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    /// Posts a ticket as the catalog and expects 201.
+    pub async fn create(&self, ticket: &Value) {
+        let response = self.post("/api/v1/ticket", CATALOG_TOKEN, ticket).await;
+        let status = response.status();
+        assert_eq!(status, 201, "create: {}", response.text().await.unwrap());
+    }
+
+    /// The ticket as `GET /api/v1/ticket/{id}` shows it.
+    pub async fn ticket(&self, id: &str) -> Value {
+        self.get_json(&format!("/api/v1/ticket/{id}")).await
+    }
+
+    /// Polls the ticket until its state is `state` (panics with the log tail after `timeout`, or when it reaches
+    /// another terminal state or `failed`).
+    pub async fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ticket = self.ticket(id).await;
+            let current = ticket["state"]["state"].as_str().unwrap_or_default().to_string();
+            if current == state {
+                return ticket;
+            }
+            let stuck = matches!(current.as_str(), "completed" | "rejected" | "cancelled" | "failed");
+            assert!(
+                !stuck && Instant::now() < deadline,
+                "ticket {id} is {current}, expected {state}: {}\n--- service log ---\n{}",
+                ticket["state"],
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every WebSocket message the service sent to one connection, in order.
+#[derive(Clone, Default)]
+pub struct EventRecorder {
+    messages: Arc<Mutex<Vec<Value>>>,
+    connected: Arc<tokio::sync::Notify>,
+}
+
+impl EventRecorder {
+    /// Connects to `/api/v1/ws` (token in the query, as a browser would) and records until the connection ends.
+    pub async fn connect(service: &ServiceProcess, ticket_filter: Option<&str>) -> EventRecorder {
+        let mut url = format!("{}/api/v1/ws?token={ADMIN_TOKEN}", service.base.replace("http://", "ws://"));
+        if let Some(id) = ticket_filter {
+            url.push_str(&format!("&ticket_id={id}"));
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let recorder = EventRecorder::default();
+        let messages = recorder.messages.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message {
+                    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                        messages.lock().unwrap().push(value);
+                    }
+                }
+            }
+        });
+        recorder
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// The `new_state` of every state change of `ticket`, in order.
+    pub fn states_of(&self, ticket: &str) -> Vec<String> {
+        self.messages()
+            .iter()
+            .filter(|m| m["type"] == "state_change" && m["ticket_id"] == ticket)
+            .map(|m| m["new_state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits until a state change of `ticket` to `state` was received; returns its message.
+    pub async fn wait_for(&self, ticket: &str, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .messages()
+                .into_iter()
+                .find(|m| m["type"] == "state_change" && m["ticket_id"] == ticket && m["new_state"] == state);
+            if let Some(message) = found {
+                return message;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no state_change of {ticket} to {state} within {timeout:?}; saw {:?}",
+                self.states_of(ticket)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Regular files under `dir` (recursively), as paths relative to it.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
