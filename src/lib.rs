@@ -14,7 +14,7 @@
 //! | [`torrent_client`] | qBittorrent's WebUI API and the managed qbittorrent-nox |
 //! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting |
 //! | [`placer`] | atomic placement inside the allowed roots |
-//! | [`processor`] | one function per stage, returning the next state |
+//! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |
 //! | [`app`] | `App`, built once and shared: the commands the API calls |
 //!

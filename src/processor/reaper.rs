@@ -48,15 +48,12 @@ pub async fn reap_torrents(app: &App, clients: &Clients) -> Result<usize, StageE
     Ok(removed)
 }
 
-/// Frees what a ticket that just became terminal held: its work directory now, its torrent through the next reap.
-pub async fn release_ticket(app: &App, clients: &Clients, ticket_id: &str) {
+/// Removes the work directory of a ticket that became terminal (its torrent goes with the next reap).
+pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
     let work_dir = clients.work_dir_for(ticket_id);
     match tokio::fs::remove_dir_all(&work_dir).await {
         Ok(()) => tracing::debug!(path = %work_dir.display(), "work directory removed"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => tracing::warn!(path = %work_dir.display(), error = %err, "cannot remove work directory"),
-    }
-    if let Err(err) = reap_torrents(app, clients).await {
-        tracing::warn!(error = %err, "cannot remove finished torrents now; trying again later");
     }
 }

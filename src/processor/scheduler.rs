@@ -13,17 +13,16 @@
 //! `retry::plan_failure` decides. On start-up, leases of the previous process are dropped and every working
 //! ticket is claimed again: its stage restarts from its last safe point (see each stage).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::reaper::{reap_torrents, release_ticket};
+use super::reaper::{reap_torrents, release_work_dir};
 use super::retry::{plan_failure, FailurePlan};
 use super::{run_stage, unless_cancelled, Advance, StageContext, StageError};
 use crate::app::App;
@@ -112,7 +111,8 @@ pub struct Scheduler {
     slots: Arc<Slots>,
     /// This process's lease owner name.
     worker: String,
-    reaping: Arc<AtomicBool>,
+    /// Wakes the reaper task (notifications coalesce: one pass serves many requests).
+    reap_wanted: Arc<Notify>,
 }
 
 impl Scheduler {
@@ -126,44 +126,71 @@ impl Scheduler {
             place: Arc::new(Semaphore::new(PLACE_SLOTS)),
         };
         let worker = format!("worker-{}-{}", std::process::id(), Utc::now().timestamp_millis());
-        Scheduler { app, slots: Arc::new(slots), worker, reaping: Arc::new(AtomicBool::new(false)) }
+        Scheduler { app, slots: Arc::new(slots), worker, reap_wanted: Arc::new(Notify::new()) }
     }
 
     /// Runs until `shutdown` is cancelled, then stops every ticket task (their tickets stay in their states and
     /// resume at the next start) and returns once they have ended.
     pub async fn run(self, shutdown: CancellationToken) {
         self.recover().await;
+        let reaper = tokio::spawn(reap_when_wanted(self.app.clone(), self.reap_wanted.clone(), shutdown.clone()));
         let mut events = self.app.bus.subscribe();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let interval = Duration::from_secs(self.app.config.processing.check_interval_secs.max(1));
         let mut last_reap: Option<Instant> = None;
+        let mut claim = true;
         loop {
             if last_reap.is_none_or(|at| at.elapsed() >= REAP_INTERVAL) {
-                self.spawn_reap(None);
+                self.reap_wanted.notify_one();
                 last_reap = Some(Instant::now());
             }
-            self.claim_ready(&mut tasks, &shutdown).await;
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = self.app.work_available.notified() => {}
-                () = tokio::time::sleep(interval) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                event = events.recv() => match event {
-                    Ok(TicketEvent::StateChange { ticket_id, new_state, .. }) if new_state.is_terminal() => {
-                        self.spawn_reap(Some(ticket_id));
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.spawn_reap(None),
-                    Err(broadcast::error::RecvError::Closed) => {}
-                },
+            if claim {
+                self.claim_ready(&mut tasks, &shutdown).await;
             }
+            claim = tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.app.work_available.notified() => true,
+                () = tokio::time::sleep(interval) => true,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => true,
+                event = events.recv() => {
+                    match event {
+                        Ok(TicketEvent::StateChange { ticket_id, new_state, .. }) if new_state.is_terminal() => {
+                            self.free_work_dir(ticket_id);
+                            self.reap_wanted.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.reap_wanted.notify_one(),
+                        Err(broadcast::error::RecvError::Closed) => {}
+                    }
+                    false
+                }
+            };
         }
         tracing::info!(tasks = tasks.len(), "scheduler stopping");
         while tasks.join_next().await.is_some() {}
+        let _ = reaper.await;
     }
 
-    /// Start-up: drop the previous process's leases and its work dirs that no ticket needs any more.
+    /// Start-up: drop the previous process's leases, its work dirs that no ticket needs any more, and the
+    /// metadata-fetch torrents a killed process left in the client.
     async fn recover(&self) {
+        match self.app.clients.torrents.poll_all().await {
+            Ok(statuses) => {
+                for status in statuses.iter().filter(|status| status.ticket_ids.is_empty()) {
+                    match self.app.clients.torrents.remove_torrent(&status.hash, true).await {
+                        Ok(()) => {
+                            tracing::info!(hash = %status.hash, "removed a metadata fetch left by a previous run")
+                        }
+                        Err(err) => {
+                            tracing::warn!(hash = %status.hash, error = %err, "cannot remove a stale metadata fetch")
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "torrent client not reachable at start-up; will retry with the work")
+            }
+        }
         match self.app.store.release_all_leases().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(tickets = n, "resuming tickets a previous run was working on"),
@@ -189,23 +216,10 @@ impl Scheduler {
         }
     }
 
-    /// Reaps in the background (one pass at a time), first freeing a finished ticket's work dir if given.
-    fn spawn_reap(&self, finished_ticket: Option<String>) {
+    /// Removes a finished ticket's work dir in the background.
+    fn free_work_dir(&self, ticket_id: String) {
         let app = self.app.clone();
-        let reaping = self.reaping.clone();
-        tokio::spawn(async move {
-            if let Some(id) = finished_ticket {
-                release_ticket(&app, &app.clients, &id).await;
-                return;
-            }
-            if reaping.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            if let Err(err) = reap_torrents(&app, &app.clients).await {
-                tracing::debug!(error = %err, "reaping skipped");
-            }
-            reaping.store(false, Ordering::Release);
-        });
+        tokio::spawn(async move { release_work_dir(&app.clients, &ticket_id).await });
     }
 
     /// Claims ready tickets while their classes have free slots.
@@ -232,6 +246,19 @@ impl Scheduler {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The reaper task: one pass over the client's torrents per wake-up, until shutdown.
+async fn reap_when_wanted(app: Arc<App>, wanted: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = wanted.notified() => {}
+        }
+        if let Err(err) = reap_torrents(&app, &app.clients).await {
+            tracing::debug!(error = %err, "reaping skipped");
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The persistent queue: the SQLite store (every SQL statement), the one table of legal transitions, and (with the
-//! pipeline) the manager that claims work with leases.
+//! The persistent queue: the SQLite store (every SQL statement, including the leased claims the scheduler in
+//! `processor::scheduler` uses) and the one table of legal transitions.
 
 pub mod store;
 pub mod transitions;
