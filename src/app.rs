@@ -268,3 +268,43 @@ fn notes(actor: &str) -> TransitionExtras {
     extras.notes.insert("actor".into(), serde_json::Value::String(actor.to_string()));
     extras
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{InfoHash, ScoredCandidate, TorrentCandidate};
+
+    fn chosen() -> ScoredCandidate {
+        ScoredCandidate {
+            candidate: TorrentCandidate::with_title("A - B"),
+            score: 0.9,
+            reasoning: String::new(),
+            track_mapping: Vec::new(),
+            hard_rejects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn retry_resumes_from_the_last_safe_point() {
+        let now = Utc::now();
+        let hash: InfoHash = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let nothing_chosen = TicketWork::default();
+        let chosen_not_added = TicketWork { selected: Some(chosen()), ..TicketWork::default() };
+        let downloading = TicketWork { torrent_hash: Some(hash.clone()), ..chosen_not_added.clone() };
+        let downloaded = TicketWork { download_bytes: 10, ..downloading.clone() };
+
+        let kind = |failed_at, work: &TicketWork| resume_point(failed_at, work, now).kind();
+        assert_eq!(kind(StateKind::Searching, &nothing_chosen), StateKind::Pending, "search again");
+        assert_eq!(kind(StateKind::Matching, &downloaded), StateKind::Pending, "matching restarts with a search");
+        assert_eq!(kind(StateKind::AutoApproved, &nothing_chosen), StateKind::Pending);
+        assert_eq!(kind(StateKind::Downloading, &chosen_not_added), StateKind::Downloading, "add the torrent");
+        assert_eq!(kind(StateKind::Downloading, &downloading), StateKind::Downloading, "re-attach");
+        assert_eq!(kind(StateKind::Converting, &downloaded), StateKind::Converting, "files are on disk");
+        assert_eq!(kind(StateKind::Placing, &downloaded), StateKind::Converting, "outputs may be gone: convert again");
+        assert_eq!(kind(StateKind::Converting, &downloading), StateKind::Downloading, "download never finished");
+        match resume_point(StateKind::Downloading, &downloading, now) {
+            TicketState::Downloading { torrent_hash, .. } => assert_eq!(torrent_hash, hash.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

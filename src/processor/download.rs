@@ -267,3 +267,73 @@ fn fall_back(
     .note("fallback_from", dead.to_string())
     .note("error", reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{TorrentCandidate, TrackMapping};
+
+    fn ticket() -> Ticket {
+        serde_json::from_value(serde_json::json!({
+            "ticket_id": "t1",
+            "created_at": "2026-11-25T10:00:00Z",
+            "search": {"artist": "A", "album": "B"},
+            "tracks": [
+                {"catalog_track_id": "a", "track_number": 1, "name": "One", "duration_secs": 10.0,
+                 "dest_path": "/media/a.ogg"},
+                {"catalog_track_id": "b", "track_number": 2, "name": "Two", "duration_secs": 10.0,
+                 "dest_path": "/media/b.ogg"},
+                {"catalog_track_id": "c", "track_number": 3, "name": "Three", "duration_secs": 10.0,
+                 "dest_path": "/media/c.ogg"}
+            ],
+            "images": [{"catalog_image_id": "i", "type": "cover_front", "dest_path": "/media/cover.jpg"}],
+            "constraints": {"format": "ogg_vorbis"},
+            "metadata_to_embed": {"artist": "A", "album": "B"}
+        }))
+        .unwrap()
+    }
+
+    fn file(index: u64, path: &str) -> ClientFile {
+        ClientFile { index, path: path.into(), size: 1000 + index, progress: 0.0, priority: 0 }
+    }
+
+    fn mapped(id: &str, path: &str) -> TrackMapping {
+        TrackMapping { catalog_track_id: id.into(), torrent_file_path: path.into(), confidence: 0.9 }
+    }
+
+    fn selected(mapping: Vec<TrackMapping>) -> ScoredCandidate {
+        ScoredCandidate {
+            candidate: TorrentCandidate::with_title("A - B"),
+            score: 0.9,
+            reasoning: String::new(),
+            track_mapping: mapping,
+            hard_rejects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn wants_mapped_audio_cue_images_with_their_sheets_and_the_cover_only() {
+        let files = [
+            file(0, "A - B/01 One.flac"),
+            file(1, "A - B/CD2/B.flac"),
+            file(2, "A - B/CD2/B.cue"),
+            file(3, "A - B/cover.jpg"),
+            file(4, "A - B/back.jpg"),
+            file(5, "A - B/info.nfo"),
+            file(6, "A - B/02 Two (demo).flac"),
+        ];
+        let chosen = selected(vec![
+            mapped("a", "A - B/01 One.flac"),
+            mapped("b", "A - B/CD2/B.flac#2"),
+            mapped("c", "gone.flac"),
+        ]);
+        let wanted = wanted_paths(&ticket(), &chosen, &files);
+        assert_eq!(wanted, ["A - B/01 One.flac", "A - B/CD2/B.cue", "A - B/CD2/B.flac", "A - B/cover.jpg"]);
+    }
+
+    #[test]
+    fn a_mapping_outside_the_torrent_wants_nothing() {
+        let files = [file(0, "X/01.flac")];
+        assert!(wanted_paths(&ticket(), &selected(vec![mapped("a", "../../etc/passwd")]), &files).is_empty());
+    }
+}

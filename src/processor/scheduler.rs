@@ -439,3 +439,37 @@ impl TicketTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_with_work_belongs_to_exactly_the_class_that_claims_it() {
+        for kind in StateKind::ALL {
+            let claimed_by: Vec<StageClass> =
+                StageClass::ALL.into_iter().filter(|class| class.kinds().contains(&kind)).collect();
+            match StageClass::of(kind) {
+                Some(class) => assert_eq!(claimed_by, [class], "{kind}"),
+                None => assert!(claimed_by.is_empty(), "{kind} waits for a human or is done"),
+            }
+            let has_work = kind.is_working() || kind == StateKind::Pending;
+            assert_eq!(StageClass::of(kind).is_some(), has_work, "{kind}");
+        }
+    }
+
+    #[test]
+    fn only_states_doing_work_occupy_a_slot() {
+        let occupying: Vec<StateKind> = StateKind::ALL.into_iter().filter(|kind| occupies_slot(*kind)).collect();
+        assert_eq!(
+            occupying,
+            [
+                StateKind::Searching,
+                StateKind::Matching,
+                StateKind::Downloading,
+                StateKind::Converting,
+                StateKind::Placing
+            ]
+        );
+    }
+}
