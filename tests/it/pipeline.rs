@@ -272,3 +272,68 @@ async fn admin_approves_rejects_and_cancels_over_the_api() {
     assert!(!Path::new(ticket["tracks"][0]["dest_path"].as_str().unwrap().replace("approve-1", "cancel-1").as_str())
         .exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audio_that_does_not_fit_the_ticket_goes_back_to_the_admin_with_the_torrent_kept() {
+    let fixture = Fixture::new(TRACKS).await;
+    let qbt = QbittorrentUnderTest::start(|_| {}).await;
+    let mut setup = fixture.setup();
+    setup.torrent_client = TorrentClientSetup::External {
+        url: qbt.managed.url().to_string(),
+        username: qbt.managed.username().to_string(),
+        password: qbt.managed.password().to_string(),
+        download_path: qbt.download_root(),
+    };
+    setup.auto_approve_threshold = 1.0;
+    let service = ServiceProcess::start(&setup).await;
+    let events = EventRecorder::connect(&service, Some("mismatch-1")).await;
+    // The catalog's second track is 9 s longer than the release's: within what sizes can tell for FLAC (the matcher
+    // still maps the file), beyond what the ffprobe check before encoding accepts (max(5 s, 3 %)).
+    let mut ticket = fixture.ticket("mismatch-1", &setup, 44_100);
+    let catalog_secs = TRACKS[1].1 + 9.0;
+    ticket["tracks"][1]["duration_secs"] = json!(catalog_secs);
+    service.create(&ticket).await;
+    let waiting = events.wait_for("mismatch-1", "needs_approval", STAGE_TIMEOUT).await;
+    let candidates = waiting["details"]["candidates"].as_array().unwrap();
+    let right_idx = candidates.iter().position(|c| c["candidate"]["title"] == RIGHT_TITLE).unwrap();
+    let response =
+        service.post("/api/v1/ticket/mismatch-1/approve", ADMIN_TOKEN, &json!({"candidate_idx": right_idx})).await;
+    assert_eq!(response.status(), 200);
+
+    // Downloaded, probed before any encoding, and handed back.
+    let deadline = std::time::Instant::now() + STAGE_TIMEOUT;
+    while events.states_of("mismatch-1").iter().filter(|state| *state == "needs_approval").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticket did not come back to the admin: {:?}\n{}\n{}",
+            events.states_of("mismatch-1"),
+            service.ticket("mismatch-1").await["state"],
+            service.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let states = events.states_of("mismatch-1");
+    assert_eq!(states[states.len() - 4..], ["approved", "downloading", "converting", "needs_approval"]);
+    let shown = service.ticket("mismatch-1").await;
+    let reason = &shown["state"]["reason"];
+    assert_eq!(reason["type"], "duration_mismatch", "{reason}");
+    assert_eq!(reason["expected_secs"].as_f64().unwrap(), catalog_secs);
+    assert!((reason["found_secs"].as_f64().unwrap() - TRACKS[1].1).abs() < 0.5, "{reason}");
+    assert!(!shown["state"]["candidates"].as_array().unwrap().is_empty(), "the admin can choose again");
+    let torrents = qbt.client.poll_all().await.unwrap();
+    assert_eq!(torrents.len(), 1, "the downloaded torrent is kept for the admin's decision");
+    assert_eq!(torrents[0].hash, fixture.right().info_hash);
+    for track in ticket["tracks"].as_array().unwrap() {
+        assert!(!Path::new(track["dest_path"].as_str().unwrap()).exists(), "nothing placed");
+    }
+    assert_eq!(files_under(&setup.data_dir().join("work")), Vec::<String>::new(), "no encoding happened");
+
+    // Rejecting it frees the torrent.
+    let response =
+        service.post("/api/v1/ticket/mismatch-1/reject", ADMIN_TOKEN, &json!({"reason": "durations differ"})).await;
+    assert_eq!(response.status(), 200);
+    wait_for("the torrent to be removed after the rejection", Duration::from_secs(30), || async {
+        qbt.client.poll_all().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+}
