@@ -122,7 +122,12 @@ async fn kill_in(service: &mut ServiceProcess, setup: &ServiceSetup, id: &str, s
     service.kill();
     let after = Utc::now();
     let stored = stored_state_kind(&setup.data_dir().join("downloader2.db"), id).await;
-    assert_eq!(stored, state, "the kill was meant to land in {state}, the database says {stored}:\n{}", service.log_tail());
+    assert_eq!(
+        stored,
+        state,
+        "the kill was meant to land in {state}, the database says {stored}:\n{}",
+        service.log_tail()
+    );
     Kill { state, before, after }
 }
 
@@ -150,7 +155,11 @@ async fn wait_event_closely(events: &EventRecorder, id: &str, state: &str, timeo
         if seen {
             return;
         }
-        assert!(Instant::now() < deadline, "no state_change of {id} to {state} within {timeout:?}; saw {:?}", events.states_of(id));
+        assert!(
+            Instant::now() < deadline,
+            "no state_change of {id} to {state} within {timeout:?}; saw {:?}",
+            events.states_of(id)
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -295,8 +304,7 @@ async fn ticket_killed_in_searching_downloading_converting_and_placing_completes
     assert_eq!(unique_torrents(&qbt).await, Vec::<String>::new(), "nothing added while searching");
 
     // 2. downloading: some payload received, the torrent still incomplete.
-    let service = ServiceProcess::start(&setup).await;
-    let mut service = service;
+    let mut service = ServiceProcess::start(&setup).await;
     wait_for_download_progress(&service, id).await;
     assert_eq!(unique_torrents(&qbt).await, [fixture.right().info_hash.to_string()]);
     kills.push(kill_in(&mut service, &setup, id, "downloading").await);
@@ -316,6 +324,13 @@ async fn ticket_killed_in_searching_downloading_converting_and_placing_completes
     wait_event_closely(&events, id, "placing", STAGE_TIMEOUT).await;
     kills.push(kill_in(&mut service, &setup, id, "placing").await);
     assert!(unique_torrents(&qbt).await.len() <= 1);
+    let at_kill = files_under(&setup.media_root());
+    let temporary = at_kill.iter().filter(|path| path.contains(downloader2::placer::TEMP_PREFIX)).count();
+    eprintln!(
+        "placing killed with {} of {} destinations written, {temporary} temporary names",
+        at_kill.len() - temporary,
+        TRACKS.len() + 1
+    );
 
     // The last run finishes the ticket.
     let service = ServiceProcess::start(&setup).await;
@@ -395,7 +410,7 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
     // SIGKILL runs no clean-up: the managed qbittorrent-nox is now an orphan, still running.
     assert_eq!(processes_on_profile(&profile), managed, "the managed qbittorrent-nox outlives a SIGKILL");
 
-    let service = ServiceProcess::start(&setup).await;
+    let mut service = ServiceProcess::start(&setup).await;
     wait_for("the orphan to be stopped", Duration::from_secs(30), || async {
         (!processes_on_profile(&profile).contains(&managed[0])).then_some(())
     })
@@ -417,7 +432,6 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;
     print_timings(history, &service);
 
-    let mut service = service;
     service.stop();
     wait_for("the managed qbittorrent-nox to stop with the service", Duration::from_secs(30), || async {
         processes_on_profile(&profile).is_empty().then_some(())
