@@ -110,7 +110,7 @@ impl Fixture {
 /// One SIGKILL: the wall-clock instants around it and the state the SQLite file held right after it.
 #[derive(Debug, Clone)]
 struct Kill {
-    state: &'static str,
+    state: String,
     before: DateTime<Utc>,
     after: DateTime<Utc>,
 }
@@ -128,7 +128,7 @@ async fn kill_in(service: &mut ServiceProcess, setup: &ServiceSetup, id: &str, s
         "the kill was meant to land in {state}, the database says {stored}:\n{}",
         service.log_tail()
     );
-    Kill { state, before, after }
+    Kill { state: state.to_string(), before, after }
 }
 
 /// The ticket's `state_kind` column as the SQLite file holds it (the WAL of the dead process is replayed on open).
@@ -188,10 +188,18 @@ fn assert_kill_interrupted(history: &[Value], kill: &Kill) {
     );
 }
 
-/// Exactly one `completed` entry: the ticket was completed once, whatever the kills.
+/// Exactly one `completed` entry: the ticket was completed once, whatever the kills. And no detour: every kill
+/// resumed the interrupted state in place, so the history is the uninterrupted path, each state entered once (no
+/// `failed`, no retry through another state, no second download).
 fn assert_completed_once(history: &[Value]) {
     let completions = history.iter().filter(|event| event["to_state"] == "completed").count();
     assert_eq!(completions, 1, "completed {completions} times: {history:#?}");
+    let path: Vec<&str> = history.iter().map(|event| event["to_state"].as_str().unwrap()).collect();
+    assert_eq!(
+        path,
+        ["pending", "searching", "matching", "auto_approved", "downloading", "converting", "placing", "completed"],
+        "each state once, in order"
+    );
 }
 
 /// Lists the test-started client's torrents and fails on two entries with the same hash. Returns the hashes.
@@ -423,9 +431,8 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
     let shown = service.ticket(id).await;
     let history = shown["history"].as_array().unwrap();
     assert_kill_interrupted(history, &kill);
+    // One `downloading` entry in the path: the download was resumed, not started again.
     assert_completed_once(history);
-    let downloads = history.iter().filter(|event| event["to_state"] == "downloading").count();
-    assert_eq!(downloads, 1, "the download was resumed, not started again: {history:#?}");
     assert_completion_record(&shown, id);
     assert_delivered(&ticket, RATE_HZ);
     let data = setup.data_dir();
@@ -437,4 +444,58 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
         processes_on_profile(&profile).is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tickets_sharing_a_torrent_survive_a_kill_in_converting() {
+    let ids = ["crash-pair-a", "crash-pair-b"];
+    let fixture = Fixture::new(TRACKS).await;
+    let qbt = QbittorrentUnderTest::start(|_| {}).await;
+    let mut setup = fixture.setup();
+    setup.torrent_client = TorrentClientSetup::External {
+        url: qbt.managed.url().to_string(),
+        username: qbt.managed.username().to_string(),
+        password: qbt.managed.password().to_string(),
+        download_path: qbt.download_root(),
+    };
+    let tickets: Vec<Value> = ids.iter().map(|id| fixture.ticket(id, &setup)).collect();
+    let mut service = ServiceProcess::start(&setup).await;
+    let events = EventRecorder::connect(&service, None).await;
+    for ticket in &tickets {
+        service.create(ticket).await;
+    }
+    wait_event_closely(&events, ids[0], "converting", STAGE_TIMEOUT).await;
+    let first = kill_in(&mut service, &setup, ids[0], "converting").await;
+    // The other ticket is wherever it was; its kill is proven the same way if it was in a working state.
+    let other_state = stored_state_kind(&setup.data_dir().join("downloader2.db"), ids[1]).await;
+    eprintln!("second ticket was {other_state} at the kill");
+    let other = Kill { state: other_state, ..first.clone() };
+    // Both tickets chose the same release: one torrent, never two.
+    assert_eq!(unique_torrents(&qbt).await, [fixture.right().info_hash.to_string()]);
+
+    let service = ServiceProcess::start(&setup).await;
+    for id in ids {
+        service.wait_for_state(id, "completed", STAGE_TIMEOUT).await;
+        assert!(unique_torrents(&qbt).await.len() <= 1);
+    }
+    for (id, ticket) in ids.iter().zip(&tickets) {
+        let shown = service.ticket(id).await;
+        let history = shown["history"].as_array().unwrap();
+        assert_completed_once(history);
+        assert_completion_record(&shown, id);
+        assert_delivered(ticket, RATE_HZ);
+    }
+    let first_history = service.ticket(ids[0]).await["history"].as_array().unwrap().clone();
+    assert_kill_interrupted(&first_history, &first);
+    let working = ["searching", "matching", "auto_approved", "downloading", "converting", "placing"];
+    if working.contains(&other.state.as_str()) {
+        let other_history = service.ticket(ids[1]).await["history"].as_array().unwrap().clone();
+        assert_kill_interrupted(&other_history, &other);
+    }
+    wait_for("the shared torrent to be removed", Duration::from_secs(60), || async {
+        unique_torrents(&qbt).await.is_empty().then_some(())
+    })
+    .await;
+    let data = setup.data_dir();
+    assert_nothing_left(&qbt.download_root(), &data.join("work"), &setup.media_root()).await;
 }
