@@ -115,6 +115,33 @@ fn find_process_with_arg(wanted: &str) -> Option<u32> {
     })
 }
 
+/// States a ticket does not leave without a human.
+const DEAD_ENDS: [&str; 5] = ["needs_approval", "failed", "completed", "rejected", "cancelled"];
+
+/// Waits for a state change of `id` to `state` over the WebSocket; on timeout, panics with the states seen and
+/// the service log's tail.
+async fn wait_state(events: &EventRecorder, service: &ServiceProcess, id: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + STAGE_TIMEOUT;
+    loop {
+        let found = events
+            .messages()
+            .into_iter()
+            .find(|m| m["type"] == "state_change" && m["ticket_id"] == id && m["new_state"] == state);
+        if let Some(message) = found {
+            return message;
+        }
+        let states = events.states_of(id);
+        let dead_end = states.iter().any(|seen| seen != state && DEAD_ENDS.contains(&seen.as_str()));
+        assert!(
+            !dead_end && std::time::Instant::now() < deadline,
+            "no state_change of {id} to {state} (within {STAGE_TIMEOUT:?}); saw {:?}\n--- service log ---\n{}",
+            events.states_of(id),
+            service.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The ticket's current download progress (percent), when it is downloading.
 async fn download_progress(service: &ServiceProcess, id: &str) -> Option<f64> {
     let shown = service.ticket(id).await;
@@ -134,7 +161,7 @@ async fn indexer_errors_are_retried_with_growing_delays_then_the_ticket_complete
     let events = EventRecorder::connect(&service, Some("faults-500")).await;
     service.create(&fixture.ticket("faults-500", &setup)).await;
 
-    events.wait_for("faults-500", "completed", STAGE_TIMEOUT).await;
+    wait_state(&events, &service, "faults-500", "completed").await;
     assert_eq!(
         events.states_of("faults-500"),
         ["pending", "searching", "matching", "auto_approved", "downloading", "converting", "placing", "completed"],
@@ -181,14 +208,18 @@ async fn indexer_errors_are_retried_with_growing_delays_then_the_ticket_complete
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_managed_qbittorrent_is_restarted_and_the_download_resumes() {
     let fixture = Fixture::new(&[(TITLE, 12)], |_| {}).await;
-    let setup = fixture.setup();
+    let mut setup = fixture.setup();
+    // The only seeder still holds the killed instance's uTP connection (no FIN on SIGKILL) and refuses the new
+    // one from the same address; libtorrent then waits its `min_reconnect_time` (60 s) before trying that peer
+    // again. The stall timeout must outlast that (the production default is 600 s).
+    setup.stall_timeout_secs = 180;
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, Some("faults-kill")).await;
     let seeder = &fixture.swarm.seeder().client;
     seeder.set_preferences(&json!({"up_limit": 100_000})).await.unwrap();
     service.create(&fixture.ticket("faults-kill", &setup)).await;
 
-    events.wait_for("faults-kill", "downloading", STAGE_TIMEOUT).await;
+    wait_state(&events, &service, "faults-kill", "downloading").await;
     wait_for("some download progress", Duration::from_secs(120), || async {
         download_progress(&service, "faults-kill").await.filter(|pct| *pct > 0.0).map(|_| ())
     })
@@ -205,7 +236,7 @@ async fn killed_managed_qbittorrent_is_restarted_and_the_download_resumes() {
     assert_ne!(second, first);
     seeder.set_preferences(&json!({"up_limit": 0})).await.unwrap();
 
-    events.wait_for("faults-kill", "completed", STAGE_TIMEOUT).await;
+    wait_state(&events, &service, "faults-kill", "completed").await;
     assert_eq!(
         events.states_of("faults-kill"),
         ["pending", "searching", "matching", "auto_approved", "downloading", "converting", "placing", "completed"],
@@ -234,11 +265,11 @@ async fn vanished_only_seeder_stalls_the_download_and_the_next_candidate_complet
     seeder.set_preferences(&json!({"up_limit": 100_000})).await.unwrap();
     service.create(&fixture.ticket("faults-stall", &setup)).await;
 
-    let approved = events.wait_for("faults-stall", "auto_approved", STAGE_TIMEOUT).await;
+    let approved = wait_state(&events, &service, "faults-stall", "auto_approved").await;
     let shown = service.ticket("faults-stall").await;
     let first_choice = entries_to(&history(&shown), "auto_approved")[0]["details"]["selected"]["candidate"].clone();
     assert_eq!(first_choice["title"], TITLE, "the better-seeded release is chosen first: {approved}");
-    events.wait_for("faults-stall", "downloading", STAGE_TIMEOUT).await;
+    wait_state(&events, &service, "faults-stall", "downloading").await;
     wait_for("some download progress", Duration::from_secs(120), || async {
         download_progress(&service, "faults-stall").await.filter(|pct| *pct > 0.0).map(|_| ())
     })
@@ -247,7 +278,7 @@ async fn vanished_only_seeder_stalls_the_download_and_the_next_candidate_complet
     seeder.remove_torrent(&first_hash, false).await.unwrap();
     seeder.set_preferences(&json!({"up_limit": 0})).await.unwrap();
 
-    events.wait_for("faults-stall", "completed", STAGE_TIMEOUT).await;
+    wait_state(&events, &service, "faults-stall", "completed").await;
     assert_eq!(
         events.states_of("faults-stall"),
         [
@@ -307,7 +338,7 @@ async fn corrupt_file_in_the_torrent_fails_the_ticket_naming_the_file() {
     let ticket = fixture.ticket("faults-corrupt", &setup);
     service.create(&ticket).await;
 
-    let failed = events.wait_for("faults-corrupt", "failed", STAGE_TIMEOUT).await;
+    let failed = wait_state(&events, &service, "faults-corrupt", "failed").await;
     let shown = service.ticket("faults-corrupt").await;
     let state = &shown["state"];
     assert_eq!(state["state"], "failed", "{failed}");
