@@ -194,7 +194,7 @@ async fn indexer_errors_are_retried_with_growing_delays_then_the_ticket_complete
     // the millisecond, so allow one).
     for (n, delay) in delays.iter().enumerate() {
         let expected: i64 = 1000 * (1i64 << n.min(1));
-        assert!((delay - expected).abs() <= 1, "delay before attempt {} is {delay} ms, expected {expected}", n + 2);
+        assert!((delay - expected).abs() <= 1, "delay before retry {} is {delay} ms, expected {expected}", n + 1);
     }
     assert!(delays[1] > delays[0], "the delay grows: {delays:?}");
     let last_retry_seq = retries.last().unwrap()["seq"].as_i64().unwrap();
@@ -315,31 +315,50 @@ async fn vanished_only_seeder_stalls_the_download_and_the_next_candidate_complet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_file_in_the_torrent_fails_the_ticket_naming_the_file() {
+    // Same name and size as the real track, but garbage from the first byte: no FLAC header at all.
+    assert_corrupt_track_fails("faults-corrupt", 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flac_with_garbage_frames_fails_the_ticket_naming_the_file() {
+    // The FLAC header, STREAMINFO and tags survive (the first 8 KiB), the audio frames after them are garbage: the
+    // file probes as a FLAC of the right length, and only decoding shows it is broken.
+    assert_corrupt_track_fails("faults-frames", 8 * 1024).await;
+}
+
+/// Deterministic bytes that are not audio.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_be_bytes()[4]
+        })
+        .collect()
+}
+
+/// Seeds the album with track 2 overwritten by garbage from byte `keep` on (same size), and expects the ticket
+/// to end `failed`, not retryable, with an error naming that file, and nothing placed.
+async fn assert_corrupt_track_fails(id: &str, keep: usize) {
     let corrupt_name = format!("02 - {}.flac", TRACKS[1].0);
     let fixture = Fixture::new(&[(TITLE, 12)], |album| {
-        // Same name and size as the real track, but garbage: deterministic noise with no FLAC header.
         let (_, path) = album.files.iter().find(|(name, _)| *name == corrupt_name).unwrap();
-        let size = usize::try_from(std::fs::metadata(path).unwrap().len()).unwrap();
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let garbage: Vec<u8> = (0..size)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
-        std::fs::write(path, garbage).unwrap();
+        let mut bytes = std::fs::read(path).unwrap();
+        let tail = garbage(bytes.len() - keep);
+        bytes[keep..].copy_from_slice(&tail);
+        std::fs::write(path, bytes).unwrap();
     })
     .await;
     let setup = fixture.setup();
     let service = ServiceProcess::start(&setup).await;
-    let events = EventRecorder::connect(&service, Some("faults-corrupt")).await;
-    let ticket = fixture.ticket("faults-corrupt", &setup);
+    let events = EventRecorder::connect(&service, Some(id)).await;
+    let ticket = fixture.ticket(id, &setup);
     service.create(&ticket).await;
 
-    let failed = wait_state(&events, &service, "faults-corrupt", "failed").await;
-    let shown = service.ticket("faults-corrupt").await;
+    let failed = wait_state(&events, &service, id, "failed").await;
+    let shown = service.ticket(id).await;
     let state = &shown["state"];
     assert_eq!(state["state"], "failed", "{failed}");
     assert_eq!(state["retryable"], false, "a corrupt file does not heal by retrying: {state}");
