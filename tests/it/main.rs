@@ -11,6 +11,7 @@ mod converter;
 mod matcher_cases;
 mod pipeline;
 mod pipeline_crash;
+mod pipeline_faults;
 mod placer;
 mod searcher;
 mod service;
