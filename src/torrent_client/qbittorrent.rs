@@ -360,6 +360,11 @@ impl QbittorrentClient {
         }
         session.logged_in = false;
         tracing::info!(url = %self.display_url, "qBittorrent session expired (403): logging in again");
+        // A new session usually means a restarted client: its peers reconnect from scratch, so every stall clock
+        // starts again rather than counting the outage as a stall.
+        if let Ok(mut watches) = self.watches.lock() {
+            watches.clear();
+        }
         self.login_locked(&mut session).await
     }
 
