@@ -7,138 +7,30 @@ use std::path::Path;
 use std::time::Duration;
 
 use downloader2::torrent_client::TorrentClient;
-use lofty::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::app::ADMIN_TOKEN;
-use crate::support::audio;
 use crate::support::pipeline::{
-    files_under, generate_flac_album, ticket_for, EventRecorder, GeneratedAlbum, ServiceProcess, ServiceSetup,
-    TorrentClientSetup,
+    assert_nothing_left, external_client, files_under, AlbumNames, AlbumStack, EventRecorder, ServiceProcess,
 };
-use crate::support::swarm::{wait_for, Album, QbittorrentUnderTest, Swarm};
-use crate::support::torznab_server::{Download, Release, TorznabServer};
+use crate::support::swarm::{wait_for, QbittorrentUnderTest};
 
-const ARTIST: &str = "Glass Harbor";
-const ALBUM: &str = "Tidal Lines";
-const YEAR: i32 = 2019;
+const NAMES: AlbumNames = AlbumNames {
+    artist: "Glass Harbor",
+    album: "Tidal Lines",
+    year: 2019,
+    right_title: RIGHT_TITLE,
+    live_title: "Glass Harbor - Live at the Pier (2021) [FLAC]",
+    tribute_title: "VA - A Tribute to Glass Harbor: Tidal Lines Revisited (2020) [MP3 320]",
+};
 const RIGHT_TITLE: &str = "Glass Harbor - Tidal Lines (2019) [FLAC 16-48]";
-const LIVE_DECOY_TITLE: &str = "Glass Harbor - Live at the Pier (2021) [FLAC]";
-const TRIBUTE_DECOY_TITLE: &str = "VA - A Tribute to Glass Harbor: Tidal Lines Revisited (2020) [MP3 320]";
 const STAGE_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// The right album (real FLAC) and two decoys, seeded on a loopback swarm.
-struct Fixture {
-    dir: tempfile::TempDir,
-    album: GeneratedAlbum,
-    swarm: Swarm,
-    torznab: TorznabServer,
-}
-
-impl Fixture {
-    async fn new(tracks: &[(&str, f64)]) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let album = generate_flac_album(&dir.path().join("sources"), RIGHT_TITLE, tracks, 48_000);
-        let live: Vec<(String, u64)> = tracks
-            .iter()
-            .enumerate()
-            .map(|(n, (name, _))| (format!("{:02} - {name} (Live).flac", n + 1), 900_000))
-            .collect();
-        let tribute: Vec<(String, u64)> = tracks
-            .iter()
-            .enumerate()
-            .map(|(n, (name, _))| (format!("{:02} - Various - {name} (Cover).mp3", n + 1), 700_000))
-            .collect();
-        let live_refs: Vec<(&str, u64)> = live.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let tribute_refs: Vec<(&str, u64)> = tribute.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let swarm = Swarm::builder()
-            .album_from_files(RIGHT_TITLE, &album.files)
-            .album(LIVE_DECOY_TITLE, &live_refs)
-            .album(TRIBUTE_DECOY_TITLE, &tribute_refs)
-            .build()
-            .await;
-        let torznab = TorznabServer::start().await;
-        let fixture = Fixture { dir, album, swarm, torznab };
-        fixture.torznab.set_results(fixture.releases());
-        fixture
-    }
-
-    fn right(&self) -> &Album {
-        &self.swarm.albums[0]
-    }
-
-    /// The right release as a .torrent link, the live decoy as a magnet, the tribute as a .torrent link.
-    fn releases(&self) -> Vec<Release> {
-        let albums = &self.swarm.albums;
-        let size = |album: &Album| album.files.iter().map(|file| file.size).sum::<u64>();
-        let by_link = |album: &Album| {
-            Release::new(&album.name, "orpheus")
-                .download(Download::TorrentFile(album.torrent.to_vec()))
-                .size(size(album))
-                .seeders(5, 6)
-        };
-        let mut live = Release::new(&albums[1].name, "1337x").size(size(&albums[1])).seeders(9, 9);
-        live.magnet = Some(albums[1].magnet.clone());
-        live.infohash = Some(albums[1].info_hash.to_string());
-        vec![live, by_link(&albums[0]), by_link(&albums[2])]
-    }
-
-    fn setup(&self) -> ServiceSetup {
-        ServiceSetup::new(&self.dir.path().join("service"), &self.torznab.url(), &self.torznab.api_key())
-    }
-
-    fn ticket(&self, id: &str, setup: &ServiceSetup, sample_rate_hz: u32) -> Value {
-        ticket_for(id, &setup.media_root(), ARTIST, ALBUM, YEAR, &self.album.tracks, sample_rate_hz)
-    }
-}
 
 const TRACKS: &[(&str, f64)] = &[("Morning Fog", 24.0), ("Salt Wind", 31.0), ("Lighthouse Keeper", 27.0)];
 
-/// Every promised file is at its destination: Ogg Vorbis at the requested rate with the ticket's tags and the
-/// cover embedded, and the cover image placed.
-fn assert_delivered(ticket: &Value, sample_rate_hz: u32) {
-    let cover_dest = ticket["images"][0]["dest_path"].as_str().unwrap();
-    let cover = std::fs::read(cover_dest).unwrap_or_else(|err| panic!("cover {cover_dest} not placed: {err}"));
-    assert_eq!(&cover[..2], &[0xFF, 0xD8], "the placed cover is a JPEG");
-    for track in ticket["tracks"].as_array().unwrap() {
-        let dest = Path::new(track["dest_path"].as_str().unwrap());
-        assert!(dest.is_file(), "{} not placed", dest.display());
-        let probe = audio::probe(dest);
-        let stream = audio::audio_stream(&probe);
-        assert_eq!(stream["codec_name"], "vorbis", "{}", dest.display());
-        assert_eq!(stream["sample_rate"], sample_rate_hz.to_string(), "{}", dest.display());
-        let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
-        let expected = track["duration_secs"].as_f64().unwrap();
-        assert!(
-            (duration - expected).abs() < 1.0,
-            "{} lasts {duration} s, the catalog says {expected}",
-            dest.display()
-        );
-        let tagged = lofty::read_from_path(dest).unwrap();
-        let tag = tagged.primary_tag().expect("a Vorbis comment block");
-        assert_eq!(tag.title().as_deref(), track["name"].as_str());
-        assert_eq!(tag.artist().as_deref(), Some(ARTIST));
-        assert_eq!(tag.album().as_deref(), Some(ALBUM));
-        assert_eq!(tag.track(), Some(u32::try_from(track["track_number"].as_u64().unwrap()).unwrap()));
-        assert_eq!(tag.pictures().len(), 1, "{}: the cover is embedded", dest.display());
-    }
-}
-
-/// Nothing left behind once tickets are done: no torrent data, no work dirs, no temporary names at destinations.
-async fn assert_nothing_left(downloads: &Path, work: &Path, media: &Path) {
-    wait_for("the torrent data to be removed", Duration::from_secs(60), || async {
-        files_under(downloads).is_empty().then_some(())
-    })
-    .await;
-    assert_eq!(files_under(work), Vec::<String>::new(), "no work files left");
-    let stray: Vec<String> =
-        files_under(media).into_iter().filter(|path| path.contains(downloader2::placer::TEMP_PREFIX)).collect();
-    assert!(stray.is_empty(), "temporary files at destinations: {stray:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let setup = fixture.setup();
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, Some("e2e-1")).await;
@@ -189,7 +81,7 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     assert_eq!(stats["placed_files"].as_array().unwrap().len(), TRACKS.len() + 1);
     assert_eq!(stats["missing_track_ids"], json!([]));
     assert!(stats["final_size_bytes"].as_u64().unwrap() > 0);
-    assert_delivered(&ticket, 44_100);
+    fixture.assert_delivered(&ticket, 44_100);
 
     let data = setup.data_dir();
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;
@@ -197,15 +89,10 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_approves_rejects_and_cancels_over_the_api() {
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let qbt = QbittorrentUnderTest::start(|_| {}).await;
     let mut setup = fixture.setup();
-    setup.torrent_client = TorrentClientSetup::External {
-        url: qbt.managed.url().to_string(),
-        username: qbt.managed.username().to_string(),
-        password: qbt.managed.password().to_string(),
-        download_path: qbt.download_root(),
-    };
+    setup.torrent_client = external_client(&qbt);
     // Nothing is sure enough: every ticket waits for the admin.
     setup.auto_approve_threshold = 1.0;
     let service = ServiceProcess::start(&setup).await;
@@ -225,7 +112,7 @@ async fn admin_approves_rejects_and_cancels_over_the_api() {
     events.wait_for("approve-1", "completed", STAGE_TIMEOUT).await;
     let states = events.states_of("approve-1");
     assert_eq!(states[states.len() - 5..], ["approved", "downloading", "converting", "placing", "completed"]);
-    assert_delivered(&ticket, 44_100);
+    fixture.assert_delivered(&ticket, 44_100);
 
     // Reject another.
     service.create(&fixture.ticket("reject-1", &setup, 44_100)).await;
@@ -275,15 +162,10 @@ async fn admin_approves_rejects_and_cancels_over_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audio_that_does_not_fit_the_ticket_goes_back_to_the_admin_with_the_torrent_kept() {
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let qbt = QbittorrentUnderTest::start(|_| {}).await;
     let mut setup = fixture.setup();
-    setup.torrent_client = TorrentClientSetup::External {
-        url: qbt.managed.url().to_string(),
-        username: qbt.managed.username().to_string(),
-        password: qbt.managed.password().to_string(),
-        download_path: qbt.download_root(),
-    };
+    setup.torrent_client = external_client(&qbt);
     setup.auto_approve_threshold = 1.0;
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, Some("mismatch-1")).await;

@@ -10,24 +10,24 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use downloader2::torrent_client::TorrentClient;
-use lofty::prelude::*;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::support::audio;
 use crate::support::pipeline::{
-    files_under, generate_flac_album, ticket_for, EventRecorder, GeneratedAlbum, ServiceProcess, ServiceSetup,
-    TorrentClientSetup,
+    assert_nothing_left, external_client, files_under, AlbumNames, AlbumStack, EventRecorder, ServiceProcess,
+    ServiceSetup,
 };
-use crate::support::swarm::{wait_for, Album, QbittorrentUnderTest, Swarm};
-use crate::support::torznab_server::{Download, Release, TorznabServer};
+use crate::support::swarm::{wait_for, QbittorrentUnderTest};
 
-const ARTIST: &str = "Ember Coast";
-const ALBUM: &str = "Night Ferries";
-const YEAR: i32 = 2017;
+const NAMES: AlbumNames = AlbumNames {
+    artist: "Ember Coast",
+    album: "Night Ferries",
+    year: 2017,
+    right_title: RIGHT_TITLE,
+    live_title: "Ember Coast - Live in Harbour Hall (2020) [FLAC]",
+    tribute_title: "VA - A Tribute to Ember Coast: Night Ferries Revisited (2021) [MP3 320]",
+};
 const RIGHT_TITLE: &str = "Ember Coast - Night Ferries (2017) [FLAC 16-48]";
-const LIVE_DECOY_TITLE: &str = "Ember Coast - Live in Harbour Hall (2020) [FLAC]";
-const TRIBUTE_DECOY_TITLE: &str = "VA - A Tribute to Ember Coast: Night Ferries Revisited (2021) [MP3 320]";
 const STAGE_TIMEOUT: Duration = Duration::from_secs(240);
 /// Output sample rate (the source is 48 kHz: a real resampling).
 const RATE_HZ: u32 = 44_100;
@@ -41,71 +41,6 @@ const TRACKS: &[(&str, f64)] = &[
     ("Last Crossing", 24.0),
     ("Driftwood", 20.0),
 ];
-
-/// The right album (real FLAC) and two decoys, seeded on a loopback swarm (the flow of `pipeline.rs`).
-struct Fixture {
-    dir: tempfile::TempDir,
-    album: GeneratedAlbum,
-    swarm: Swarm,
-    torznab: TorznabServer,
-}
-
-impl Fixture {
-    async fn new(tracks: &[(&str, f64)]) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let album = generate_flac_album(&dir.path().join("sources"), RIGHT_TITLE, tracks, 48_000);
-        let live: Vec<(String, u64)> = tracks
-            .iter()
-            .enumerate()
-            .map(|(n, (name, _))| (format!("{:02} - {name} (Live).flac", n + 1), 900_000))
-            .collect();
-        let tribute: Vec<(String, u64)> = tracks
-            .iter()
-            .enumerate()
-            .map(|(n, (name, _))| (format!("{:02} - Various - {name} (Cover).mp3", n + 1), 700_000))
-            .collect();
-        let live_refs: Vec<(&str, u64)> = live.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let tribute_refs: Vec<(&str, u64)> = tribute.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let swarm = Swarm::builder()
-            .album_from_files(RIGHT_TITLE, &album.files)
-            .album(LIVE_DECOY_TITLE, &live_refs)
-            .album(TRIBUTE_DECOY_TITLE, &tribute_refs)
-            .build()
-            .await;
-        let torznab = TorznabServer::start().await;
-        let fixture = Fixture { dir, album, swarm, torznab };
-        fixture.torznab.set_results(fixture.releases());
-        fixture
-    }
-
-    fn right(&self) -> &Album {
-        &self.swarm.albums[0]
-    }
-
-    /// The right release as a .torrent link, the live decoy as a magnet, the tribute as a .torrent link.
-    fn releases(&self) -> Vec<Release> {
-        let albums = &self.swarm.albums;
-        let size = |album: &Album| album.files.iter().map(|file| file.size).sum::<u64>();
-        let by_link = |album: &Album| {
-            Release::new(&album.name, "orpheus")
-                .download(Download::TorrentFile(album.torrent.to_vec()))
-                .size(size(album))
-                .seeders(5, 6)
-        };
-        let mut live = Release::new(&albums[1].name, "1337x").size(size(&albums[1])).seeders(9, 9);
-        live.magnet = Some(albums[1].magnet.clone());
-        live.infohash = Some(albums[1].info_hash.to_string());
-        vec![live, by_link(&albums[0]), by_link(&albums[2])]
-    }
-
-    fn setup(&self) -> ServiceSetup {
-        ServiceSetup::new(&self.dir.path().join("service"), &self.torznab.url(), &self.torznab.api_key())
-    }
-
-    fn ticket(&self, id: &str, setup: &ServiceSetup) -> Value {
-        ticket_for(id, &setup.media_root(), ARTIST, ALBUM, YEAR, &self.album.tracks, RATE_HZ)
-    }
-}
 
 /// One SIGKILL: the wall-clock instants around it and the state the SQLite file held right after it.
 #[derive(Debug, Clone)]
@@ -212,36 +147,6 @@ async fn unique_torrents(qbt: &QbittorrentUnderTest) -> Vec<String> {
     hashes
 }
 
-/// Every promised file is at its destination: Ogg Vorbis at the requested rate with the ticket's tags and the
-/// cover embedded, and the cover image placed (the assertions of `pipeline.rs`).
-fn assert_delivered(ticket: &Value, sample_rate_hz: u32) {
-    let cover_dest = ticket["images"][0]["dest_path"].as_str().unwrap();
-    let cover = std::fs::read(cover_dest).unwrap_or_else(|err| panic!("cover {cover_dest} not placed: {err}"));
-    assert_eq!(&cover[..2], &[0xFF, 0xD8], "the placed cover is a JPEG");
-    for track in ticket["tracks"].as_array().unwrap() {
-        let dest = Path::new(track["dest_path"].as_str().unwrap());
-        assert!(dest.is_file(), "{} not placed", dest.display());
-        let probe = audio::probe(dest);
-        let stream = audio::audio_stream(&probe);
-        assert_eq!(stream["codec_name"], "vorbis", "{}", dest.display());
-        assert_eq!(stream["sample_rate"], sample_rate_hz.to_string(), "{}", dest.display());
-        let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
-        let expected = track["duration_secs"].as_f64().unwrap();
-        assert!(
-            (duration - expected).abs() < 1.0,
-            "{} lasts {duration} s, the catalog says {expected}",
-            dest.display()
-        );
-        let tagged = lofty::read_from_path(dest).unwrap();
-        let tag = tagged.primary_tag().expect("a Vorbis comment block");
-        assert_eq!(tag.title().as_deref(), track["name"].as_str());
-        assert_eq!(tag.artist().as_deref(), Some(ARTIST));
-        assert_eq!(tag.album().as_deref(), Some(ALBUM));
-        assert_eq!(tag.track(), Some(u32::try_from(track["track_number"].as_u64().unwrap()).unwrap()));
-        assert_eq!(tag.pictures().len(), 1, "{}: the cover is embedded", dest.display());
-    }
-}
-
 /// The completed ticket's record: the right release, every track mapped, every destination accounted for once.
 fn assert_completion_record(shown: &Value, id: &str) {
     let history = shown["history"].as_array().unwrap();
@@ -262,18 +167,6 @@ fn assert_completion_record(shown: &Value, id: &str) {
     assert!(stats["final_size_bytes"].as_u64().unwrap() > 0);
 }
 
-/// Nothing left behind: no torrent data, no work dirs, no temporary names at destinations.
-async fn assert_nothing_left(downloads: &Path, work: &Path, media: &Path) {
-    wait_for("the torrent data to be removed", Duration::from_secs(60), || async {
-        files_under(downloads).is_empty().then_some(())
-    })
-    .await;
-    assert_eq!(files_under(work), Vec::<String>::new(), "no work files left");
-    let stray: Vec<String> =
-        files_under(media).into_iter().filter(|path| path.contains(downloader2::placer::TEMP_PREFIX)).collect();
-    assert!(stray.is_empty(), "temporary files at destinations: {stray:?}");
-}
-
 /// Waits until the ticket downloads and has received some payload (the API shows progress above 0).
 async fn wait_for_download_progress(service: &ServiceProcess, id: &str) {
     wait_for("the download to make some progress", STAGE_TIMEOUT, || async {
@@ -288,16 +181,11 @@ async fn wait_for_download_progress(service: &ServiceProcess, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ticket_killed_in_searching_downloading_converting_and_placing_completes_once() {
     let id = "crash-1";
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let qbt = QbittorrentUnderTest::start(|_| {}).await;
     let mut setup = fixture.setup();
-    setup.torrent_client = TorrentClientSetup::External {
-        url: qbt.managed.url().to_string(),
-        username: qbt.managed.username().to_string(),
-        password: qbt.managed.password().to_string(),
-        download_path: qbt.download_root(),
-    };
-    let ticket = fixture.ticket(id, &setup);
+    setup.torrent_client = external_client(&qbt);
+    let ticket = fixture.ticket(id, &setup, RATE_HZ);
     let mut kills = Vec::new();
     // The download is throttled from the start, so it is still running when the service is killed in it.
     qbt.limit_download_rate(96 * 1024).await;
@@ -350,7 +238,7 @@ async fn ticket_killed_in_searching_downloading_converting_and_placing_completes
     }
     assert_completed_once(history);
     assert_completion_record(&shown, id);
-    assert_delivered(&ticket, RATE_HZ);
+    fixture.assert_delivered(&ticket, RATE_HZ);
     wait_for("the finished torrent to be removed", Duration::from_secs(60), || async {
         unique_torrents(&qbt).await.is_empty().then_some(())
     })
@@ -400,11 +288,11 @@ impl Drop for OrphanGuard {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_download() {
     let id = "crash-managed-1";
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let setup = fixture.setup();
     let profile = setup.data_dir().join("qbittorrent");
     let _orphans = OrphanGuard(profile.clone());
-    let ticket = fixture.ticket(id, &setup);
+    let ticket = fixture.ticket(id, &setup, RATE_HZ);
     // The seeder uploads slowly, so the download is still running when the service is killed.
     let seeder = &fixture.swarm.seeder().client;
     seeder.set_preferences(&json!({"up_limit": 96 * 1024})).await.unwrap();
@@ -434,7 +322,7 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
     // One `downloading` entry in the path: the download was resumed, not started again.
     assert_completed_once(history);
     assert_completion_record(&shown, id);
-    assert_delivered(&ticket, RATE_HZ);
+    fixture.assert_delivered(&ticket, RATE_HZ);
     let data = setup.data_dir();
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;
     print_timings(history, &service);
@@ -449,16 +337,11 @@ async fn restarted_service_stops_its_orphaned_qbittorrent_and_finishes_the_downl
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_tickets_sharing_a_torrent_survive_a_kill_in_converting() {
     let ids = ["crash-pair-a", "crash-pair-b"];
-    let fixture = Fixture::new(TRACKS).await;
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
     let qbt = QbittorrentUnderTest::start(|_| {}).await;
     let mut setup = fixture.setup();
-    setup.torrent_client = TorrentClientSetup::External {
-        url: qbt.managed.url().to_string(),
-        username: qbt.managed.username().to_string(),
-        password: qbt.managed.password().to_string(),
-        download_path: qbt.download_root(),
-    };
-    let tickets: Vec<Value> = ids.iter().map(|id| fixture.ticket(id, &setup)).collect();
+    setup.torrent_client = external_client(&qbt);
+    let tickets: Vec<Value> = ids.iter().map(|id| fixture.ticket(id, &setup, RATE_HZ)).collect();
     let mut service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, None).await;
     for ticket in &tickets {
@@ -483,7 +366,7 @@ async fn two_tickets_sharing_a_torrent_survive_a_kill_in_converting() {
         let history = shown["history"].as_array().unwrap();
         assert_completed_once(history);
         assert_completion_record(&shown, id);
-        assert_delivered(ticket, RATE_HZ);
+        fixture.assert_delivered(ticket, RATE_HZ);
     }
     let first_history = service.ticket(ids[0]).await["history"].as_array().unwrap().clone();
     assert_kill_interrupted(&first_history, &first);

@@ -14,9 +14,12 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use lofty::prelude::*;
+
 use super::app::{ADMIN_TOKEN, CATALOG_TOKEN};
 use super::audio;
-use super::swarm::{free_port, require_program};
+use super::swarm::{free_port, require_program, wait_for, Album, QbittorrentUnderTest, Swarm};
+use super::torznab_server::{Download, Release, TorznabServer};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_downloader2");
 
@@ -415,4 +418,139 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     found.sort();
     found
+}
+
+/// The names of a generated album and its two decoys (a live album of the same artist, a tribute).
+#[derive(Debug, Clone, Copy)]
+pub struct AlbumNames {
+    pub artist: &'static str,
+    pub album: &'static str,
+    pub year: i32,
+    pub right_title: &'static str,
+    pub live_title: &'static str,
+    pub tribute_title: &'static str,
+}
+
+/// The right album (real 48 kHz FLAC, a cover, junk files) and two decoys with look-alike file lists, seeded on a
+/// loopback swarm, and a Torznab server answering every search with the three releases.
+pub struct AlbumStack {
+    pub names: AlbumNames,
+    pub dir: tempfile::TempDir,
+    pub album: GeneratedAlbum,
+    pub swarm: Swarm,
+    pub torznab: TorznabServer,
+}
+
+impl AlbumStack {
+    pub async fn new(names: AlbumNames, tracks: &[(&str, f64)]) -> AlbumStack {
+        let dir = tempfile::tempdir().unwrap();
+        let album = generate_flac_album(&dir.path().join("sources"), names.right_title, tracks, 48_000);
+        let live: Vec<(String, u64)> = tracks
+            .iter()
+            .enumerate()
+            .map(|(n, (name, _))| (format!("{:02} - {name} (Live).flac", n + 1), 900_000))
+            .collect();
+        let tribute: Vec<(String, u64)> = tracks
+            .iter()
+            .enumerate()
+            .map(|(n, (name, _))| (format!("{:02} - Various - {name} (Cover).mp3", n + 1), 700_000))
+            .collect();
+        let live_refs: Vec<(&str, u64)> = live.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let tribute_refs: Vec<(&str, u64)> = tribute.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let swarm = Swarm::builder()
+            .album_from_files(names.right_title, &album.files)
+            .album(names.live_title, &live_refs)
+            .album(names.tribute_title, &tribute_refs)
+            .build()
+            .await;
+        let torznab = TorznabServer::start().await;
+        let stack = AlbumStack { names, dir, album, swarm, torznab };
+        stack.torznab.set_results(stack.releases());
+        stack
+    }
+
+    /// The right album as seeded.
+    pub fn right(&self) -> &Album {
+        &self.swarm.albums[0]
+    }
+
+    /// The right release as a .torrent link, the live decoy as a magnet, the tribute as a .torrent link.
+    pub fn releases(&self) -> Vec<Release> {
+        let albums = &self.swarm.albums;
+        let size = |album: &Album| album.files.iter().map(|file| file.size).sum::<u64>();
+        let by_link = |album: &Album| {
+            Release::new(&album.name, "orpheus")
+                .download(Download::TorrentFile(album.torrent.to_vec()))
+                .size(size(album))
+                .seeders(5, 6)
+        };
+        let mut live = Release::new(&albums[1].name, "1337x").size(size(&albums[1])).seeders(9, 9);
+        // The swarm's own magnet: its tracker is on loopback.
+        live.magnet = Some(albums[1].magnet.clone());
+        live.infohash = Some(albums[1].info_hash.to_string());
+        vec![live, by_link(&albums[0]), by_link(&albums[2])]
+    }
+
+    /// A service setup in this stack's temp dir, searching its Torznab server.
+    pub fn setup(&self) -> ServiceSetup {
+        ServiceSetup::new(&self.dir.path().join("service"), &self.torznab.url(), &self.torznab.api_key())
+    }
+
+    /// A ticket for the right album.
+    pub fn ticket(&self, id: &str, setup: &ServiceSetup, sample_rate_hz: u32) -> Value {
+        let names = &self.names;
+        ticket_for(id, &setup.media_root(), names.artist, names.album, names.year, &self.album.tracks, sample_rate_hz)
+    }
+
+    /// Every promised file of `ticket` is at its destination: Ogg Vorbis at the requested rate with the ticket's
+    /// tags and the cover embedded, and the cover image placed.
+    pub fn assert_delivered(&self, ticket: &Value, sample_rate_hz: u32) {
+        let cover_dest = ticket["images"][0]["dest_path"].as_str().unwrap();
+        let cover = std::fs::read(cover_dest).unwrap_or_else(|err| panic!("cover {cover_dest} not placed: {err}"));
+        assert_eq!(&cover[..2], &[0xFF, 0xD8], "the placed cover is a JPEG");
+        for track in ticket["tracks"].as_array().unwrap() {
+            let dest = Path::new(track["dest_path"].as_str().unwrap());
+            assert!(dest.is_file(), "{} not placed", dest.display());
+            let probe = audio::probe(dest);
+            let stream = audio::audio_stream(&probe);
+            assert_eq!(stream["codec_name"], "vorbis", "{}", dest.display());
+            assert_eq!(stream["sample_rate"], sample_rate_hz.to_string(), "{}", dest.display());
+            let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+            let expected = track["duration_secs"].as_f64().unwrap();
+            assert!(
+                (duration - expected).abs() < 1.0,
+                "{} lasts {duration} s, the catalog says {expected}",
+                dest.display()
+            );
+            let tagged = lofty::read_from_path(dest).unwrap();
+            let tag = tagged.primary_tag().expect("a Vorbis comment block");
+            assert_eq!(tag.title().as_deref(), track["name"].as_str());
+            assert_eq!(tag.artist().as_deref(), Some(self.names.artist));
+            assert_eq!(tag.album().as_deref(), Some(self.names.album));
+            assert_eq!(tag.track(), Some(u32::try_from(track["track_number"].as_u64().unwrap()).unwrap()));
+            assert_eq!(tag.pictures().len(), 1, "{}: the cover is embedded", dest.display());
+        }
+    }
+}
+
+/// The service's settings for a test-started qbittorrent-nox.
+pub fn external_client(qbt: &QbittorrentUnderTest) -> TorrentClientSetup {
+    TorrentClientSetup::External {
+        url: qbt.managed.url().to_string(),
+        username: qbt.managed.username().to_string(),
+        password: qbt.managed.password().to_string(),
+        download_path: qbt.download_root(),
+    }
+}
+
+/// Nothing left behind once tickets are done: no torrent data, no work dirs, no temporary names at destinations.
+pub async fn assert_nothing_left(downloads: &Path, work: &Path, media: &Path) {
+    wait_for("the torrent data to be removed", Duration::from_secs(60), || async {
+        files_under(downloads).is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(files_under(work), Vec::<String>::new(), "no work files left");
+    let stray: Vec<String> =
+        files_under(media).into_iter().filter(|path| path.contains(downloader2::placer::TEMP_PREFIX)).collect();
+    assert!(stray.is_empty(), "temporary files at destinations: {stray:?}");
 }
