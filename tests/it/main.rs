@@ -10,6 +10,7 @@ mod api_validation;
 mod converter;
 mod matcher_cases;
 mod pipeline;
+mod pipeline_load;
 mod placer;
 mod searcher;
 mod service;
