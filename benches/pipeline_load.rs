@@ -2,7 +2,8 @@
 //! tickets posted at once over a few short seeded albums, carried to a terminal state by the real binary, while
 //! `GET /api/v1/health` is sampled every 50 ms. Prints the health latency (p50, p99, max, samples), the wall time
 //! and tickets per minute, and the peak concurrency per stage class from the event logs. Exits 1 when the max
-//! health latency reaches the acceptance threshold (50 ms), 2 when not every ticket completed.
+//! health latency reaches the acceptance threshold (50 ms), 2 when not every ticket completed, 3 when a
+//! concurrency limit was exceeded.
 //!
 //! `cargo bench --bench pipeline_load` (env `LOAD_TICKETS`, default 200). Talks to 127.0.0.1 only.
 
@@ -19,7 +20,8 @@ mod pipeline_load;
 
 use std::time::{Duration, Instant};
 
-use pipeline_load::{peak_concurrency, run_load, LoadOptions, LoadStack};
+use downloader2::processor::scheduler::{PLACE_SLOTS, SEARCH_SLOTS};
+use pipeline_load::{log_lines_about, peak_concurrency, run_load, LoadOptions, LoadStack};
 
 /// The acceptance line: `/health` answers in less than this while the load runs.
 const HEALTH_THRESHOLD: Duration = Duration::from_millis(50);
@@ -63,20 +65,43 @@ async fn bench(tickets: usize) -> i32 {
     );
     let slow = report.health.latencies.iter().filter(|latency| **latency >= HEALTH_THRESHOLD).count();
     println!("health answers >= {} ms: {slow}", HEALTH_THRESHOLD.as_millis());
-    for states in [&["searching", "matching"][..], &["downloading"], &["converting"], &["placing"]] {
-        let (peak, _, _) = peak_concurrency(&report.logs, states);
-        println!("peak tickets in {states:?}: {peak}");
+    let limits = [
+        (&["searching", "matching"][..], SEARCH_SLOTS),
+        (&["downloading"], options.max_parallel_downloads),
+        (&["converting"], options.max_parallel_conversions),
+        (&["placing"], PLACE_SLOTS),
+    ];
+    let mut over_limit = false;
+    for (states, limit) in limits {
+        let (peak, at, tickets) = peak_concurrency(&report.logs, states);
+        println!("peak tickets in {states:?}: {peak} (limit {limit})");
+        if peak > limit {
+            over_limit = true;
+            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at).unwrap_or_default();
+            println!("  over the limit at {at}: {tickets:?}");
+            for log in report.logs.iter().filter(|log| tickets.contains(&log.id)) {
+                let events: Vec<String> =
+                    log.events.iter().map(|(at, _, to)| format!("{} {to}", at.format("%H:%M:%S%.3f"))).collect();
+                println!("  {}: {}", log.id, events.join(", "));
+            }
+            let needles: Vec<String> = tickets.iter().map(|id| format!("ticket_id={id}}}")).collect();
+            println!("{}", log_lines_about(&stack, &needles, 80));
+        }
     }
     println!(
         "torrents: up to {} at once, up to {} tickets sharing one",
         report.torrents.max_torrents, report.torrents.max_tickets_per_torrent
     );
     for log in report.logs.iter().filter(|log| log.state["state"] != "completed") {
-        println!("not completed: {} {}", log.id, log.state["state"]);
+        println!("not completed: {} {}", log.id, log.state);
     }
     if completed != options.tickets {
         eprintln!("FAIL: {} of {} tickets did not complete", options.tickets - completed, options.tickets);
         return 2;
+    }
+    if over_limit {
+        eprintln!("FAIL: a concurrency limit was exceeded (event log above)");
+        return 3;
     }
     if report.health.max() >= HEALTH_THRESHOLD {
         eprintln!("FAIL: max health latency {:.1} ms >= {} ms", ms(report.health.max()), HEALTH_THRESHOLD.as_millis());
