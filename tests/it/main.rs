@@ -12,6 +12,7 @@ mod matcher_cases;
 mod pipeline;
 mod pipeline_crash;
 mod pipeline_faults;
+mod pipeline_load;
 mod placer;
 mod searcher;
 mod service;
