@@ -172,6 +172,7 @@ fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Resul
         torrents: Arc::new(torrents),
         converter: Arc::new(converter),
         work_root,
+        torrent_membership: tokio::sync::Mutex::new(()),
     })
 }
 

@@ -48,8 +48,11 @@ pub async fn start_download(
     Ok(Advance::to(next, work))
 }
 
+/// How many times a torrent that vanished while being attached is added again.
+const RE_ADDS: u32 = 3;
+
 /// Adds the candidate's torrent (or tags the existing one), waits for its file list, and starts downloading the
-/// files the ticket needs.
+/// files the ticket needs. A torrent removed meanwhile (another ticket's clean-up won the race) is added again.
 async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate) -> Result<InfoHash, StageError> {
     let torrents = &ctx.clients.torrents;
     let source = unless_cancelled(&ctx.cancel, ctx.clients.searcher.torrent_source(&selected.candidate)).await??;
@@ -57,17 +60,42 @@ async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate)
         TorrentSource::Magnet(magnet) => AddSource::Magnet(magnet),
         TorrentSource::TorrentFile(bytes) => AddSource::TorrentFile(bytes),
     };
-    let hash = unless_cancelled(&ctx.cancel, torrents.add_torrent(add, &ticket.ticket_id)).await??;
     let stall_limit = Duration::from_secs(ctx.app.config.qbittorrent.stall_timeout_secs.max(1));
+    let mut re_adds = 0;
+    loop {
+        let hash = {
+            let _membership = ctx.clients.torrent_membership.lock().await;
+            unless_cancelled(&ctx.cancel, torrents.add_torrent(add.clone(), &ticket.ticket_id)).await??
+        };
+        match choose_files(ctx, ticket, selected, &hash, stall_limit).await {
+            Err(StageError::Torrent(TorrentClientError::TorrentNotFound { .. })) if re_adds < RE_ADDS => {
+                re_adds += 1;
+                tracing::info!(%hash, "torrent removed while it was being attached: adding it again");
+            }
+            Err(err) => return Err(err),
+            Ok(()) => return Ok(hash),
+        }
+    }
+}
+
+/// Waits for the torrent's file list, then downloads exactly the files the ticket needs.
+async fn choose_files(
+    ctx: &StageContext,
+    ticket: &Ticket,
+    selected: &ScoredCandidate,
+    hash: &InfoHash,
+    stall_limit: Duration,
+) -> Result<(), StageError> {
+    let torrents = &ctx.clients.torrents;
     let waited = Instant::now();
     let files = loop {
-        match torrents.get_files(&hash).await {
+        match torrents.get_files(hash).await {
             Ok(files) if !files.is_empty() => break files,
             Ok(_) | Err(TorrentClientError::MetadataNotReady { .. }) => {}
             Err(err) => return Err(err.into()),
         }
         if waited.elapsed() > stall_limit {
-            return Err(TorrentClientError::MetadataTimeout { hash, secs: stall_limit.as_secs() }.into());
+            return Err(TorrentClientError::MetadataTimeout { hash: hash.clone(), secs: stall_limit.as_secs() }.into());
         }
         unless_cancelled(&ctx.cancel, tokio::time::sleep(POLL_INTERVAL)).await?;
     };
@@ -78,8 +106,8 @@ async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate)
             selected.candidate.title
         )));
     }
-    unless_cancelled(&ctx.cancel, torrents.set_file_priorities(&hash, &wanted)).await??;
-    Ok(hash)
+    unless_cancelled(&ctx.cancel, torrents.set_file_priorities(hash, &wanted)).await??;
+    Ok(())
 }
 
 /// The torrent files the ticket needs: every mapped audio file (for a CUE image, the image and its sheets) and the

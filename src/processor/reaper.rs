@@ -9,43 +9,55 @@ use std::collections::BTreeSet;
 use super::{Clients, StageError};
 use crate::app::App;
 use crate::models::StateKind;
+use crate::torrent_client::TorrentStatus;
 
 /// One pass over the client's torrents. Returns how many torrents were removed.
 pub async fn reap_torrents(app: &App, clients: &Clients) -> Result<usize, StageError> {
-    let seeding = &app.config.qbittorrent;
-    let no_seeding = seeding.seed_ratio_limit.abs() < f64::EPSILON || seeding.seed_time_limit_mins == 0;
     let mut removed = 0;
     for status in clients.torrents.poll_all().await? {
-        if status.ticket_ids.is_empty() {
-            continue; // a metadata fetch in flight
-        }
-        let holders = app.store.torrent_holders(&status.hash).await?;
-        if holders.iter().any(|(_, kind)| !kind.is_terminal()) {
+        if !may_remove(app, &status).await? {
             continue;
         }
-        let mut states = BTreeSet::new();
-        let mut unknown = false;
-        for id in &status.ticket_ids {
-            match app.store.state_of(id).await? {
-                Some(kind) => {
-                    states.insert(kind);
-                }
-                None => unknown = true,
-            }
-        }
-        if unknown || states.iter().any(|kind| !kind.is_terminal()) {
+        // Decide again under the membership lock with a fresh view: a ticket may have joined the torrent since.
+        let _membership = clients.torrent_membership.lock().await;
+        let fresh = clients.torrents.poll_all().await?.into_iter().find(|current| current.hash == status.hash);
+        let Some(fresh) = fresh else { continue };
+        if !may_remove(app, &fresh).await? {
             continue;
         }
-        let owes_seeding =
-            states.contains(&StateKind::Completed) || holders.iter().any(|(_, kind)| *kind == StateKind::Completed);
-        if owes_seeding && !(no_seeding || status.share_limit_reached) {
-            continue;
-        }
-        clients.torrents.remove_torrent(&status.hash, true).await?;
-        tracing::info!(hash = %status.hash, name = %status.name, "torrent removed: no live ticket needs it");
+        clients.torrents.remove_torrent(&fresh.hash, true).await?;
+        tracing::info!(hash = %fresh.hash, name = %fresh.name, "torrent removed: no live ticket needs it");
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Whether no live ticket needs the torrent any more (and its seeding, if owed, is done).
+async fn may_remove(app: &App, status: &TorrentStatus) -> Result<bool, StageError> {
+    if status.ticket_ids.is_empty() {
+        return Ok(false); // a metadata fetch in flight
+    }
+    let holders = app.store.torrent_holders(&status.hash).await?;
+    if holders.iter().any(|(_, kind)| !kind.is_terminal()) {
+        return Ok(false);
+    }
+    let mut states = BTreeSet::new();
+    for id in &status.ticket_ids {
+        match app.store.state_of(id).await? {
+            Some(kind) => {
+                states.insert(kind);
+            }
+            None => return Ok(false), // another installation's ticket
+        }
+    }
+    if states.iter().any(|kind| !kind.is_terminal()) {
+        return Ok(false);
+    }
+    let seeding = &app.config.qbittorrent;
+    let no_seeding = seeding.seed_ratio_limit.abs() < f64::EPSILON || seeding.seed_time_limit_mins == 0;
+    let owes_seeding =
+        states.contains(&StateKind::Completed) || holders.iter().any(|(_, kind)| *kind == StateKind::Completed);
+    Ok(!owes_seeding || no_seeding || status.share_limit_reached)
 }
 
 /// Removes the work directory of a ticket that became terminal (its torrent goes with the next reap).

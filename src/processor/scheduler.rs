@@ -9,7 +9,8 @@
 //! the states the API shows never exceed the limits: a finished download waits in `downloading` for a conversion
 //! slot rather than piling up in `converting`.
 //!
-//! Failures become a persisted retry (the ticket stays in its state with `next_attempt_at`) or `failed`, as
+//! Failures become a persisted retry (the ticket stays in its state with `next_attempt_at`, gives its slot back,
+//! and its history shows the retry and, when it is taken up again, a `resumed` note) or `failed`, as
 //! `retry::plan_failure` decides. On start-up, leases of the previous process are dropped and every working
 //! ticket is claimed again: its stage restarts from its last safe point (see each stage).
 
@@ -280,6 +281,14 @@ impl TicketTask {
             let cancel = self.shutdown.child_token();
             self.app.running.register(&id, cancel.clone());
             let ctx = StageContext { app: self.app.clone(), clients: self.app.clients.clone(), cancel: cancel.clone() };
+            let kind = record.state.kind();
+            if record.attempts > 0 && occupies_slot(kind) {
+                // The end of a retry's wait: the history shows when the ticket took a slot again.
+                let note = serde_json::json!({"resumed": {"attempt": record.attempts}});
+                if let Err(err) = self.app.store.record_note(&id, kind, &note, Utc::now()).await {
+                    tracing::debug!(error = %err, "resume not noted");
+                }
+            }
             tokio::select! {
                 () = self.work_through(&ctx, record, class, permit) => {}
                 () = self.keep_lease(&id, &cancel) => {}

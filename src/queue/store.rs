@@ -168,6 +168,8 @@ pub struct Store {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Requests for the group-commit task that writes new tickets.
     creates: tokio::sync::mpsc::Sender<CreateRequest>,
+    /// One connection kept for health checks, so `GET /health` never queues behind the pipeline's queries.
+    health: SqlitePool,
 }
 
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
@@ -202,7 +204,9 @@ impl Store {
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (creates, requests) = tokio::sync::mpsc::channel(CREATE_QUEUE);
         tokio::spawn(run_create_batches(pool.clone(), writer.clone(), requests));
-        Ok(Store { pool, writer, creates })
+        let health =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(connect_options(path)).await?;
+        Ok(Store { pool, writer, creates, health })
     }
 
     /// The underlying pool (benchmarks and health checks).
@@ -212,12 +216,13 @@ impl Store {
 
     /// Closes every connection (the WAL is checkpointed by SQLite on the last close).
     pub async fn close(&self) {
+        self.health.close().await;
         self.pool.close().await;
     }
 
     /// A trivial query: is the database answering?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.health).await?;
         Ok(())
     }
 
@@ -583,6 +588,38 @@ impl Store {
         .bind(details.to_string())
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends a note to a ticket's history without changing its state (an event with `from == to`, e.g. a
+    /// scheduled retry being resumed). Refused when the ticket is no longer in `kind`.
+    pub async fn record_note(
+        &self,
+        id: &str,
+        kind: StateKind,
+        details: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
+             SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4
+             WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND state_kind = ?3)",
+        )
+        .bind(id)
+        .bind(to_millis(now))
+        .bind(kind.as_str())
+        .bind(details.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != 1 {
+            return Err(StoreError::Refused {
+                reason: format!("ticket {id} is no longer {kind}"),
+                current: Box::new(TicketState::Pending {}),
+            });
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
@@ -120,7 +120,14 @@ pub struct QbittorrentClient {
     /// Our v1 hash -> qBittorrent's id, when they differ (hybrid torrents).
     ids: Mutex<HashMap<InfoHash, String>>,
     watches: Mutex<HashMap<InfoHash, ProgressWatch>>,
+    /// One metadata fetch per hash at a time (two tickets' matchings often fetch the same magnet).
+    metadata_fetches: Mutex<HashMap<InfoHash, Arc<tokio::sync::Mutex<()>>>>,
+    /// File lists already fetched (an info dict never changes), bounded by [`METADATA_CACHE_ENTRIES`].
+    metadata_cache: Mutex<HashMap<InfoHash, Vec<TorrentFile>>>,
 }
+
+/// How many fetched file lists are remembered.
+const METADATA_CACHE_ENTRIES: usize = 1024;
 
 /// The subset of `torrents/info` this client reads (missing keys take defaults: versions differ).
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +242,8 @@ impl QbittorrentClient {
             generation: AtomicU64::new(0),
             ids: Mutex::new(HashMap::new()),
             watches: Mutex::new(HashMap::new()),
+            metadata_fetches: Mutex::new(HashMap::new()),
+            metadata_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -720,6 +729,57 @@ fn tail(body: &str) -> String {
     trimmed.chars().skip(count.saturating_sub(300)).collect()
 }
 
+impl QbittorrentClient {
+    /// Adds the magnet as a temporary, metadata-only torrent (unless it is already there), waits for its file list,
+    /// and removes it again - unless a ticket tagged it for download meanwhile: then only our tag goes.
+    async fn fetch_metadata_now(
+        &self,
+        magnet: &str,
+        hash: &InfoHash,
+        timeout: Duration,
+    ) -> Result<Vec<TorrentFile>, TorrentClientError> {
+        let deadline = Instant::now() + timeout;
+        let existed = self.find_torrent(hash).await?.is_some();
+        if !existed {
+            let options = AddOptions {
+                save_path: self.download_root.join(".metadata").join(hash.as_str()),
+                category: Some(CATEGORY.to_string()),
+                tags: vec![METADATA_TAG.to_string()],
+                start: StartMode::StopAfterMetadata,
+                skip_checking: false,
+            };
+            self.add_with_options(AddSource::Magnet(magnet.to_string()), &options).await?;
+        }
+        let outcome = loop {
+            match self.get_files(hash).await {
+                Ok(files) if !files.is_empty() => break Ok(files),
+                Ok(_) => {}
+                Err(error) => break Err(error),
+            }
+            if Instant::now() >= deadline {
+                break Err(TorrentClientError::MetadataTimeout { hash: hash.clone(), secs: timeout.as_secs() });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        };
+        if !existed {
+            let adopted = self.find_torrent(hash).await?.is_some_and(|info| !ticket_ids_of(&info.tags).is_empty());
+            if adopted {
+                let reply =
+                    self.post_form("torrents/removeTags", &[("hashes", hash.as_str()), ("tags", METADATA_TAG)]).await?;
+                self.expect_success("torrents/removeTags", reply)?;
+            } else {
+                self.remove_torrent(hash, true).await?;
+                self.wait_until_gone(hash, Instant::now() + APPEAR_DEADLINE).await?;
+            }
+        }
+        outcome.map(|files| files.iter().map(ClientFile::to_torrent_file).collect())
+    }
+}
+
+fn poisoned(what: &str) -> TorrentClientError {
+    TorrentClientError::UnexpectedResponse { url: String::new(), reason: format!("internal lock poisoned: {what}") }
+}
+
 fn ticket_ids_of(tags: &str) -> Vec<String> {
     tags.split(',')
         .map(str::trim)
@@ -752,34 +812,28 @@ impl TorrentClient for QbittorrentClient {
 
     async fn fetch_metadata(&self, magnet: &str, timeout: Duration) -> Result<Vec<TorrentFile>, TorrentClientError> {
         let hash = magnet_info_hash(magnet)?;
-        let deadline = Instant::now() + timeout;
-        let existed = self.find_torrent(&hash).await?.is_some();
-        if !existed {
-            let options = AddOptions {
-                save_path: self.download_root.join(".metadata").join(hash.as_str()),
-                category: Some(CATEGORY.to_string()),
-                tags: vec![METADATA_TAG.to_string()],
-                start: StartMode::StopAfterMetadata,
-                skip_checking: false,
-            };
-            self.add_with_options(AddSource::Magnet(magnet.to_string()), &options).await?;
-        }
-        let outcome = loop {
-            match self.get_files(&hash).await {
-                Ok(files) if !files.is_empty() => break Ok(files),
-                Ok(_) => {}
-                Err(error) => break Err(error),
-            }
-            if Instant::now() >= deadline {
-                break Err(TorrentClientError::MetadataTimeout { hash: hash.clone(), secs: timeout.as_secs() });
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
+        let gate = {
+            let mut fetches = self.metadata_fetches.lock().map_err(|_| poisoned("metadata fetches"))?;
+            fetches.entry(hash.clone()).or_default().clone()
         };
-        if !existed {
-            self.remove_torrent(&hash, true).await?;
-            self.wait_until_gone(&hash, Instant::now() + APPEAR_DEADLINE).await?;
+        let _one_at_a_time = gate.lock().await;
+        let cached = self.metadata_cache.lock().ok().and_then(|cache| cache.get(&hash).cloned());
+        if let Some(files) = cached {
+            return Ok(files);
         }
-        outcome.map(|files| files.iter().map(ClientFile::to_torrent_file).collect())
+        let outcome = self.fetch_metadata_now(magnet, &hash, timeout).await;
+        if let (Ok(files), Ok(mut cache)) = (&outcome, self.metadata_cache.lock()) {
+            if cache.len() >= METADATA_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(hash.clone(), files.clone());
+        }
+        if let Ok(mut fetches) = self.metadata_fetches.lock() {
+            if fetches.get(&hash).is_some_and(|gate| Arc::strong_count(gate) <= 2) {
+                fetches.remove(&hash);
+            }
+        }
+        outcome
     }
 
     async fn get_progress(&self, hash: &InfoHash) -> Result<TorrentProgress, TorrentClientError> {

@@ -140,7 +140,11 @@ pub struct TorrentWatch {
     pub poll_errors: usize,
 }
 
-/// One ticket's transitions: (at, from, to), oldest first.
+/// The pseudo-state of a ticket waiting for a scheduled retry (it holds no slot meanwhile).
+pub const RETRY_WAIT: &str = "waiting for a retry";
+
+/// One ticket's transitions: (at, from, to), oldest first; history notes of a scheduled retry read as a move to
+/// [`RETRY_WAIT`], and the `resumed` note as the move back.
 #[derive(Debug, Clone)]
 pub struct TicketLog {
     pub id: String,
@@ -249,7 +253,14 @@ impl LoadStack {
                     .map(|event| {
                         let at: DateTime<Utc> = serde_json::from_value(event["at"].clone()).unwrap();
                         let from = event["from_state"].as_str().map(str::to_string);
-                        (at, from, event["to_state"].as_str().unwrap().to_string())
+                        // A scheduled retry gives the slot back until the ticket is resumed (its `resumed` note
+                        // is an event back into the state): the sweep must not count the wait.
+                        let to = if event["details"]["retry"].is_object() {
+                            RETRY_WAIT.to_string()
+                        } else {
+                            event["to_state"].as_str().unwrap().to_string()
+                        };
+                        (at, from, to)
                     })
                     .collect();
                 TicketLog { id, state: view["state"].clone(), events }
