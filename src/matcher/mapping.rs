@@ -3,6 +3,7 @@
 //! duration agreement) and solves the assignment optimally with the Hungarian algorithm (`pathfinding`).
 //! It never looks at anything but the names and sizes it is given, and never joins a torrent path to the filesystem.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
@@ -70,8 +71,8 @@ pub struct AudioFile {
     pub track: Option<u32>,
     /// Vinyl side letter (`A1`..`D4`).
     pub side: Option<char>,
-    /// The folded title words after numbers and artist prefix are removed.
-    pub tokens: Vec<String>,
+    /// The folded title words after numbers and artist prefix are removed, prepared for comparison.
+    pub key: TitleKey,
     /// Whether the name can contradict a catalog title (Latin-script words, not `Track 05`).
     pub informative: bool,
     /// Whether the name has any word beyond numbers and placeholders (`Track 05` has none).
@@ -93,8 +94,13 @@ pub struct PairEvidence {
 }
 
 /// Whether a file title carries a version word (live, demo, remix...) the catalog title does not.
-pub fn has_version_conflict(track: &[String], file: &[String]) -> bool {
-    file.iter().any(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == f))
+pub fn has_version_conflict(track: &TitleKey, file: &TitleKey) -> bool {
+    version_words_not_in(file, track).next().is_some()
+}
+
+/// The words of `file` that are version words (live, demo, remix...) absent from `track`.
+fn version_words_not_in<'a>(file: &'a TitleKey, track: &'a TitleKey) -> impl Iterator<Item = &'a str> + 'a {
+    file.words().filter(move |f| VERSION_WORDS.contains(f) && !track.words().any(|t| t == *f))
 }
 
 fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
@@ -106,15 +112,20 @@ fn feat_re() -> Option<&'static Regex> {
     re(&CELL, r"(?i)[(\[]?\s*\b(?:feat\.?|ft\.|featuring)\s[^)\]]*[)\]]?")
 }
 
-/// Removes `feat.` credits from a title.
-pub fn strip_featuring(title: &str) -> String {
-    let lower = title.to_ascii_lowercase();
-    if !(lower.contains("feat") || lower.contains("ft.")) {
-        return title.to_string();
+/// Whether `haystack` contains `needle` (lower-case ASCII) in any ASCII case.
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    !needle.is_empty() && haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Removes `feat.` credits from a title (borrows the title when it has none).
+pub fn strip_featuring(title: &str) -> Cow<'_, str> {
+    if !(contains_ignore_ascii_case(title, "feat") || contains_ignore_ascii_case(title, "ft.")) {
+        return Cow::Borrowed(title);
     }
     match feat_re() {
-        Some(re) => re.replace_all(title, " ").to_string(),
-        None => title.to_string(),
+        Some(re) => re.replace_all(title, " "),
+        None => Cow::Borrowed(title),
     }
 }
 
@@ -143,7 +154,7 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let mut name = strip_featuring(&t.name);
+            let mut name = strip_featuring(&t.name).into_owned();
             if let (Some(shared), Some((head, tail))) = (shared_prefix, name.split_once(':')) {
                 if fold_text(head) == *shared && !fold_text(tail).is_empty() {
                     name = tail.to_string();
@@ -172,10 +183,15 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
 
 /// The extension of a path (after the last dot of the last component), lower case.
 pub fn extension(path: &str) -> String {
+    extension_of(path).to_ascii_lowercase()
+}
+
+/// [`extension`] as written in the path (any case), without allocating.
+pub fn extension_of(path: &str) -> &str {
     let name = path.rsplit('/').next().unwrap_or(path);
     match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
-        _ => String::new(),
+        Some((stem, ext)) if !stem.is_empty() => ext,
+        _ => "",
     }
 }
 
@@ -191,7 +207,7 @@ pub fn disc_from_dir(component: &str) -> Option<u32> {
 
 /// Numbers at the start of a file name (without extension): `(disc, track, vinyl side, rest of the name)`.
 /// Handles `01 - Title`, `101-artist-title`, `2-03 Title`, `d1t01 Title`, `Track 05`, `A1 Title`.
-pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>, String) {
+pub fn extract_disc_track(stem: &str) -> NumberedStem<'_> {
     static DT: OnceLock<Option<Regex>> = OnceLock::new();
     static DASH: OnceLock<Option<Regex>> = OnceLock::new();
     static NUM: OnceLock<Option<Regex>> = OnceLock::new();
@@ -205,7 +221,7 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
         || (first.is_ascii_alphabetic() && second_is_digit))
     {
         // No leading number of any supported shape: skip the patterns.
-        return (None, None, None, text.to_string());
+        return (None, None, None, text);
     }
     if let Some(parsed) = plain_number_prefix(text) {
         return parsed;
@@ -213,20 +229,20 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     if let Some(c) = re(&DT, r"(?i)^d(\d{1,2})\s*t(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
-        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (disc, track, None, c.get(3).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&DASH, r"^(\d{1,2})[-.](\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
-        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (disc, track, None, c.get(3).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&TRACK, r"(?i)^track\s*[-_.]?\s*(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let track = c.get(1).and_then(|m| m.as_str().parse().ok());
-        return (None, track, None, c.get(2).map_or(String::new(), |m| m.as_str().to_string()));
+        return (None, track, None, c.get(2).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&NUM, r"^(\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let digits = c.get(1).map_or("", |m| m.as_str());
-        let rest = c.get(2).map_or(String::new(), |m| m.as_str().to_string());
+        let rest = c.get(2).map_or("", |m| m.as_str());
         let value: u32 = digits.parse().unwrap_or(0);
         if digits.len() == 3 && value >= 101 && value % 100 != 0 {
             return (Some(value / 100), Some(value % 100), None, rest);
@@ -235,19 +251,19 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     }
     if let Some(c) = re(&SIDE, r"^([A-Ha-h])(\d{1,2})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let side = c.get(1).and_then(|m| m.as_str().chars().next()).map(|s| s.to_ascii_uppercase());
-        return (None, None, side, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (None, None, side, c.get(3).map_or("", |m| m.as_str()));
     }
-    (None, None, None, text.to_string())
+    (None, None, None, text)
 }
 
 /// `(disc, track, vinyl side, rest of the name)` as [`extract_disc_track`] returns it.
-type NumberedStem = (Option<u32>, Option<u32>, Option<char>, String);
+type NumberedStem<'a> = (Option<u32>, Option<u32>, Option<char>, &'a str);
 
 /// The common `01 - Title` / `101-artist-title` shape read without a regex: exactly what the `NUM` pattern of
 /// [`extract_disc_track`] gives, or `None` (the patterns then decide) for anything else: a `1-03`/`2.05` disc
 /// prefix, four or more digits, a letter right after the digits, a line break, or a non-ASCII character where the
 /// patterns' Unicode classes could differ.
-fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
+fn plain_number_prefix(text: &str) -> Option<NumberedStem<'_>> {
     if text.contains('\n') {
         return None;
     }
@@ -259,7 +275,7 @@ fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
     let is_separator = |b: u8| matches!(b, b'\t' | 0x0B | 0x0C | b'\r' | b' ' | b'.' | b'_' | b'-' | b')');
     let after = bytes.get(count..)?;
     let rest = match after.first() {
-        None => String::new(),
+        None => "",
         Some(&b) => {
             if !is_separator(b) || (count <= 2 && matches!(b, b'-' | b'.')) {
                 return None;
@@ -269,7 +285,7 @@ fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
             if tail.chars().next().is_some_and(|c| !c.is_ascii()) {
                 return None;
             }
-            tail.to_string()
+            tail
         }
     };
     let digits = text.get(..count)?;
@@ -293,42 +309,39 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
     // Files of one folder come together: read each folder's disc number once.
     let mut last_folder: Option<(&str, Option<u32>)> = None;
     for file in files {
-        let Some(format) = AudioFormat::from_extension(&extension(&file.path)) else {
+        let Some(format) = AudioFormat::from_extension(extension_of(&file.path)) else {
             continue;
         };
-        let (dir, name) = match file.path.rsplit_once('/') {
-            Some((d, n)) => (d.to_string(), n.to_string()),
-            None => (String::new(), file.path.clone()),
-        };
-        let stem = match name.rsplit_once('.') {
-            Some((s, _)) => s.to_string(),
-            None => name.clone(),
-        };
-        let dir_part = file.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let (dir, name) = file.path.rsplit_once('/').unwrap_or(("", file.path.as_str()));
+        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
         let folder_disc = match last_folder {
-            Some((seen, disc)) if seen == dir_part => disc,
+            Some((seen, disc)) if seen == dir => disc,
             _ => {
                 let disc = dir.split('/').rev().find_map(disc_from_dir);
-                last_folder = Some((dir_part, disc));
+                last_folder = Some((dir, disc));
                 disc
             }
         };
-        let (disc, track, side, rest) = extract_disc_track(&stem);
+        let (disc, track, side, rest) = extract_disc_track(stem);
         let disc = folder_disc.or(disc);
-        let rest = strip_featuring(&rest);
-        let mut folded = fold_text(&rest);
+        let rest = strip_featuring(rest);
+        let folded = fold_text(&rest);
+        let mut title: Option<&str> = None;
         for prefix in [&artist_full, &artist_folded] {
             if !prefix.is_empty() {
                 if let Some(tail) = folded.strip_prefix(prefix.as_str()) {
                     if tail.starts_with(' ') && tail.trim().len() > 1 {
-                        folded = tail.trim().to_string();
+                        title = Some(tail.trim());
                         break;
                     }
                 }
             }
         }
-        let tokens: Vec<String> = folded.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
-        let meaningful = tokens.iter().filter(|t| !PLACEHOLDER_WORDS.contains(&t.as_str())).count();
+        let key = match title {
+            Some(tail) => TitleKey::from_folded(tail),
+            None => TitleKey::from_folded(&folded),
+        };
+        let meaningful = key.words().filter(|t| !PLACEHOLDER_WORDS.contains(t)).count();
         let informative = meaningful > 0 && !has_non_latin_letters(&rest);
         out.push(AudioFile {
             path: file.path.clone(),
@@ -337,10 +350,10 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
             disc,
             track,
             side,
-            tokens,
+            key,
             informative,
             named: meaningful > 0,
-            dir,
+            dir: dir.to_string(),
         });
     }
     out
@@ -389,12 +402,13 @@ fn jaro_winkler_may_reach(a: &str, b: &str) -> bool {
 }
 
 /// A title prepared once for many comparisons: folded words, the words run together, and a character histogram
-/// that bounds the edit distance cheaply.
+/// that bounds the edit distance cheaply. Holds its words in one string (few allocations per file).
 #[derive(Debug, Clone)]
 pub struct TitleKey {
-    pub tokens: Vec<String>,
-    /// Per token: counts for coverage (not a stopword, or every token is one).
-    counted: Vec<bool>,
+    /// The words, each followed by one space.
+    text: String,
+    /// Per word: its byte range in `text` and whether it counts for coverage (not a stopword, or every word is one).
+    words: Vec<(usize, usize, bool)>,
     counted_total: usize,
     /// Sorted hashes of the counted words: a cheap "shares a word" test.
     word_hashes: Vec<u64>,
@@ -402,10 +416,38 @@ pub struct TitleKey {
     histogram: [u16; 36],
 }
 
+/// FNV-1a: a fast, stable hash for short words (a collision only costs one full comparison).
+fn word_hash(word: &str) -> u64 {
+    word.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 impl TitleKey {
     /// Builds the key of folded words.
     pub fn new(tokens: &[String]) -> TitleKey {
-        let concat = tokens.concat();
+        TitleKey::from_words(tokens.iter().map(String::as_str))
+    }
+
+    /// Builds the key of a folded text (words separated by spaces, as [`fold_text`] gives).
+    pub fn from_folded(text: &str) -> TitleKey {
+        TitleKey::from_words(text.split(' ').filter(|w| !w.is_empty()))
+    }
+
+    fn from_words<'a>(tokens: impl Iterator<Item = &'a str> + Clone) -> TitleKey {
+        let all_stop = tokens.clone().all(|t| TITLE_STOPWORDS.contains(&t));
+        let mut text = String::with_capacity(tokens.clone().map(|t| t.len() + 1).sum());
+        let mut concat = String::with_capacity(text.capacity());
+        let mut words = Vec::with_capacity(tokens.clone().count());
+        let mut word_hashes = Vec::with_capacity(words.capacity());
+        for token in tokens {
+            let counted = all_stop || !TITLE_STOPWORDS.contains(&token);
+            words.push((text.len(), text.len() + token.len(), counted));
+            text.push_str(token);
+            text.push(' ');
+            concat.push_str(token);
+            if counted {
+                word_hashes.push(word_hash(token));
+            }
+        }
         let mut histogram = [0u16; 36];
         for b in concat.bytes() {
             let slot = match b {
@@ -417,23 +459,30 @@ impl TitleKey {
                 *count = count.saturating_add(1);
             }
         }
-        let all_stop = tokens.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
-        let counted: Vec<bool> = tokens.iter().map(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str())).collect();
-        let counted_total = counted.iter().filter(|c| **c).count();
-        let mut word_hashes: Vec<u64> = tokens
-            .iter()
-            .zip(&counted)
-            .filter(|(_, c)| **c)
-            .map(|(t, _)| {
-                use std::hash::{Hash, Hasher};
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                t.hash(&mut hasher);
-                hasher.finish()
-            })
-            .collect();
+        let counted_total = words.iter().filter(|w| w.2).count();
         word_hashes.sort_unstable();
         word_hashes.dedup();
-        TitleKey { tokens: tokens.to_vec(), counted, counted_total, word_hashes, concat, histogram }
+        TitleKey { text, words, counted_total, word_hashes, concat, histogram }
+    }
+
+    /// The words, in order.
+    pub fn words(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.words.iter().map(|&(start, end, _)| self.text.get(start..end).unwrap_or(""))
+    }
+
+    /// The words with whether each counts for coverage.
+    fn counted_words(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
+        self.words.iter().map(|&(start, end, counted)| (self.text.get(start..end).unwrap_or(""), counted))
+    }
+
+    /// The key of a title without words.
+    pub fn empty() -> TitleKey {
+        TitleKey::from_words(std::iter::empty())
+    }
+
+    /// Whether the title has no word.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
     }
 
     /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
@@ -509,17 +558,12 @@ pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
 
 /// [`title_similarity`] on prepared keys (what the assignment uses: keys are built once per title).
 pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f64 {
-    let (track, file) = (&track_key.tokens[..], &file_key.tokens[..]);
-    if track.is_empty() || file.is_empty() {
+    if track_key.is_empty() || file_key.is_empty() {
         return 0.0;
     }
     // Coverage counts significant words only ("of the" shared by two songs says nothing).
     let covered = |own: &TitleKey, other: &TitleKey| -> usize {
-        own.tokens
-            .iter()
-            .zip(&own.counted)
-            .filter(|(t, counted)| **counted && other.tokens.iter().any(|o| tokens_match(t, o)))
-            .count()
+        own.counted_words().filter(|&(t, counted)| counted && other.words().any(|o| tokens_match(t, o))).count()
     };
     let cov_track = covered(track_key, file_key) as f64 / track_key.counted_total.max(1) as f64;
     let cov_file = covered(file_key, track_key) as f64 / file_key.counted_total.max(1) as f64;
@@ -537,13 +581,11 @@ pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f6
         let longest = a.len().max(b.len()).max(1);
         1.0 - byte_edit_distance(a, b) as f64 / longest as f64
     };
-    let is_number = |t: &&String| t.bytes().all(|b| b.is_ascii_digit());
-    let number_missing = track.iter().filter(is_number).any(|t| !file.contains(t));
+    let is_number = |t: &&str| t.bytes().all(|b| b.is_ascii_digit());
+    let number_missing = track_key.words().filter(is_number).any(|t| !file_key.words().any(|f| f == t));
     // "Revolution 1" is not "Revolution 9": a catalog number absent from the file name outweighs spelling.
     let raw = if number_missing { token_score - 0.15 } else { token_score.max(char_score) };
-    let penalty = file.iter().filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f)).count()
-        as f64
-        * 0.35;
+    let penalty = version_words_not_in(file_key, track_key).count() as f64 * 0.35;
     (raw - penalty).clamp(0.0, 1.0)
 }
 
@@ -612,12 +654,12 @@ pub fn map_tracks(
     let multi_disc = discs.len() > 1;
     let n = tracks.len();
     let m = files.len();
-    let file_keys: Vec<TitleKey> = files.iter().map(|f| TitleKey::new(&f.tokens)).collect();
     let mut names = vec![0.0f64; n * m];
     let mut numbers = vec![0.0f64; n * m];
     for (ti, track) in tracks.iter().enumerate() {
         for (fi, file) in files.iter().enumerate() {
-            if let (Some(slot), Some(file_key)) = (names.get_mut(ti * m + fi), file_keys.get(fi)) {
+            if let Some(slot) = names.get_mut(ti * m + fi) {
+                let file_key = &file.key;
                 let (key, tail_key) = (&track.key, &track.tail_key);
                 let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
                 *slot = match tail_key {
@@ -673,7 +715,7 @@ pub fn map_tracks(
                 numbers_agree: number_at(t, f),
                 duration: duration_at(t, f),
                 version_conflict: match (tracks.get(t), files.get(f)) {
-                    (Some(track), Some(file)) => has_version_conflict(&track.tokens, &file.tokens),
+                    (Some(track), Some(file)) => has_version_conflict(&track.key, &file.key),
                     _ => false,
                 },
             })
@@ -704,7 +746,7 @@ mod tests {
             (Some(2), Some(3), None, "Mother Nature's Son".into())
         );
         assert_eq!(extract_disc_track("d1t05 Wild Honey Pie"), (Some(1), Some(5), None, "Wild Honey Pie".into()));
-        assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, String::new()));
+        assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, ""));
         assert_eq!(extract_disc_track("04 - 134340"), (None, Some(4), None, "134340".into()));
         assert_eq!(extract_disc_track("01. Cowboys"), (None, Some(1), None, "Cowboys".into()));
         assert_eq!(extract_disc_track("01 15 Step"), (None, Some(1), None, "15 Step".into()));
@@ -737,7 +779,7 @@ mod tests {
         let audio = read_audio_files(&files, "Radiohead");
         assert_eq!(audio.len(), 3);
         assert_eq!(audio[0].disc, Some(2));
-        assert_eq!(audio[0].tokens, vec!["15", "step"]);
+        assert_eq!(audio[0].key.words().collect::<Vec<_>>(), vec!["15", "step"]);
         assert!(audio[0].informative);
         assert!(!audio[1].informative, "Track 02 names nothing");
         assert!(!audio[2].informative, "non-Latin script cannot contradict a Latin title");

@@ -545,7 +545,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
 fn looks_like_pack(files: &[crate::models::TorrentFile]) -> bool {
     let mut per_dir: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for file in files {
-        if AudioFormat::from_extension(&super::mapping::extension(&file.path)).is_some() {
+        if AudioFormat::from_extension(super::mapping::extension_of(&file.path)).is_some() {
             let dir = file.path.rsplit_once('/').map_or("", |(d, _)| d);
             *per_dir.entry(dir).or_insert(0) += 1;
         }

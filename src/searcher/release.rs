@@ -46,17 +46,26 @@ impl AudioFormat {
     /// The format of an audio file extension (lower or upper case, without the dot); `None` for non-audio.
     /// `m4a` is reported as AAC (ALAC in `m4a` is only known from the title).
     pub fn from_extension(ext: &str) -> Option<AudioFormat> {
-        match ext.to_ascii_lowercase().as_str() {
-            "flac" => Some(AudioFormat::Flac),
-            "mp3" => Some(AudioFormat::Mp3),
-            "m4a" | "aac" | "mp4" => Some(AudioFormat::Aac),
-            "ogg" | "oga" => Some(AudioFormat::Ogg),
-            "opus" => Some(AudioFormat::Opus),
-            "wav" => Some(AudioFormat::Wav),
-            "ape" => Some(AudioFormat::Ape),
-            "wv" => Some(AudioFormat::Wavpack),
-            "aiff" | "aif" => Some(AudioFormat::Aiff),
-            "dsf" | "dff" => Some(AudioFormat::Dsd),
+        // Every audio extension has at most four letters: lower-case into a small buffer, no allocation.
+        let mut lower = [0u8; 4];
+        let bytes = ext.as_bytes();
+        if bytes.len() > lower.len() {
+            return None;
+        }
+        for (slot, b) in lower.iter_mut().zip(bytes) {
+            *slot = b.to_ascii_lowercase();
+        }
+        match lower.get(..bytes.len())? {
+            b"flac" => Some(AudioFormat::Flac),
+            b"mp3" => Some(AudioFormat::Mp3),
+            b"m4a" | b"aac" | b"mp4" => Some(AudioFormat::Aac),
+            b"ogg" | b"oga" => Some(AudioFormat::Ogg),
+            b"opus" => Some(AudioFormat::Opus),
+            b"wav" => Some(AudioFormat::Wav),
+            b"ape" => Some(AudioFormat::Ape),
+            b"wv" => Some(AudioFormat::Wavpack),
+            b"aiff" | b"aif" => Some(AudioFormat::Aiff),
+            b"dsf" | b"dff" => Some(AudioFormat::Dsd),
             _ => None,
         }
     }
@@ -140,12 +149,11 @@ fn cached(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'sta
 /// `&`/`+` -> `and`, apostrophes and dots inside words dropped (`U.S.S.R.` -> `ussr`, `don't` -> `dont`), every other
 /// punctuation or underscore -> a space, spaces collapsed.
 pub fn fold_text(text: &str) -> String {
-    let lowered = if text.is_ascii() {
-        text.to_ascii_lowercase()
-    } else {
-        let composed: String = text.nfkc().collect();
-        deunicode(&composed).to_lowercase()
-    };
+    if text.is_ascii() {
+        return fold_ascii(text.as_bytes());
+    }
+    let composed: String = text.nfkc().collect();
+    let lowered = deunicode(&composed).to_lowercase();
     if lowered.is_ascii() {
         fold_ascii(lowered.as_bytes())
     } else {
@@ -207,16 +215,17 @@ fn push_folded(out: &mut String, gap: &mut bool, c: char, folded: Folded) {
     }
 }
 
-/// [`fold_text`]'s folding of lower-case ASCII, byte by byte, spaces collapsed as it goes.
+/// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes.
 fn fold_ascii(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     let mut gap = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        let at = |j: Option<usize>| j.and_then(|j| bytes.get(j)).map(|b| char::from(*b));
+    let at = |j: Option<usize>| j.and_then(|j| bytes.get(j)).map(|b| char::from(b.to_ascii_lowercase()));
+    for i in 0..bytes.len() {
+        let Some(c) = at(Some(i)) else { break };
         let prev = at(i.checked_sub(1));
         let next = at(i.checked_add(1));
         let before_prev = at(i.checked_sub(2));
-        push_folded(&mut out, &mut gap, char::from(b), fold_one(char::from(b), prev, next, before_prev));
+        push_folded(&mut out, &mut gap, c, fold_one(c, prev, next, before_prev));
     }
     out
 }
