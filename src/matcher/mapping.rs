@@ -496,17 +496,37 @@ impl TitleKey {
                 std::cmp::Ordering::Greater => j += 1,
             }
         }
-        self.spelling_bound(other) > 0.8
+        // `spelling_bound(other) > 0.8`, decided in integers: `lower / longest` is a fraction with a denominator of
+        // at most the title length, so unless it is exactly 1/5 it lies far (>= 1 / (5 * longest)) from 0.2 compared
+        // with the rounding error of the floating-point form; at exactly 1/5 the floating-point form decides.
+        let (la, lb) = (self.concat.len(), other.concat.len());
+        let longest = la.max(lb).max(1);
+        if la.abs_diff(lb).saturating_mul(5) > longest {
+            return false; // `lower` is at least the length difference
+        }
+        let lower = self.spelling_lower(other);
+        match lower.saturating_mul(5).cmp(&longest) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => self.spelling_bound(other) > 0.8,
+        }
+    }
+
+    /// A lower bound of the edit distance of the two run-together titles: the length difference, and half the
+    /// characters one has and the other lacks.
+    fn spelling_lower(&self, other: &TitleKey) -> usize {
+        let (la, lb) = (self.concat.len(), other.concat.len());
+        let mut l1 = 0u32;
+        for (a, b) in self.histogram.iter().zip(other.histogram.iter()) {
+            l1 += u32::from(a.abs_diff(*b));
+        }
+        la.abs_diff(lb).max(usize::try_from(l1.div_ceil(2)).unwrap_or(usize::MAX))
     }
 
     /// An upper bound of the normalised edit similarity of the two run-together titles.
     fn spelling_bound(&self, other: &TitleKey) -> f64 {
-        let (la, lb) = (self.concat.len(), other.concat.len());
-        let longest = la.max(lb).max(1);
-        let l1: usize =
-            self.histogram.iter().zip(other.histogram.iter()).map(|(a, b)| usize::from(a.abs_diff(*b))).sum();
-        let lower = la.abs_diff(lb).max(l1.div_ceil(2));
-        1.0 - lower as f64 / longest as f64
+        let longest = self.concat.len().max(other.concat.len()).max(1);
+        1.0 - self.spelling_lower(other) as f64 / longest as f64
     }
 }
 
@@ -613,7 +633,15 @@ pub fn numbers_agreement(track: &PreparedTrack, file: &AudioFile, multi_disc: bo
 #[allow(clippy::cast_possible_truncation)] // clamped to [0, 1] then scaled to [0, 1_000_000]: always fits
 fn to_weight(value: f64) -> i64 {
     let clamped = if value.is_finite() { value.clamp(0.0, 1.0) } else { 0.0 };
-    (clamped * 1_000_000.0).round() as i64
+    let scaled = clamped * 1_000_000.0;
+    // `scaled.round()` without the libm call: the integer part truncates exactly, and `scaled - whole` is exact
+    // (Sterbenz: `whole` is 0 or at least half of `scaled`), so ties round up, away from zero, like `round`.
+    let whole = scaled as i64;
+    if scaled - whole as f64 >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// The optimal one-to-one assignment of tracks to files under `pair_weight`; returns for each track the file index
@@ -876,6 +904,57 @@ mod tests {
         }
         assert!(!jaro_winkler_may_reach("amber", "atlas"));
         assert!(jaro_winkler_may_reach("staralfur", "starálfur"), "non-ASCII is never skipped");
+    }
+
+    #[test]
+    fn weights_round_like_f64_round() {
+        #[allow(clippy::cast_possible_truncation)]
+        let reference = |v: f64| (if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 } * 1_000_000.0).round() as i64;
+        let mut values = vec![0.0, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY, 0.5e-6, 0.4999999e-6, 0.0000015, 0.9999995];
+        values.extend((0..20_000).map(|i| f64::from(i) / 20_000.0 + 1e-7 * f64::from(i % 7)));
+        values.extend((0..2_000).map(|i| (f64::from(i) + 0.5) / 1_000_000.0));
+        for v in values {
+            assert_eq!(to_weight(v), reference(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn quick_spelling_test_equals_the_bound() {
+        let titles = [
+            "",
+            "a",
+            "ab",
+            "abcde",
+            "abcdef",
+            "edcba",
+            "amber of the salt",
+            "amberofthesalt",
+            "the salt of amber",
+            "pt 2",
+            "pt2",
+            "part 2",
+            "variation 1",
+            "variation 10",
+            "variatio 1",
+            "harbour",
+            "harbor",
+            "lanternbay",
+            "lantern bay reprise",
+            "x y z w v",
+            "aaaaa",
+            "aaaab",
+            "aaaabb",
+            "abcdefghij",
+            "abcdefghik",
+            "bcdefghijk",
+        ];
+        for a in titles {
+            for b in titles {
+                let (ka, kb) = (TitleKey::from_folded(a), TitleKey::from_folded(b));
+                let shared = ka.word_hashes.iter().any(|h| kb.word_hashes.contains(h));
+                assert_eq!(ka.may_match(&kb), shared || ka.spelling_bound(&kb) > 0.8, "{a:?} / {b:?}");
+            }
+        }
     }
 
     #[test]
