@@ -4,7 +4,7 @@
 //! It never looks at anything but the names and sizes it is given, and never joins a torrent path to the filesystem.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -424,27 +424,47 @@ fn word_hash(word: &str) -> u64 {
 impl TitleKey {
     /// Builds the key of folded words.
     pub fn new(tokens: &[String]) -> TitleKey {
-        TitleKey::from_words(tokens.iter().map(String::as_str))
+        let mut text = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+        let mut words = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            words.push((text.len(), text.len() + token.len(), false));
+            text.push_str(token);
+            text.push(' ');
+        }
+        TitleKey::finish(text, words)
     }
 
     /// Builds the key of a folded text (words separated by spaces, as [`fold_text`] gives).
-    pub fn from_folded(text: &str) -> TitleKey {
-        TitleKey::from_words(text.split(' ').filter(|w| !w.is_empty()))
+    pub fn from_folded(folded: &str) -> TitleKey {
+        let mut text = String::with_capacity(folded.len() + 1);
+        text.push_str(folded);
+        text.push(' ');
+        let mut words = Vec::with_capacity(8);
+        let mut start = 0;
+        for (i, b) in text.bytes().enumerate() {
+            if b == b' ' {
+                if i > start {
+                    words.push((start, i, false));
+                }
+                start = i + 1;
+            }
+        }
+        TitleKey::finish(text, words)
     }
 
-    fn from_words<'a>(tokens: impl Iterator<Item = &'a str> + Clone) -> TitleKey {
-        let all_stop = tokens.clone().all(|t| TITLE_STOPWORDS.contains(&t));
-        let mut text = String::with_capacity(tokens.clone().map(|t| t.len() + 1).sum());
-        let mut concat = String::with_capacity(text.capacity());
-        let mut words = Vec::with_capacity(tokens.clone().count());
-        let mut word_hashes = Vec::with_capacity(words.capacity());
-        for token in tokens {
-            let counted = all_stop || !TITLE_STOPWORDS.contains(&token);
-            words.push((text.len(), text.len() + token.len(), counted));
-            text.push_str(token);
-            text.push(' ');
+    /// Completes a key from its text and word ranges (coverage flags not yet set).
+    fn finish(text: String, mut words: Vec<(usize, usize, bool)>) -> TitleKey {
+        let word = |&(start, end, _): &(usize, usize, bool)| text.get(start..end).unwrap_or("");
+        let all_stop = words.iter().all(|w| TITLE_STOPWORDS.contains(&word(w)));
+        let mut concat = String::with_capacity(text.len());
+        let mut word_hashes = Vec::with_capacity(words.len());
+        let mut counted_total = 0;
+        for w in words.iter_mut() {
+            let token = word(w);
+            w.2 = all_stop || !TITLE_STOPWORDS.contains(&token);
             concat.push_str(token);
-            if counted {
+            if w.2 {
+                counted_total += 1;
                 word_hashes.push(word_hash(token));
             }
         }
@@ -459,7 +479,6 @@ impl TitleKey {
                 *count = count.saturating_add(1);
             }
         }
-        let counted_total = words.iter().filter(|w| w.2).count();
         word_hashes.sort_unstable();
         word_hashes.dedup();
         TitleKey { text, words, counted_total, word_hashes, concat, histogram }
@@ -477,7 +496,7 @@ impl TitleKey {
 
     /// The key of a title without words.
     pub fn empty() -> TitleKey {
-        TitleKey::from_words(std::iter::empty())
+        TitleKey::finish(String::new(), Vec::new())
     }
 
     /// Whether the title has no word.
@@ -644,9 +663,38 @@ fn to_weight(value: f64) -> i64 {
     }
 }
 
+/// Results remembered across the candidates of one matching run (one ticket): the results of one search often hold
+/// the same file titles (one rip in several formats, or named alike) and so the same comparisons and assignment
+/// problems. Each entry is the exact result of the computation it replaces, keyed by everything that computation
+/// reads, so using it never changes an outcome.
+#[derive(Debug, Default)]
+pub struct MatchMemo {
+    /// Name similarity of a file title (the text of its [`TitleKey`]) to each ticket track, in track order.
+    name_rows: HashMap<String, Vec<f64>>,
+    /// The assignment of an exact weight matrix `(rows, columns, weights)`.
+    assignments: HashMap<(usize, usize, Vec<i64>), Vec<Option<usize>>>,
+}
+
+impl MatchMemo {
+    /// An empty memo, for one ticket.
+    pub fn new() -> MatchMemo {
+        MatchMemo::default()
+    }
+}
+
 /// The optimal one-to-one assignment of tracks to files under `pair_weight`; returns for each track the file index
 /// (or `None` when it got a padding column or a zero-weight pair).
 pub fn assign(tracks: usize, files: usize, pair_weight: impl Fn(usize, usize) -> f64) -> Vec<Option<usize>> {
+    assign_remembered(&mut MatchMemo::new(), tracks, files, pair_weight)
+}
+
+/// [`assign`], reusing the solution of an identical weight matrix solved earlier in the run.
+fn assign_remembered(
+    memo: &mut MatchMemo,
+    tracks: usize,
+    files: usize,
+    pair_weight: impl Fn(usize, usize) -> f64,
+) -> Vec<Option<usize>> {
     if tracks == 0 {
         return Vec::new();
     }
@@ -660,20 +708,44 @@ pub fn assign(tracks: usize, files: usize, pair_weight: impl Fn(usize, usize) ->
             weights.push(if f < files { to_weight(pair_weight(t, f)) } else { 0 });
         }
     }
-    let Ok(matrix) = Matrix::from_vec(tracks, columns, weights) else {
+    let problem = (tracks, columns, weights);
+    if let Some(known) = memo.assignments.get(&problem) {
+        return known.clone();
+    }
+    let Ok(matrix) = Matrix::from_vec(tracks, columns, problem.2.clone()) else {
         return vec![None; tracks];
     };
     let (_, assignment) = kuhn_munkres(&matrix);
-    assignment
+    let result: Vec<Option<usize>> = assignment
         .into_iter()
         .enumerate()
         .map(|(t, f)| (f < files && matrix.get((t, f)).is_some_and(|w| *w > 0)).then_some(f))
+        .collect();
+    memo.assignments.insert(problem, result.clone());
+    result
+}
+
+/// The name similarity of one file title to each track (the full title, or its part after the last `:`).
+fn name_row(tracks: &[PreparedTrack], file_key: &TitleKey) -> Vec<f64> {
+    tracks
+        .iter()
+        .map(|track| {
+            let (key, tail_key) = (&track.key, &track.tail_key);
+            let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
+            match tail_key {
+                Some(tail) if full < 0.99 && tail.may_match(file_key) => {
+                    full.max(title_similarity_of_keys(tail, file_key))
+                }
+                _ => full,
+            }
+        })
         .collect()
 }
 
 /// Maps tracks to files in two passes: names and numbers first, then again with the duration model fitted on the
-/// first pass's confident pairs.
+/// first pass's confident pairs. `memo` must only ever be used with these same `tracks`.
 pub fn map_tracks(
+    memo: &mut MatchMemo,
     tracks: &[PreparedTrack],
     files: &[AudioFile],
     model_for: impl Fn(&[(usize, usize)]) -> DurationModel,
@@ -684,19 +756,18 @@ pub fn map_tracks(
     let m = files.len();
     let mut names = vec![0.0f64; n * m];
     let mut numbers = vec![0.0f64; n * m];
+    for (fi, file) in files.iter().enumerate() {
+        if !memo.name_rows.contains_key(file.key.text.as_str()) {
+            memo.name_rows.insert(file.key.text.clone(), name_row(tracks, &file.key));
+        }
+        for (ti, similarity) in memo.name_rows.get(file.key.text.as_str()).into_iter().flatten().enumerate() {
+            if let Some(slot) = names.get_mut(ti * m + fi) {
+                *slot = *similarity;
+            }
+        }
+    }
     for (ti, track) in tracks.iter().enumerate() {
         for (fi, file) in files.iter().enumerate() {
-            if let Some(slot) = names.get_mut(ti * m + fi) {
-                let file_key = &file.key;
-                let (key, tail_key) = (&track.key, &track.tail_key);
-                let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
-                *slot = match tail_key {
-                    Some(tail) if full < 0.99 && tail.may_match(file_key) => {
-                        full.max(title_similarity_of_keys(tail, file_key))
-                    }
-                    _ => full,
-                };
-            }
             if let Some(slot) = numbers.get_mut(ti * m + fi) {
                 *slot = numbers_agreement(track, file, multi_disc);
             }
@@ -704,7 +775,7 @@ pub fn map_tracks(
     }
     let name_at = |t: usize, f: usize| names.get(t * m + f).copied().unwrap_or(0.0);
     let number_at = |t: usize, f: usize| numbers.get(t * m + f).copied().unwrap_or(0.0);
-    let first = assign(n, m, |t, f| 0.01 + 0.65 * name_at(t, f) + 0.34 * number_at(t, f));
+    let first = assign_remembered(memo, n, m, |t, f| 0.01 + 0.65 * name_at(t, f) + 0.34 * number_at(t, f));
     let first_pairs: Vec<(usize, usize)> = first.iter().enumerate().filter_map(|(t, f)| f.map(|f| (t, f))).collect();
     let mut confident: Vec<(usize, usize)> = first_pairs
         .iter()
@@ -730,7 +801,9 @@ pub fn map_tracks(
     let second = if unambiguous {
         first
     } else {
-        assign(n, m, |t, f| 0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement())
+        assign_remembered(memo, n, m, |t, f| {
+            0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement()
+        })
     };
     let evidence = second
         .into_iter()

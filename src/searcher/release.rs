@@ -217,17 +217,43 @@ fn push_folded(out: &mut String, gap: &mut bool, c: char, folded: Folded) {
 
 /// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes.
 fn fold_ascii(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 4);
     let mut gap = false;
-    let at = |j: Option<usize>| j.and_then(|j| bytes.get(j)).map(|b| char::from(b.to_ascii_lowercase()));
-    for i in 0..bytes.len() {
-        let Some(c) = at(Some(i)) else { break };
-        let prev = at(i.checked_sub(1));
-        let next = at(i.checked_add(1));
-        let before_prev = at(i.checked_sub(2));
-        push_folded(&mut out, &mut gap, c, fold_one(c, prev, next, before_prev));
+    let lower_at = |j: usize| bytes.get(j).map(u8::to_ascii_lowercase);
+    for (i, raw) in bytes.iter().enumerate() {
+        let b = raw.to_ascii_lowercase();
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' => {
+                if gap && !out.is_empty() {
+                    out.push(b' ');
+                }
+                gap = false;
+                out.push(b);
+            }
+            b'\'' | b'`' => {}
+            b'.' => {
+                let prev = i.checked_sub(1).and_then(lower_at);
+                let next = i.checked_add(1).and_then(lower_at);
+                let before_prev = i.checked_sub(2).and_then(lower_at);
+                let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
+                let next_letter = next.is_some_and(|n| n.is_ascii_alphabetic());
+                let single_letter = prev_letter && before_prev.is_none_or(|pp| !pp.is_ascii_alphanumeric());
+                if !(prev_letter && (next_letter || single_letter)) {
+                    gap = true;
+                }
+            }
+            b'&' | b'+' => {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(b"and");
+                gap = true;
+            }
+            _ => gap = true,
+        }
     }
-    out
+    // Only ASCII letters, digits and spaces were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// [`fold_text`]'s folding of any text (when case folding left a non-ASCII character).
