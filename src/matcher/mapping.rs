@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -112,15 +113,21 @@ fn feat_re() -> Option<&'static Regex> {
     re(&CELL, r"(?i)[(\[]?\s*\b(?:feat\.?|ft\.|featuring)\s[^)\]]*[)\]]?")
 }
 
-/// Whether `haystack` contains `needle` (lower-case ASCII) in any ASCII case.
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    !needle.is_empty() && haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+/// Whether `title` contains `feat` or `ft.` in any ASCII case (one pass, no allocation).
+fn mentions_featuring(title: &str) -> bool {
+    let bytes = title.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        b.eq_ignore_ascii_case(&b'f') && {
+            let rest = bytes.get(i + 1..).unwrap_or(&[]);
+            rest.get(..3).is_some_and(|r| r.eq_ignore_ascii_case(b"eat"))
+                || rest.get(..2).is_some_and(|r| r.eq_ignore_ascii_case(b"t."))
+        }
+    })
 }
 
 /// Removes `feat.` credits from a title (borrows the title when it has none).
 pub fn strip_featuring(title: &str) -> Cow<'_, str> {
-    if !(contains_ignore_ascii_case(title, "feat") || contains_ignore_ascii_case(title, "ft.")) {
+    if !mentions_featuring(title) {
         return Cow::Borrowed(title);
     }
     match feat_re() {
@@ -188,9 +195,12 @@ pub fn extension(path: &str) -> String {
 
 /// [`extension`] as written in the path (any case), without allocating.
 pub fn extension_of(path: &str) -> &str {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => ext,
+    // The last `.` or `/` from the end: a dot with a non-empty stem before it starts the extension.
+    let bytes = path.as_bytes();
+    match bytes.iter().rposition(|b| matches!(b, b'.' | b'/')) {
+        Some(dot) if bytes.get(dot) == Some(&b'.') && dot > 0 && bytes.get(dot - 1) != Some(&b'/') => {
+            path.get(dot + 1..).unwrap_or("")
+        }
         _ => "",
     }
 }
@@ -671,8 +681,45 @@ fn to_weight(value: f64) -> i64 {
 pub struct MatchMemo {
     /// Name similarity of a file title (the text of its [`TitleKey`]) to each ticket track, in track order.
     name_rows: HashMap<String, Vec<f64>>,
-    /// The assignment of an exact weight matrix `(rows, columns, weights)`.
-    assignments: HashMap<(usize, usize, Vec<i64>), Vec<Option<usize>>>,
+    /// The assignment of an exact weight matrix `(rows, columns, weights)`. A cheap hash: there are at most two
+    /// entries per candidate, and equal hashes are still compared in full.
+    assignments: HashMap<(usize, usize, Vec<i64>), Vec<Option<usize>>, BuildHasherDefault<WordMixHasher>>,
+}
+
+/// A fast non-cryptographic hasher for long integer keys (8 bytes per step, FxHash's mixing).
+#[derive(Debug, Default)]
+pub struct WordMixHasher(u64);
+
+impl Hasher for WordMixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        for b in chunks.remainder() {
+            self.add(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(u64::try_from(value).unwrap_or(u64::MAX));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl WordMixHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
 }
 
 impl MatchMemo {
@@ -1027,6 +1074,25 @@ mod tests {
                 let shared = ka.word_hashes.iter().any(|h| kb.word_hashes.contains(h));
                 assert_eq!(ka.may_match(&kb), shared || ka.spelling_bound(&kb) > 0.8, "{a:?} / {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn extension_and_featuring_checks_equal_their_plain_forms() {
+        for path in
+            ["a/b.flac", "a/.flac", ".flac", "x.FLAC", "a.b/c", "a/b.", "dir.d/name", "", "/", "a/b/c.tar.gz", "f"]
+        {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            let plain = match name.rsplit_once('.') {
+                Some((stem, ext)) if !stem.is_empty() => ext,
+                _ => "",
+            };
+            assert_eq!(extension_of(path), plain, "{path:?}");
+        }
+        for title in ["Song (feat. X)", "Song FT. Y", "Featuring", "soft.", "ft", "fea", "left out", "", "Ft.", "FEAT"]
+        {
+            let lower = title.to_ascii_lowercase();
+            assert_eq!(mentions_featuring(title), lower.contains("feat") || lower.contains("ft."), "{title:?}");
         }
     }
 
