@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::models::TorrentFile;
 use crate::searcher::release::AudioFormat;
 
-use super::mapping::{disc_from_dir, extension, AudioFile};
+use super::mapping::{disc_from_dir, extension_of, AudioFile};
 
 /// One disc image with a cue sheet beside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ pub fn split_track_reference<'a>(value: &'a str, existing_paths: &[&str]) -> (&'
 pub fn find_cue_images(files: &[TorrentFile], audio: &[AudioFile]) -> Vec<CueImage> {
     let mut cue_dirs: BTreeMap<String, usize> = BTreeMap::new();
     for file in files {
-        if extension(&file.path) == "cue" {
+        if extension_of(&file.path).eq_ignore_ascii_case("cue") {
             let dir = file.path.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_string());
             *cue_dirs.entry(dir).or_insert(0) += 1;
         }

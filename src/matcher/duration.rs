@@ -210,7 +210,7 @@ mod tests {
             disc: None,
             track: None,
             side: None,
-            tokens: vec![],
+            key: super::super::mapping::TitleKey::empty(),
             informative: true,
             named: true,
             dir: String::new(),

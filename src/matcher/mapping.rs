@@ -3,7 +3,9 @@
 //! duration agreement) and solves the assignment optimally with the Hungarian algorithm (`pathfinding`).
 //! It never looks at anything but the names and sizes it is given, and never joins a torrent path to the filesystem.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -70,8 +72,8 @@ pub struct AudioFile {
     pub track: Option<u32>,
     /// Vinyl side letter (`A1`..`D4`).
     pub side: Option<char>,
-    /// The folded title words after numbers and artist prefix are removed.
-    pub tokens: Vec<String>,
+    /// The folded title words after numbers and artist prefix are removed, prepared for comparison.
+    pub key: TitleKey,
     /// Whether the name can contradict a catalog title (Latin-script words, not `Track 05`).
     pub informative: bool,
     /// Whether the name has any word beyond numbers and placeholders (`Track 05` has none).
@@ -93,8 +95,13 @@ pub struct PairEvidence {
 }
 
 /// Whether a file title carries a version word (live, demo, remix...) the catalog title does not.
-pub fn has_version_conflict(track: &[String], file: &[String]) -> bool {
-    file.iter().any(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == f))
+pub fn has_version_conflict(track: &TitleKey, file: &TitleKey) -> bool {
+    version_words_not_in(file, track).next().is_some()
+}
+
+/// The words of `file` that are version words (live, demo, remix...) absent from `track`.
+fn version_words_not_in<'a>(file: &'a TitleKey, track: &'a TitleKey) -> impl Iterator<Item = &'a str> + 'a {
+    file.words().filter(move |f| VERSION_WORDS.contains(f) && !track.words().any(|t| t == *f))
 }
 
 fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
@@ -106,15 +113,26 @@ fn feat_re() -> Option<&'static Regex> {
     re(&CELL, r"(?i)[(\[]?\s*\b(?:feat\.?|ft\.|featuring)\s[^)\]]*[)\]]?")
 }
 
-/// Removes `feat.` credits from a title.
-pub fn strip_featuring(title: &str) -> String {
-    let lower = title.to_ascii_lowercase();
-    if !(lower.contains("feat") || lower.contains("ft.")) {
-        return title.to_string();
+/// Whether `title` contains `feat` or `ft.` in any ASCII case (one pass, no allocation).
+fn mentions_featuring(title: &str) -> bool {
+    let bytes = title.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        b.eq_ignore_ascii_case(&b'f') && {
+            let rest = bytes.get(i + 1..).unwrap_or(&[]);
+            rest.get(..3).is_some_and(|r| r.eq_ignore_ascii_case(b"eat"))
+                || rest.get(..2).is_some_and(|r| r.eq_ignore_ascii_case(b"t."))
+        }
+    })
+}
+
+/// Removes `feat.` credits from a title (borrows the title when it has none).
+pub fn strip_featuring(title: &str) -> Cow<'_, str> {
+    if !mentions_featuring(title) {
+        return Cow::Borrowed(title);
     }
     match feat_re() {
-        Some(re) => re.replace_all(title, " ").to_string(),
-        None => title.to_string(),
+        Some(re) => re.replace_all(title, " "),
+        None => Cow::Borrowed(title),
     }
 }
 
@@ -143,7 +161,7 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let mut name = strip_featuring(&t.name);
+            let mut name = strip_featuring(&t.name).into_owned();
             if let (Some(shared), Some((head, tail))) = (shared_prefix, name.split_once(':')) {
                 if fold_text(head) == *shared && !fold_text(tail).is_empty() {
                     name = tail.to_string();
@@ -172,10 +190,18 @@ pub fn prepare_tracks(ticket: &Ticket) -> Vec<PreparedTrack> {
 
 /// The extension of a path (after the last dot of the last component), lower case.
 pub fn extension(path: &str) -> String {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
-        _ => String::new(),
+    extension_of(path).to_ascii_lowercase()
+}
+
+/// [`extension`] as written in the path (any case), without allocating.
+pub fn extension_of(path: &str) -> &str {
+    // The last `.` or `/` from the end: a dot with a non-empty stem before it starts the extension.
+    let bytes = path.as_bytes();
+    match bytes.iter().rposition(|b| matches!(b, b'.' | b'/')) {
+        Some(dot) if bytes.get(dot) == Some(&b'.') && dot > 0 && bytes.get(dot - 1) != Some(&b'/') => {
+            path.get(dot + 1..).unwrap_or("")
+        }
+        _ => "",
     }
 }
 
@@ -191,7 +217,7 @@ pub fn disc_from_dir(component: &str) -> Option<u32> {
 
 /// Numbers at the start of a file name (without extension): `(disc, track, vinyl side, rest of the name)`.
 /// Handles `01 - Title`, `101-artist-title`, `2-03 Title`, `d1t01 Title`, `Track 05`, `A1 Title`.
-pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>, String) {
+pub fn extract_disc_track(stem: &str) -> NumberedStem<'_> {
     static DT: OnceLock<Option<Regex>> = OnceLock::new();
     static DASH: OnceLock<Option<Regex>> = OnceLock::new();
     static NUM: OnceLock<Option<Regex>> = OnceLock::new();
@@ -205,7 +231,7 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
         || (first.is_ascii_alphabetic() && second_is_digit))
     {
         // No leading number of any supported shape: skip the patterns.
-        return (None, None, None, text.to_string());
+        return (None, None, None, text);
     }
     if let Some(parsed) = plain_number_prefix(text) {
         return parsed;
@@ -213,20 +239,20 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     if let Some(c) = re(&DT, r"(?i)^d(\d{1,2})\s*t(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
-        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (disc, track, None, c.get(3).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&DASH, r"^(\d{1,2})[-.](\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let disc = c.get(1).and_then(|m| m.as_str().parse().ok());
         let track = c.get(2).and_then(|m| m.as_str().parse().ok());
-        return (disc, track, None, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (disc, track, None, c.get(3).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&TRACK, r"(?i)^track\s*[-_.]?\s*(\d{1,3})\b[\s._\-)]*(.*)$").and_then(|r| r.captures(text)) {
         let track = c.get(1).and_then(|m| m.as_str().parse().ok());
-        return (None, track, None, c.get(2).map_or(String::new(), |m| m.as_str().to_string()));
+        return (None, track, None, c.get(2).map_or("", |m| m.as_str()));
     }
     if let Some(c) = re(&NUM, r"^(\d{1,3})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let digits = c.get(1).map_or("", |m| m.as_str());
-        let rest = c.get(2).map_or(String::new(), |m| m.as_str().to_string());
+        let rest = c.get(2).map_or("", |m| m.as_str());
         let value: u32 = digits.parse().unwrap_or(0);
         if digits.len() == 3 && value >= 101 && value % 100 != 0 {
             return (Some(value / 100), Some(value % 100), None, rest);
@@ -235,19 +261,19 @@ pub fn extract_disc_track(stem: &str) -> (Option<u32>, Option<u32>, Option<char>
     }
     if let Some(c) = re(&SIDE, r"^([A-Ha-h])(\d{1,2})(?:[\s._\-)]+(.*))?$").and_then(|r| r.captures(text)) {
         let side = c.get(1).and_then(|m| m.as_str().chars().next()).map(|s| s.to_ascii_uppercase());
-        return (None, None, side, c.get(3).map_or(String::new(), |m| m.as_str().to_string()));
+        return (None, None, side, c.get(3).map_or("", |m| m.as_str()));
     }
-    (None, None, None, text.to_string())
+    (None, None, None, text)
 }
 
 /// `(disc, track, vinyl side, rest of the name)` as [`extract_disc_track`] returns it.
-type NumberedStem = (Option<u32>, Option<u32>, Option<char>, String);
+type NumberedStem<'a> = (Option<u32>, Option<u32>, Option<char>, &'a str);
 
 /// The common `01 - Title` / `101-artist-title` shape read without a regex: exactly what the `NUM` pattern of
 /// [`extract_disc_track`] gives, or `None` (the patterns then decide) for anything else: a `1-03`/`2.05` disc
 /// prefix, four or more digits, a letter right after the digits, a line break, or a non-ASCII character where the
 /// patterns' Unicode classes could differ.
-fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
+fn plain_number_prefix(text: &str) -> Option<NumberedStem<'_>> {
     if text.contains('\n') {
         return None;
     }
@@ -259,7 +285,7 @@ fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
     let is_separator = |b: u8| matches!(b, b'\t' | 0x0B | 0x0C | b'\r' | b' ' | b'.' | b'_' | b'-' | b')');
     let after = bytes.get(count..)?;
     let rest = match after.first() {
-        None => String::new(),
+        None => "",
         Some(&b) => {
             if !is_separator(b) || (count <= 2 && matches!(b, b'-' | b'.')) {
                 return None;
@@ -269,7 +295,7 @@ fn plain_number_prefix(text: &str) -> Option<NumberedStem> {
             if tail.chars().next().is_some_and(|c| !c.is_ascii()) {
                 return None;
             }
-            tail.to_string()
+            tail
         }
     };
     let digits = text.get(..count)?;
@@ -293,42 +319,39 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
     // Files of one folder come together: read each folder's disc number once.
     let mut last_folder: Option<(&str, Option<u32>)> = None;
     for file in files {
-        let Some(format) = AudioFormat::from_extension(&extension(&file.path)) else {
+        let Some(format) = AudioFormat::from_extension(extension_of(&file.path)) else {
             continue;
         };
-        let (dir, name) = match file.path.rsplit_once('/') {
-            Some((d, n)) => (d.to_string(), n.to_string()),
-            None => (String::new(), file.path.clone()),
-        };
-        let stem = match name.rsplit_once('.') {
-            Some((s, _)) => s.to_string(),
-            None => name.clone(),
-        };
-        let dir_part = file.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let (dir, name) = file.path.rsplit_once('/').unwrap_or(("", file.path.as_str()));
+        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
         let folder_disc = match last_folder {
-            Some((seen, disc)) if seen == dir_part => disc,
+            Some((seen, disc)) if seen == dir => disc,
             _ => {
                 let disc = dir.split('/').rev().find_map(disc_from_dir);
-                last_folder = Some((dir_part, disc));
+                last_folder = Some((dir, disc));
                 disc
             }
         };
-        let (disc, track, side, rest) = extract_disc_track(&stem);
+        let (disc, track, side, rest) = extract_disc_track(stem);
         let disc = folder_disc.or(disc);
-        let rest = strip_featuring(&rest);
-        let mut folded = fold_text(&rest);
+        let rest = strip_featuring(rest);
+        let folded = fold_text(&rest);
+        let mut title: Option<&str> = None;
         for prefix in [&artist_full, &artist_folded] {
             if !prefix.is_empty() {
                 if let Some(tail) = folded.strip_prefix(prefix.as_str()) {
                     if tail.starts_with(' ') && tail.trim().len() > 1 {
-                        folded = tail.trim().to_string();
+                        title = Some(tail.trim());
                         break;
                     }
                 }
             }
         }
-        let tokens: Vec<String> = folded.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
-        let meaningful = tokens.iter().filter(|t| !PLACEHOLDER_WORDS.contains(&t.as_str())).count();
+        let key = match title {
+            Some(tail) => TitleKey::from_folded(tail),
+            None => TitleKey::from_folded(&folded),
+        };
+        let meaningful = key.words().filter(|t| !PLACEHOLDER_WORDS.contains(t)).count();
         let informative = meaningful > 0 && !has_non_latin_letters(&rest);
         out.push(AudioFile {
             path: file.path.clone(),
@@ -337,10 +360,10 @@ pub fn read_audio_files(files: &[TorrentFile], artist: &str) -> Vec<AudioFile> {
             disc,
             track,
             side,
-            tokens,
+            key,
             informative,
             named: meaningful > 0,
-            dir,
+            dir: dir.to_string(),
         });
     }
     out
@@ -389,12 +412,13 @@ fn jaro_winkler_may_reach(a: &str, b: &str) -> bool {
 }
 
 /// A title prepared once for many comparisons: folded words, the words run together, and a character histogram
-/// that bounds the edit distance cheaply.
+/// that bounds the edit distance cheaply. Holds its words in one string (few allocations per file).
 #[derive(Debug, Clone)]
 pub struct TitleKey {
-    pub tokens: Vec<String>,
-    /// Per token: counts for coverage (not a stopword, or every token is one).
-    counted: Vec<bool>,
+    /// The words, each followed by one space.
+    text: String,
+    /// Per word: its byte range in `text` and whether it counts for coverage (not a stopword, or every word is one).
+    words: Vec<(usize, usize, bool)>,
     counted_total: usize,
     /// Sorted hashes of the counted words: a cheap "shares a word" test.
     word_hashes: Vec<u64>,
@@ -402,10 +426,58 @@ pub struct TitleKey {
     histogram: [u16; 36],
 }
 
+/// FNV-1a: a fast, stable hash for short words (a collision only costs one full comparison).
+fn word_hash(word: &str) -> u64 {
+    word.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 impl TitleKey {
     /// Builds the key of folded words.
     pub fn new(tokens: &[String]) -> TitleKey {
-        let concat = tokens.concat();
+        let mut text = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+        let mut words = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            words.push((text.len(), text.len() + token.len(), false));
+            text.push_str(token);
+            text.push(' ');
+        }
+        TitleKey::finish(text, words)
+    }
+
+    /// Builds the key of a folded text (words separated by spaces, as [`fold_text`] gives).
+    pub fn from_folded(folded: &str) -> TitleKey {
+        let mut text = String::with_capacity(folded.len() + 1);
+        text.push_str(folded);
+        text.push(' ');
+        let mut words = Vec::with_capacity(8);
+        let mut start = 0;
+        for (i, b) in text.bytes().enumerate() {
+            if b == b' ' {
+                if i > start {
+                    words.push((start, i, false));
+                }
+                start = i + 1;
+            }
+        }
+        TitleKey::finish(text, words)
+    }
+
+    /// Completes a key from its text and word ranges (coverage flags not yet set).
+    fn finish(text: String, mut words: Vec<(usize, usize, bool)>) -> TitleKey {
+        let word = |&(start, end, _): &(usize, usize, bool)| text.get(start..end).unwrap_or("");
+        let all_stop = words.iter().all(|w| TITLE_STOPWORDS.contains(&word(w)));
+        let mut concat = String::with_capacity(text.len());
+        let mut word_hashes = Vec::with_capacity(words.len());
+        let mut counted_total = 0;
+        for w in words.iter_mut() {
+            let token = word(w);
+            w.2 = all_stop || !TITLE_STOPWORDS.contains(&token);
+            concat.push_str(token);
+            if w.2 {
+                counted_total += 1;
+                word_hashes.push(word_hash(token));
+            }
+        }
         let mut histogram = [0u16; 36];
         for b in concat.bytes() {
             let slot = match b {
@@ -417,23 +489,29 @@ impl TitleKey {
                 *count = count.saturating_add(1);
             }
         }
-        let all_stop = tokens.iter().all(|t| TITLE_STOPWORDS.contains(&t.as_str()));
-        let counted: Vec<bool> = tokens.iter().map(|t| all_stop || !TITLE_STOPWORDS.contains(&t.as_str())).collect();
-        let counted_total = counted.iter().filter(|c| **c).count();
-        let mut word_hashes: Vec<u64> = tokens
-            .iter()
-            .zip(&counted)
-            .filter(|(_, c)| **c)
-            .map(|(t, _)| {
-                use std::hash::{Hash, Hasher};
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                t.hash(&mut hasher);
-                hasher.finish()
-            })
-            .collect();
         word_hashes.sort_unstable();
         word_hashes.dedup();
-        TitleKey { tokens: tokens.to_vec(), counted, counted_total, word_hashes, concat, histogram }
+        TitleKey { text, words, counted_total, word_hashes, concat, histogram }
+    }
+
+    /// The words, in order.
+    pub fn words(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.words.iter().map(|&(start, end, _)| self.text.get(start..end).unwrap_or(""))
+    }
+
+    /// The words with whether each counts for coverage.
+    fn counted_words(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
+        self.words.iter().map(|&(start, end, counted)| (self.text.get(start..end).unwrap_or(""), counted))
+    }
+
+    /// The key of a title without words.
+    pub fn empty() -> TitleKey {
+        TitleKey::finish(String::new(), Vec::new())
+    }
+
+    /// Whether the title has no word.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
     }
 
     /// Whether the titles could be similar at all: a shared significant word, or spelling close enough to matter.
@@ -447,17 +525,37 @@ impl TitleKey {
                 std::cmp::Ordering::Greater => j += 1,
             }
         }
-        self.spelling_bound(other) > 0.8
+        // `spelling_bound(other) > 0.8`, decided in integers: `lower / longest` is a fraction with a denominator of
+        // at most the title length, so unless it is exactly 1/5 it lies far (>= 1 / (5 * longest)) from 0.2 compared
+        // with the rounding error of the floating-point form; at exactly 1/5 the floating-point form decides.
+        let (la, lb) = (self.concat.len(), other.concat.len());
+        let longest = la.max(lb).max(1);
+        if la.abs_diff(lb).saturating_mul(5) > longest {
+            return false; // `lower` is at least the length difference
+        }
+        let lower = self.spelling_lower(other);
+        match lower.saturating_mul(5).cmp(&longest) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => self.spelling_bound(other) > 0.8,
+        }
+    }
+
+    /// A lower bound of the edit distance of the two run-together titles: the length difference, and half the
+    /// characters one has and the other lacks.
+    fn spelling_lower(&self, other: &TitleKey) -> usize {
+        let (la, lb) = (self.concat.len(), other.concat.len());
+        let mut l1 = 0u32;
+        for (a, b) in self.histogram.iter().zip(other.histogram.iter()) {
+            l1 += u32::from(a.abs_diff(*b));
+        }
+        la.abs_diff(lb).max(usize::try_from(l1.div_ceil(2)).unwrap_or(usize::MAX))
     }
 
     /// An upper bound of the normalised edit similarity of the two run-together titles.
     fn spelling_bound(&self, other: &TitleKey) -> f64 {
-        let (la, lb) = (self.concat.len(), other.concat.len());
-        let longest = la.max(lb).max(1);
-        let l1: usize =
-            self.histogram.iter().zip(other.histogram.iter()).map(|(a, b)| usize::from(a.abs_diff(*b))).sum();
-        let lower = la.abs_diff(lb).max(l1.div_ceil(2));
-        1.0 - lower as f64 / longest as f64
+        let longest = self.concat.len().max(other.concat.len()).max(1);
+        1.0 - self.spelling_lower(other) as f64 / longest as f64
     }
 }
 
@@ -509,17 +607,12 @@ pub fn title_similarity(track: &[String], file: &[String]) -> f64 {
 
 /// [`title_similarity`] on prepared keys (what the assignment uses: keys are built once per title).
 pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f64 {
-    let (track, file) = (&track_key.tokens[..], &file_key.tokens[..]);
-    if track.is_empty() || file.is_empty() {
+    if track_key.is_empty() || file_key.is_empty() {
         return 0.0;
     }
     // Coverage counts significant words only ("of the" shared by two songs says nothing).
     let covered = |own: &TitleKey, other: &TitleKey| -> usize {
-        own.tokens
-            .iter()
-            .zip(&own.counted)
-            .filter(|(t, counted)| **counted && other.tokens.iter().any(|o| tokens_match(t, o)))
-            .count()
+        own.counted_words().filter(|&(t, counted)| counted && other.words().any(|o| tokens_match(t, o))).count()
     };
     let cov_track = covered(track_key, file_key) as f64 / track_key.counted_total.max(1) as f64;
     let cov_file = covered(file_key, track_key) as f64 / file_key.counted_total.max(1) as f64;
@@ -537,13 +630,11 @@ pub fn title_similarity_of_keys(track_key: &TitleKey, file_key: &TitleKey) -> f6
         let longest = a.len().max(b.len()).max(1);
         1.0 - byte_edit_distance(a, b) as f64 / longest as f64
     };
-    let is_number = |t: &&String| t.bytes().all(|b| b.is_ascii_digit());
-    let number_missing = track.iter().filter(is_number).any(|t| !file.contains(t));
+    let is_number = |t: &&str| t.bytes().all(|b| b.is_ascii_digit());
+    let number_missing = track_key.words().filter(is_number).any(|t| !file_key.words().any(|f| f == t));
     // "Revolution 1" is not "Revolution 9": a catalog number absent from the file name outweighs spelling.
     let raw = if number_missing { token_score - 0.15 } else { token_score.max(char_score) };
-    let penalty = file.iter().filter(|f| VERSION_WORDS.contains(&f.as_str()) && !track.iter().any(|t| t == *f)).count()
-        as f64
-        * 0.35;
+    let penalty = version_words_not_in(file_key, track_key).count() as f64 * 0.35;
     (raw - penalty).clamp(0.0, 1.0)
 }
 
@@ -571,12 +662,89 @@ pub fn numbers_agreement(track: &PreparedTrack, file: &AudioFile, multi_disc: bo
 #[allow(clippy::cast_possible_truncation)] // clamped to [0, 1] then scaled to [0, 1_000_000]: always fits
 fn to_weight(value: f64) -> i64 {
     let clamped = if value.is_finite() { value.clamp(0.0, 1.0) } else { 0.0 };
-    (clamped * 1_000_000.0).round() as i64
+    let scaled = clamped * 1_000_000.0;
+    // `scaled.round()` without the libm call: the integer part truncates exactly, and `scaled - whole` is exact
+    // (Sterbenz: `whole` is 0 or at least half of `scaled`), so ties round up, away from zero, like `round`.
+    let whole = scaled as i64;
+    if scaled - whole as f64 >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
+}
+
+/// Results remembered across the candidates of one matching run (one ticket): the results of one search often hold
+/// the same file titles (one rip in several formats, or named alike) and so the same comparisons and assignment
+/// problems. Each entry is the exact result of the computation it replaces, keyed by everything that computation
+/// reads, so using it never changes an outcome.
+#[derive(Debug, Default)]
+pub struct MatchMemo {
+    /// Name similarity of a file title (the text of its [`TitleKey`]) to each ticket track, in track order.
+    name_rows: HashMap<String, Vec<f64>>,
+    /// The assignment of an exact weight matrix `(rows, columns, weights)`. A cheap hash: there are at most two
+    /// entries per candidate, and equal hashes are still compared in full.
+    assignments: HashMap<AssignmentProblem, Vec<Option<usize>>, BuildHasherDefault<WordMixHasher>>,
+}
+
+/// `(rows, columns, integer weights row by row)` of one assignment.
+type AssignmentProblem = (usize, usize, Vec<i64>);
+
+/// A fast non-cryptographic hasher for long integer keys (8 bytes per step, FxHash's mixing).
+#[derive(Debug, Default)]
+pub struct WordMixHasher(u64);
+
+impl Hasher for WordMixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        for b in chunks.remainder() {
+            self.add(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(u64::try_from(value).unwrap_or(u64::MAX));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl WordMixHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl MatchMemo {
+    /// An empty memo, for one ticket.
+    pub fn new() -> MatchMemo {
+        MatchMemo::default()
+    }
 }
 
 /// The optimal one-to-one assignment of tracks to files under `pair_weight`; returns for each track the file index
 /// (or `None` when it got a padding column or a zero-weight pair).
 pub fn assign(tracks: usize, files: usize, pair_weight: impl Fn(usize, usize) -> f64) -> Vec<Option<usize>> {
+    assign_remembered(&mut MatchMemo::new(), tracks, files, pair_weight)
+}
+
+/// [`assign`], reusing the solution of an identical weight matrix solved earlier in the run.
+fn assign_remembered(
+    memo: &mut MatchMemo,
+    tracks: usize,
+    files: usize,
+    pair_weight: impl Fn(usize, usize) -> f64,
+) -> Vec<Option<usize>> {
     if tracks == 0 {
         return Vec::new();
     }
@@ -590,20 +758,44 @@ pub fn assign(tracks: usize, files: usize, pair_weight: impl Fn(usize, usize) ->
             weights.push(if f < files { to_weight(pair_weight(t, f)) } else { 0 });
         }
     }
-    let Ok(matrix) = Matrix::from_vec(tracks, columns, weights) else {
+    let problem = (tracks, columns, weights);
+    if let Some(known) = memo.assignments.get(&problem) {
+        return known.clone();
+    }
+    let Ok(matrix) = Matrix::from_vec(tracks, columns, problem.2.clone()) else {
         return vec![None; tracks];
     };
     let (_, assignment) = kuhn_munkres(&matrix);
-    assignment
+    let result: Vec<Option<usize>> = assignment
         .into_iter()
         .enumerate()
         .map(|(t, f)| (f < files && matrix.get((t, f)).is_some_and(|w| *w > 0)).then_some(f))
+        .collect();
+    memo.assignments.insert(problem, result.clone());
+    result
+}
+
+/// The name similarity of one file title to each track (the full title, or its part after the last `:`).
+fn name_row(tracks: &[PreparedTrack], file_key: &TitleKey) -> Vec<f64> {
+    tracks
+        .iter()
+        .map(|track| {
+            let (key, tail_key) = (&track.key, &track.tail_key);
+            let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
+            match tail_key {
+                Some(tail) if full < 0.99 && tail.may_match(file_key) => {
+                    full.max(title_similarity_of_keys(tail, file_key))
+                }
+                _ => full,
+            }
+        })
         .collect()
 }
 
 /// Maps tracks to files in two passes: names and numbers first, then again with the duration model fitted on the
-/// first pass's confident pairs.
+/// first pass's confident pairs. `memo` must only ever be used with these same `tracks`.
 pub fn map_tracks(
+    memo: &mut MatchMemo,
     tracks: &[PreparedTrack],
     files: &[AudioFile],
     model_for: impl Fn(&[(usize, usize)]) -> DurationModel,
@@ -612,21 +804,20 @@ pub fn map_tracks(
     let multi_disc = discs.len() > 1;
     let n = tracks.len();
     let m = files.len();
-    let file_keys: Vec<TitleKey> = files.iter().map(|f| TitleKey::new(&f.tokens)).collect();
     let mut names = vec![0.0f64; n * m];
     let mut numbers = vec![0.0f64; n * m];
+    for (fi, file) in files.iter().enumerate() {
+        if !memo.name_rows.contains_key(file.key.text.as_str()) {
+            memo.name_rows.insert(file.key.text.clone(), name_row(tracks, &file.key));
+        }
+        for (ti, similarity) in memo.name_rows.get(file.key.text.as_str()).into_iter().flatten().enumerate() {
+            if let Some(slot) = names.get_mut(ti * m + fi) {
+                *slot = *similarity;
+            }
+        }
+    }
     for (ti, track) in tracks.iter().enumerate() {
         for (fi, file) in files.iter().enumerate() {
-            if let (Some(slot), Some(file_key)) = (names.get_mut(ti * m + fi), file_keys.get(fi)) {
-                let (key, tail_key) = (&track.key, &track.tail_key);
-                let full = if key.may_match(file_key) { title_similarity_of_keys(key, file_key) } else { 0.0 };
-                *slot = match tail_key {
-                    Some(tail) if full < 0.99 && tail.may_match(file_key) => {
-                        full.max(title_similarity_of_keys(tail, file_key))
-                    }
-                    _ => full,
-                };
-            }
             if let Some(slot) = numbers.get_mut(ti * m + fi) {
                 *slot = numbers_agreement(track, file, multi_disc);
             }
@@ -634,7 +825,7 @@ pub fn map_tracks(
     }
     let name_at = |t: usize, f: usize| names.get(t * m + f).copied().unwrap_or(0.0);
     let number_at = |t: usize, f: usize| numbers.get(t * m + f).copied().unwrap_or(0.0);
-    let first = assign(n, m, |t, f| 0.01 + 0.65 * name_at(t, f) + 0.34 * number_at(t, f));
+    let first = assign_remembered(memo, n, m, |t, f| 0.01 + 0.65 * name_at(t, f) + 0.34 * number_at(t, f));
     let first_pairs: Vec<(usize, usize)> = first.iter().enumerate().filter_map(|(t, f)| f.map(|f| (t, f))).collect();
     let mut confident: Vec<(usize, usize)> = first_pairs
         .iter()
@@ -660,7 +851,9 @@ pub fn map_tracks(
     let second = if unambiguous {
         first
     } else {
-        assign(n, m, |t, f| 0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement())
+        assign_remembered(memo, n, m, |t, f| {
+            0.01 + 0.55 * name_at(t, f) + 0.25 * number_at(t, f) + 0.19 * duration_at(t, f).agreement()
+        })
     };
     let evidence = second
         .into_iter()
@@ -673,7 +866,7 @@ pub fn map_tracks(
                 numbers_agree: number_at(t, f),
                 duration: duration_at(t, f),
                 version_conflict: match (tracks.get(t), files.get(f)) {
-                    (Some(track), Some(file)) => has_version_conflict(&track.tokens, &file.tokens),
+                    (Some(track), Some(file)) => has_version_conflict(&track.key, &file.key),
                     _ => false,
                 },
             })
@@ -692,24 +885,21 @@ mod tests {
 
     #[test]
     fn disc_and_track_numbers() {
-        assert_eq!(extract_disc_track("01 - Airbag"), (None, Some(1), None, "Airbag".into()));
+        assert_eq!(extract_disc_track("01 - Airbag"), (None, Some(1), None, "Airbag"));
         assert_eq!(
             extract_disc_track("101-the_beatles-back_in_the_u.s.s.r."),
-            (Some(1), Some(1), None, "the_beatles-back_in_the_u.s.s.r.".into())
+            (Some(1), Some(1), None, "the_beatles-back_in_the_u.s.s.r.")
         );
         assert_eq!(extract_disc_track("213-the_beatles-good_night").1, Some(13));
         assert_eq!(extract_disc_track("213-the_beatles-good_night").0, Some(2));
-        assert_eq!(
-            extract_disc_track("2-03 Mother Nature's Son"),
-            (Some(2), Some(3), None, "Mother Nature's Son".into())
-        );
-        assert_eq!(extract_disc_track("d1t05 Wild Honey Pie"), (Some(1), Some(5), None, "Wild Honey Pie".into()));
-        assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, String::new()));
-        assert_eq!(extract_disc_track("04 - 134340"), (None, Some(4), None, "134340".into()));
-        assert_eq!(extract_disc_track("01. Cowboys"), (None, Some(1), None, "Cowboys".into()));
-        assert_eq!(extract_disc_track("01 15 Step"), (None, Some(1), None, "15 Step".into()));
-        assert_eq!(extract_disc_track("B2 - Paradise"), (None, None, Some('B'), "Paradise".into()));
-        assert_eq!(extract_disc_track("Glory Box"), (None, None, None, "Glory Box".into()));
+        assert_eq!(extract_disc_track("2-03 Mother Nature's Son"), (Some(2), Some(3), None, "Mother Nature's Son"));
+        assert_eq!(extract_disc_track("d1t05 Wild Honey Pie"), (Some(1), Some(5), None, "Wild Honey Pie"));
+        assert_eq!(extract_disc_track("Track 05"), (None, Some(5), None, ""));
+        assert_eq!(extract_disc_track("04 - 134340"), (None, Some(4), None, "134340"));
+        assert_eq!(extract_disc_track("01. Cowboys"), (None, Some(1), None, "Cowboys"));
+        assert_eq!(extract_disc_track("01 15 Step"), (None, Some(1), None, "15 Step"));
+        assert_eq!(extract_disc_track("B2 - Paradise"), (None, None, Some('B'), "Paradise"));
+        assert_eq!(extract_disc_track("Glory Box"), (None, None, None, "Glory Box"));
         assert_eq!(extract_disc_track("100 - Hundred").1, Some(100));
         assert_eq!(extract_disc_track("").1, None);
         assert_eq!(extract_disc_track("99999999999999999999 - huge").1, None);
@@ -737,7 +927,7 @@ mod tests {
         let audio = read_audio_files(&files, "Radiohead");
         assert_eq!(audio.len(), 3);
         assert_eq!(audio[0].disc, Some(2));
-        assert_eq!(audio[0].tokens, vec!["15", "step"]);
+        assert_eq!(audio[0].key.words().collect::<Vec<_>>(), vec!["15", "step"]);
         assert!(audio[0].informative);
         assert!(!audio[1].informative, "Track 02 names nothing");
         assert!(!audio[2].informative, "non-Latin script cannot contradict a Latin title");
@@ -834,6 +1024,76 @@ mod tests {
         }
         assert!(!jaro_winkler_may_reach("amber", "atlas"));
         assert!(jaro_winkler_may_reach("staralfur", "starálfur"), "non-ASCII is never skipped");
+    }
+
+    #[test]
+    fn weights_round_like_f64_round() {
+        #[allow(clippy::cast_possible_truncation)]
+        let reference = |v: f64| (if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 } * 1_000_000.0).round() as i64;
+        let mut values = vec![0.0, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY, 0.5e-6, 0.4999999e-6, 0.0000015, 0.9999995];
+        values.extend((0..20_000).map(|i| f64::from(i) / 20_000.0 + 1e-7 * f64::from(i % 7)));
+        values.extend((0..2_000).map(|i| (f64::from(i) + 0.5) / 1_000_000.0));
+        for v in values {
+            assert_eq!(to_weight(v), reference(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn quick_spelling_test_equals_the_bound() {
+        let titles = [
+            "",
+            "a",
+            "ab",
+            "abcde",
+            "abcdef",
+            "edcba",
+            "amber of the salt",
+            "amberofthesalt",
+            "the salt of amber",
+            "pt 2",
+            "pt2",
+            "part 2",
+            "variation 1",
+            "variation 10",
+            "variatio 1",
+            "harbour",
+            "harbor",
+            "lanternbay",
+            "lantern bay reprise",
+            "x y z w v",
+            "aaaaa",
+            "aaaab",
+            "aaaabb",
+            "abcdefghij",
+            "abcdefghik",
+            "bcdefghijk",
+        ];
+        for a in titles {
+            for b in titles {
+                let (ka, kb) = (TitleKey::from_folded(a), TitleKey::from_folded(b));
+                let shared = ka.word_hashes.iter().any(|h| kb.word_hashes.contains(h));
+                assert_eq!(ka.may_match(&kb), shared || ka.spelling_bound(&kb) > 0.8, "{a:?} / {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn extension_and_featuring_checks_equal_their_plain_forms() {
+        for path in
+            ["a/b.flac", "a/.flac", ".flac", "x.FLAC", "a.b/c", "a/b.", "dir.d/name", "", "/", "a/b/c.tar.gz", "f"]
+        {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            let plain = match name.rsplit_once('.') {
+                Some((stem, ext)) if !stem.is_empty() => ext,
+                _ => "",
+            };
+            assert_eq!(extension_of(path), plain, "{path:?}");
+        }
+        for title in ["Song (feat. X)", "Song FT. Y", "Featuring", "soft.", "ft", "fea", "left out", "", "Ft.", "FEAT"]
+        {
+            let lower = title.to_ascii_lowercase();
+            assert_eq!(mentions_featuring(title), lower.contains("feat") || lower.contains("ft."), "{title:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::{ApprovalReason, ScoredCandidate, Ticket, TorrentCandidate};
 
 pub use command::{run_match_command, MatchInputError};
+use mapping::MatchMemo;
 use scoring::{evaluate_candidate, CandidateClass, Doubt, Evaluation, TicketContext};
 
 /// What the matcher concluded.
@@ -66,8 +67,9 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
         };
     }
     let ctx = TicketContext::new(ticket);
+    let mut memo = MatchMemo::new();
     let mut evaluated: Vec<(usize, Evaluation)> =
-        candidates.iter().enumerate().map(|(idx, c)| (idx, evaluate_candidate(&ctx, c))).collect();
+        candidates.iter().enumerate().map(|(idx, c)| (idx, evaluate_candidate(&ctx, &mut memo, c))).collect();
     evaluated.sort_by(|(ia, a), (ib, b)| b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)).then(ia.cmp(ib)));
 
     let (decision, reason, recommended_idx, confidence) = match evaluated.first() {

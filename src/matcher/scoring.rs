@@ -14,7 +14,7 @@ use crate::searcher::release::{
 
 use super::cue::{cue_track_reference, find_cue_images};
 use super::duration::{bitrate_range_kbps, DurationCheck, DurationModel};
-use super::mapping::{map_tracks, prepare_tracks, read_audio_files, AudioFile, PreparedTrack};
+use super::mapping::{map_tracks, prepare_tracks, read_audio_files, AudioFile, MatchMemo, PreparedTrack};
 
 /// Seeders below this make a weak swarm.
 pub const HEALTHY_SEEDERS: u32 = 3;
@@ -247,8 +247,8 @@ fn round4(value: f64) -> f64 {
     }
 }
 
-/// Judges one candidate.
-pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> Evaluation {
+/// Judges one candidate. `memo` is shared by the candidates of one ticket (see [`MatchMemo`]).
+pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: &TorrentCandidate) -> Evaluation {
     let folder = candidate
         .files
         .as_ref()
@@ -358,7 +358,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
             exact = exact && info.disc_marker.is_none();
         } else {
             let cbr = if info.vbr.is_none() { info.bitrate_kbps } else { None };
-            let mut best_subset = map_file_subset(&ctx.tracks, &audio, cbr);
+            let mut best_subset = map_file_subset(memo, &ctx.tracks, &audio, cbr);
             if ctx.disc_count <= 1 {
                 // A single-disc album inside a multi-disc set: try each folder alone too (a box holding two
                 // recordings of the same work maps by name to either; the durations tell them apart).
@@ -369,7 +369,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
                         if subset.len() * 5 < expected * 4 {
                             continue;
                         }
-                        let candidate_subset = map_file_subset(&ctx.tracks, &subset, cbr);
+                        let candidate_subset = map_file_subset(memo, &ctx.tracks, &subset, cbr);
                         if candidate_subset.quality_key() > best_subset.quality_key() {
                             best_subset = candidate_subset;
                         }
@@ -545,7 +545,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, candidate: &TorrentCandidate) -> 
 fn looks_like_pack(files: &[crate::models::TorrentFile]) -> bool {
     let mut per_dir: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for file in files {
-        if AudioFormat::from_extension(&super::mapping::extension(&file.path)).is_some() {
+        if AudioFormat::from_extension(super::mapping::extension_of(&file.path)).is_some() {
             let dir = file.path.rsplit_once('/').map_or("", |(d, _)| d);
             *per_dir.entry(dir).or_insert(0) += 1;
         }
@@ -591,7 +591,12 @@ impl SubsetMapping {
     }
 }
 
-fn map_file_subset(tracks: &[PreparedTrack], audio: &[AudioFile], cbr: Option<u32>) -> SubsetMapping {
+fn map_file_subset(
+    memo: &mut MatchMemo,
+    tracks: &[PreparedTrack],
+    audio: &[AudioFile],
+    cbr: Option<u32>,
+) -> SubsetMapping {
     let model_for = |pairs: &[(usize, usize)]| {
         let sized: Vec<(u64, f64)> = pairs
             .iter()
@@ -617,7 +622,7 @@ fn map_file_subset(tracks: &[PreparedTrack], audio: &[AudioFile], cbr: Option<u3
         }
         model
     };
-    let (evidence, model) = map_tracks(tracks, audio, model_for);
+    let (evidence, model) = map_tracks(memo, tracks, audio, model_for);
     let mut mapping: Vec<TrackMapping> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
     let mut unconfirmed: Vec<f64> = Vec::new();
