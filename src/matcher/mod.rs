@@ -11,6 +11,7 @@
 pub mod command;
 pub mod cue;
 pub mod duration;
+pub mod llm;
 pub mod mapping;
 pub mod scoring;
 
