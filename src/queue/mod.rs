@@ -5,7 +5,7 @@ pub mod store;
 pub mod transitions;
 
 pub use store::{
-    CreateOutcome, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord, TicketSummary, TransitionExtras,
-    Transitioned,
+    CachedLlmAnswer, CreateOutcome, LlmUsageStats, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
+    TicketSummary, TransitionExtras, Transitioned,
 };
 pub use transitions::{check_transition, is_legal, IllegalTransition};
