@@ -165,6 +165,12 @@ pub struct MatcherConfig {
     pub base_url: String,
     /// The best candidate's score must reach this (and have no doubt) to go on without an admin.
     pub auto_approve_threshold: f64,
+    /// How many of the deterministic matcher's best candidates the LLM is shown.
+    pub llm_max_candidates: usize,
+    /// Tokens (input + output) one ticket may spend on the LLM over all its matchings; then it goes on without.
+    pub llm_ticket_token_budget: u64,
+    /// Per LLM request (each retry has its own).
+    pub llm_timeout_secs: u64,
 }
 
 impl Default for MatcherConfig {
@@ -175,6 +181,9 @@ impl Default for MatcherConfig {
             api_key: String::new(),
             base_url: String::new(),
             auto_approve_threshold: 0.85,
+            llm_max_candidates: 5,
+            llm_ticket_token_budget: 60_000,
+            llm_timeout_secs: 60,
         }
     }
 }
@@ -353,6 +362,24 @@ impl Config {
         }
         if self.matcher.llm_provider == "local" && self.matcher.base_url.is_empty() {
             return Err(ConfigError::invalid("matcher.base_url", "is required when llm_provider = \"local\""));
+        }
+        if self.matcher.llm_provider == "local" && self.matcher.llm_model.is_empty() {
+            return Err(ConfigError::invalid(
+                "matcher.llm_model",
+                "is required when llm_provider = \"local\" (the model your server serves, e.g. \"gemma4\")",
+            ));
+        }
+        if matches!(self.matcher.llm_provider.as_str(), "anthropic" | "openai") && self.matcher.api_key.is_empty() {
+            return Err(ConfigError::invalid(
+                "matcher.api_key",
+                format!("is required when llm_provider = {:?}", self.matcher.llm_provider),
+            ));
+        }
+        if self.matcher.llm_max_candidates == 0 {
+            return Err(ConfigError::invalid("matcher.llm_max_candidates", "must be >= 1"));
+        }
+        if self.matcher.llm_timeout_secs == 0 {
+            return Err(ConfigError::invalid("matcher.llm_timeout_secs", "must be >= 1"));
         }
         if !self.matcher.base_url.is_empty() {
             check_http_url("matcher.base_url", &self.matcher.base_url)?;
