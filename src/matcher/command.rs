@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{ApprovalReason, Ticket, TorrentCandidate, TrackMapping};
 
-use super::{match_candidates, MatchDecision};
+use super::{match_candidates, MatchDecision, MatchOutcome};
 
 /// Why the `match` command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +33,11 @@ impl MatchInputError {
     }
 }
 
-#[derive(Deserialize)]
-struct MatchInput {
-    ticket: Ticket,
-    candidates: Vec<TorrentCandidate>,
+/// A case file: the ticket and its candidates.
+#[derive(Debug, Deserialize)]
+pub struct MatchInput {
+    pub ticket: Ticket,
+    pub candidates: Vec<TorrentCandidate>,
 }
 
 #[derive(Serialize)]
@@ -58,15 +59,32 @@ struct CandidateOutput<'a> {
 
 /// Reads the case JSON, matches, and returns the output JSON (one line).
 pub fn run_match_command(input: &[u8], auto_approve_threshold: f64) -> Result<String, MatchInputError> {
-    if !(0.0..=1.0).contains(&auto_approve_threshold) {
-        return Err(MatchInputError::InvalidThreshold(auto_approve_threshold));
+    check_threshold(auto_approve_threshold)?;
+    let parsed = parse_match_input(input)?;
+    let outcome = match_candidates(&parsed.ticket, &parsed.candidates, auto_approve_threshold);
+    render_outcome(&outcome)
+}
+
+/// Refuses a threshold outside [0, 1].
+pub fn check_threshold(auto_approve_threshold: f64) -> Result<(), MatchInputError> {
+    if (0.0..=1.0).contains(&auto_approve_threshold) {
+        Ok(())
+    } else {
+        Err(MatchInputError::InvalidThreshold(auto_approve_threshold))
     }
+}
+
+/// Parses a case file, naming the JSON path of a bad field.
+pub fn parse_match_input(input: &[u8]) -> Result<MatchInput, MatchInputError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(input);
-    let parsed: MatchInput = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         MatchInputError::Malformed { path, message: err.into_inner().to_string() }
-    })?;
-    let outcome = match_candidates(&parsed.ticket, &parsed.candidates, auto_approve_threshold);
+    })
+}
+
+/// The exact JSON the `match` command prints for an outcome.
+pub fn render_outcome(outcome: &MatchOutcome) -> Result<String, MatchInputError> {
     let output = MatchOutput {
         decision: outcome.decision,
         recommended_idx: outcome.recommended_idx,
