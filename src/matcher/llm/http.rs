@@ -224,7 +224,7 @@ impl LlmHttp {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 && ms < 86_400_000.0 {
+        if (0.0..86_400_000.0).contains(&ms) {
             return Some(Duration::from_secs_f64(ms / 1000.0));
         }
     }

@@ -258,10 +258,12 @@ fn validate_anthropic(
     let Some(model) = body.get("model").and_then(Value::as_str) else {
         return refuse(400, "invalid_request_error", "model: Field required");
     };
-    if !body.get("max_tokens").is_some_and(|v| v.as_u64().is_some_and(|n| n > 0)) {
+    let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
+    if max_tokens == 0 {
         return refuse(400, "invalid_request_error", "max_tokens: Field required");
     }
-    if !body.get("messages").and_then(Value::as_array).is_some_and(|m| !m.is_empty()) {
+    let messages = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    if messages == 0 {
         return refuse(400, "invalid_request_error", "messages: Field required");
     }
     if model != shared.model {
@@ -342,7 +344,8 @@ fn validate_chat(
         };
         return refuse(404, "not_found_error", message);
     }
-    if !body.get("messages").and_then(Value::as_array).is_some_and(|m| !m.is_empty()) {
+    let messages = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    if messages == 0 {
         return refuse(400, "invalid_request_error", "messages: must be a non-empty array");
     }
     if body.pointer("/response_format/type").and_then(Value::as_str) != Some("json_schema") {
