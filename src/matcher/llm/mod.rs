@@ -11,7 +11,15 @@
 //! Nothing here may ever block a ticket: every failure is an `LlmError`, and the caller falls back to the
 //! deterministic result.
 
-use std::sync::LazyLock;
+pub mod anthropic;
+pub mod http;
+pub mod openai;
+
+use std::sync::{Arc, LazyLock};
+
+pub use anthropic::AnthropicProvider;
+pub use http::{HttpOptions, LlmHttp};
+pub use openai::{ChatDialect, OpenAiProvider};
 
 /// The JSON schema every answer must satisfy: sent to the provider (structured output) and used to validate the
 /// answer. The one copy lives next to this file.
@@ -122,9 +130,138 @@ impl LlmError {
     }
 }
 
+/// The provider client `[matcher]` asks for: `none` (or empty) gives `Ok(None)`; `anthropic` and `openai` need
+/// `api_key` (and take `base_url` to point elsewhere, `llm_model` to change the default model); `local` needs
+/// `base_url` and `llm_model` (`api_key` optional). A `base_url` ending in `/v1` is accepted (the suffix is dropped,
+/// since the clients add `/v1/...`). Errors say what to set; they never contain the key.
+pub fn provider_from_config(
+    config: &crate::config::MatcherConfig,
+    options: HttpOptions,
+) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
+    let provider = config.llm_provider.trim().to_ascii_lowercase();
+    let api_key = config.api_key.trim();
+    let model = config.llm_model.trim();
+    let require_key = |name: &str| {
+        if api_key.is_empty() {
+            Err(LlmError::Configuration(format!(
+                "[matcher] llm_provider = \"{name}\" needs [matcher] api_key (or DOWNLOADER2_MATCHER_API_KEY); \
+                 set it, or set llm_provider = \"none\""
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match provider.as_str() {
+        "" | "none" => Ok(None),
+        "anthropic" => {
+            require_key("anthropic")?;
+            let base = base_url_or(&config.base_url, anthropic::DEFAULT_BASE_URL)?;
+            let model = if model.is_empty() { anthropic::DEFAULT_MODEL } else { model };
+            let client = AnthropicProvider::new(LlmHttp::new(options)?, &base, api_key, model);
+            Ok(Some(Arc::new(client)))
+        }
+        "openai" => {
+            require_key("openai")?;
+            let base = base_url_or(&config.base_url, openai::DEFAULT_BASE_URL)?;
+            let model = if model.is_empty() { openai::DEFAULT_MODEL } else { model };
+            let client = OpenAiProvider::new(LlmHttp::new(options)?, ChatDialect::OpenAi, &base, api_key, model);
+            Ok(Some(Arc::new(client)))
+        }
+        "local" => {
+            if config.base_url.trim().is_empty() {
+                return Err(LlmError::Configuration(
+                    "[matcher] llm_provider = \"local\" needs [matcher] base_url, the OpenAI-compatible server's \
+                     address (e.g. http://127.0.0.1:11434 for Ollama, http://127.0.0.1:8080 for llama-server)"
+                        .into(),
+                ));
+            }
+            if model.is_empty() {
+                return Err(LlmError::Configuration(
+                    "[matcher] llm_provider = \"local\" needs [matcher] llm_model, the model name the server \
+                     knows (e.g. the one `ollama list` shows)"
+                        .into(),
+                ));
+            }
+            let base = base_url_or(&config.base_url, "")?;
+            let client = OpenAiProvider::new(LlmHttp::new(options)?, ChatDialect::Local, &base, api_key, model);
+            Ok(Some(Arc::new(client)))
+        }
+        other => Err(LlmError::Configuration(format!(
+            "[matcher] llm_provider = {other:?} is unknown: use none, anthropic, openai or local"
+        ))),
+    }
+}
+
+/// The configured base URL (or `default` when empty), checked to be http(s) with a host, without a trailing `/`
+/// or `/v1`, and without credentials, query or fragment.
+fn base_url_or(configured: &str, default: &str) -> Result<String, LlmError> {
+    let text = if configured.trim().is_empty() { default } else { configured.trim() };
+    let bad = |why: &str| LlmError::Configuration(format!("[matcher] base_url {why}: use e.g. http://127.0.0.1:11434"));
+    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("must be an http:// or https:// address with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not carry credentials, a query or a fragment (put the key in [matcher] api_key)"));
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_string();
+    if let Some(stripped) = base.strip_suffix("/v1") {
+        base = stripped.to_string();
+    }
+    Ok(base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MatcherConfig;
+
+    fn config(provider: &str, key: &str, base: &str, model: &str) -> MatcherConfig {
+        MatcherConfig {
+            llm_provider: provider.into(),
+            api_key: key.into(),
+            base_url: base.into(),
+            llm_model: model.into(),
+            ..MatcherConfig::default()
+        }
+    }
+
+    #[test]
+    fn none_gives_no_provider_and_each_provider_its_defaults() {
+        assert!(provider_from_config(&config("none", "", "", ""), HttpOptions::default()).unwrap().is_none());
+        let anthropic =
+            provider_from_config(&config("anthropic", "k-123456", "", ""), HttpOptions::default()).unwrap().unwrap();
+        assert_eq!((anthropic.provider(), anthropic.model()), ("anthropic", "claude-haiku-5-5"));
+        let openai =
+            provider_from_config(&config("OpenAI", "k-123456", "", ""), HttpOptions::default()).unwrap().unwrap();
+        assert_eq!((openai.provider(), openai.model()), ("openai", "gpt-6-luna"));
+        let local =
+            provider_from_config(&config("local", "", "http://127.0.0.1:11434/v1/", "gemma4"), HttpOptions::default())
+                .unwrap()
+                .unwrap();
+        assert_eq!((local.provider(), local.model()), ("local", "gemma4"));
+    }
+
+    #[test]
+    fn missing_settings_are_configuration_errors_naming_the_fix() {
+        let cases = [
+            (config("anthropic", "", "", ""), "api_key"),
+            (config("openai", " ", "", ""), "api_key"),
+            (config("local", "", "", "gemma4"), "base_url"),
+            (config("local", "", "http://127.0.0.1:11434", ""), "llm_model"),
+            (config("local", "", "ftp://127.0.0.1", "m"), "base_url"),
+            (config("openai", "secret-key-42", "http://user:pw@127.0.0.1", ""), "base_url"),
+            (config("gemini", "k", "", ""), "unknown"),
+        ];
+        for (config, needle) in cases {
+            let error = provider_from_config(&config, HttpOptions::default()).map(|_| ()).unwrap_err();
+            assert!(matches!(error, LlmError::Configuration(_)), "{error}");
+            assert!(!error.is_retryable());
+            let text = error.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains("secret-key-42"), "{text}");
+        }
+    }
 
     #[test]
     fn the_answer_schema_parses_and_requires_candidates() {

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audio;
+pub mod llm_server;
 pub mod pipeline;
 pub mod swarm;
 pub mod torznab_server;
