@@ -164,6 +164,15 @@ fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Resul
         ),
     }
     .map_err(|err| stage("the qBittorrent client")(&err))?;
+    let llm_options = crate::matcher::llm::http::HttpOptions {
+        request_timeout: std::time::Duration::from_secs(config.matcher.llm_timeout_secs.max(1)),
+        ..Default::default()
+    };
+    let llm = crate::matcher::llm::provider_from_config(&config.matcher, llm_options)
+        .map_err(|err| stage("the LLM matcher")(&err))?;
+    if let Some(provider) = &llm {
+        tracing::info!(provider = provider.provider(), model = provider.model(), "LLM second opinion enabled");
+    }
     let work_root = config.work_dir();
     let converter =
         FfmpegConverter::new(&config.converter, work_root.clone()).map_err(|err| stage("the converter")(&err))?;
@@ -172,6 +181,7 @@ fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Resul
         torrents: Arc::new(torrents),
         converter: Arc::new(converter),
         work_root,
+        llm,
         torrent_membership: tokio::sync::Mutex::new(()),
     })
 }

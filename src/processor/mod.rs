@@ -43,6 +43,8 @@ pub struct Clients {
     pub converter: Arc<dyn Converter>,
     /// Where the converter keeps `d2-work-<ticket id>` directories.
     pub work_root: PathBuf,
+    /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
+    pub llm: Option<Arc<dyn crate::matcher::llm::LlmProvider>>,
     /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
     /// is never removed between another ticket's add and its download.
     pub torrent_membership: tokio::sync::Mutex<()>,
