@@ -11,6 +11,10 @@
 //! Nothing here may ever block a ticket: every failure is an `LlmError`, and the caller falls back to the
 //! deterministic result.
 
+pub mod answer;
+pub mod combine;
+pub mod prompt;
+
 use std::sync::LazyLock;
 
 /// The JSON schema every answer must satisfy: sent to the provider (structured output) and used to validate the
