@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod api_validation;
 mod converter;
+mod llm_cases;
 mod matcher_cases;
 mod pipeline;
 mod pipeline_crash;
