@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod api_validation;
 mod converter;
+mod llm_cases;
 mod llm_providers;
 mod matcher_cases;
 mod pipeline;

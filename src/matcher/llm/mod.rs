@@ -12,8 +12,11 @@
 //! deterministic result.
 
 pub mod anthropic;
+pub mod answer;
+pub mod combine;
 pub mod http;
 pub mod openai;
+pub mod prompt;
 
 use std::sync::{Arc, LazyLock};
 
