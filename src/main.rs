@@ -38,16 +38,19 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Score the candidates of a case file ({"ticket": ..., "candidates": [...]}) and print the decision as JSON.
-    /// Needs no config file, database or network.
+    /// Needs no config file, database or network (unless --llm).
     Match {
         /// The case file.
         case: PathBuf,
         /// Auto-approval threshold; default: `[matcher] auto_approve_threshold` of --config, else its default.
         #[arg(long)]
         threshold: Option<f64>,
-        /// Configuration file to take the threshold from.
+        /// Configuration file to take the threshold (and with --llm the provider) from.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Ask the configured LLM (`[matcher] llm_provider`) for its second opinion, under the guard rails.
+        #[arg(long)]
+        llm: bool,
     },
 }
 
@@ -97,17 +100,46 @@ fn check_config(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn match_case(case: PathBuf, threshold: Option<f64>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let threshold = match threshold {
-        Some(threshold) => threshold,
-        None => match config_path {
-            Some(path) => Config::load(Some(&path))?.matcher.auto_approve_threshold,
-            None => downloader2::config::MatcherConfig::default().auto_approve_threshold,
-        },
+fn match_case(case: PathBuf, threshold: Option<f64>, config_path: Option<PathBuf>, llm: bool) -> anyhow::Result<()> {
+    let config = match (&config_path, llm) {
+        (Some(path), _) => Some(Config::load(Some(path))?),
+        (None, true) => Some(Config::load(None)?),
+        (None, false) => None,
     };
+    let threshold = threshold
+        .or(config.as_ref().map(|config| config.matcher.auto_approve_threshold))
+        .unwrap_or(downloader2::config::MatcherConfig::default().auto_approve_threshold);
     let input = std::fs::read(&case).with_context(|| format!("cannot read {}", case.display()))?;
-    let output = downloader2::matcher::run_match_command(&input, threshold)
-        .with_context(|| format!("invalid case file {}", case.display()))?;
+    let invalid = || format!("invalid case file {}", case.display());
+    let output = match config.filter(|_| llm) {
+        None => downloader2::matcher::run_match_command(&input, threshold).with_context(invalid)?,
+        Some(config) => {
+            use downloader2::matcher::command::{check_threshold, parse_match_input, render_outcome};
+            check_threshold(threshold).with_context(invalid)?;
+            let parsed = parse_match_input(&input).with_context(invalid)?;
+            let options = downloader2::matcher::llm::HttpOptions {
+                request_timeout: std::time::Duration::from_secs(config.matcher.llm_timeout_secs.max(1)),
+                ..Default::default()
+            };
+            let provider = downloader2::matcher::llm::provider_from_config(&config.matcher, options)?
+                .context("--llm needs [matcher] llm_provider = anthropic, openai or local")?;
+            let refiner = downloader2::matcher::llm::refine::LlmRefiner::new(
+                provider,
+                None,
+                config.matcher.llm_max_candidates,
+                config.matcher.llm_ticket_token_budget,
+            );
+            let outcome = downloader2::matcher::match_candidates(&parsed.ticket, &parsed.candidates, threshold);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let (outcome, report) =
+                runtime.block_on(refiner.refine(&parsed.ticket, &parsed.candidates, outcome, threshold));
+            eprintln!("llm: {}", serde_json::to_string(&report)?);
+            render_outcome(&outcome).with_context(invalid)?
+        }
+    };
     println!("{output}");
     Ok(())
 }
@@ -122,7 +154,7 @@ fn main() -> ExitCode {
             .context("cannot start the async runtime")
             .and_then(|runtime| runtime.block_on(serve(config))),
         Command::CheckConfig { config } => check_config(config),
-        Command::Match { case, threshold, config } => match_case(case, threshold, config),
+        Command::Match { case, threshold, config, llm } => match_case(case, threshold, config, llm),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The `matching` stage: scores the search results with the deterministic matcher; for the best candidates that
 //! came without a file list, fetches their metadata (a .torrent through the searcher, a magnet through the torrent
-//! client, nothing downloaded) and scores again; then decides between `auto_approved` and `needs_approval`.
+//! client, nothing downloaded) and scores again; with an LLM configured, asks it for a second opinion under the guard
+//! rails (its report goes into the history); then decides between `auto_approved` and `needs_approval`.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
+use crate::matcher::llm::refine::LlmRefiner;
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
 use crate::models::{ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile};
@@ -69,8 +71,28 @@ pub async fn match_candidates(
             outcome = score_candidates(ticket, &candidates, threshold);
         }
     }
+    let llm_report = match &ctx.clients.llm {
+        Some(provider) => {
+            let matcher = &ctx.app.config.matcher;
+            let refiner = LlmRefiner::new(
+                provider.clone(),
+                Some(ctx.app.store.clone()),
+                matcher.llm_max_candidates,
+                matcher.llm_ticket_token_budget,
+            );
+            let (refined, report) =
+                unless_cancelled(&ctx.cancel, refiner.refine(ticket, &candidates, outcome, threshold)).await?;
+            outcome = refined;
+            Some(report)
+        }
+        None => None,
+    };
     work.search_results = candidates;
-    Ok(decide(outcome, work, threshold))
+    let advance = decide(outcome, work, threshold);
+    Ok(match llm_report.map(|report| serde_json::to_value(report)) {
+        Some(Ok(report)) => advance.note("llm", report),
+        _ => advance,
+    })
 }
 
 /// The file list of a candidate without downloading its payload.

@@ -1,18 +1,26 @@
 //! The LLM guard rails over the labelled development cases (`../shared/matching-dev/cases/*.json`): the real
-//! deterministic matcher, the real prompt and answer validation, and `combine`, fed (a) a perfect oracle built from
-//! the labels and (b) adversarial answers that endorse a wrong candidate. Neither may produce a false
+//! deterministic matcher, the real prompt, client (through an Anthropic-speaking test server), answer validation and
+//! `combine`, fed (a) a perfect oracle built from the labels and (b) adversarial answers that endorse a wrong
+//! candidate. Neither may produce a false
 //! auto-approval (same definition as `matcher_cases`). Also a prompt-injection title end to end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use downloader2::config::MatcherConfig;
 use downloader2::matcher::llm::answer::validate_answer;
 use downloader2::matcher::llm::combine::combine;
 use downloader2::matcher::llm::prompt::{build_request, PromptCandidate, PromptKeys};
+use downloader2::matcher::llm::refine::LlmRefiner;
+use downloader2::matcher::llm::{provider_from_config, HttpOptions, LlmProvider};
 use downloader2::matcher::{match_candidates, MatchDecision, MatchOutcome};
 use downloader2::models::{Ticket, TorrentCandidate};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use crate::support::llm_server::{Flavor, LlmServer, Reply, API_KEY};
 
 #[derive(Deserialize)]
 struct Expected {
@@ -183,8 +191,37 @@ fn print_figures(label: &str, f: &Figures) {
     );
 }
 
-#[test]
-fn llm_cases_oracle_and_adversary_never_cause_a_false_auto_approval() {
+/// An Anthropic-speaking test server and a provider client for it.
+fn wire_provider(server: &LlmServer) -> Arc<dyn LlmProvider> {
+    let config = MatcherConfig {
+        llm_provider: "anthropic".into(),
+        api_key: API_KEY.into(),
+        base_url: server.base_url.clone(),
+        ..MatcherConfig::default()
+    };
+    provider_from_config(&config, HttpOptions::default()).unwrap().unwrap()
+}
+
+/// The answer through the wire: the server returns `answer`, the refiner (prompt, client, validation, guard
+/// rails) produces the outcome.
+async fn through_the_wire(
+    server: &LlmServer,
+    provider: &Arc<dyn LlmProvider>,
+    case: &Case,
+    det: &MatchOutcome,
+    answer: Value,
+) -> (MatchOutcome, Vec<String>) {
+    server.push([Reply::Answer(answer)]);
+    let refiner = LlmRefiner::new(provider.clone(), None, case.candidates.len(), u64::MAX);
+    let (outcome, report) = refiner.refine(&case.ticket, &case.candidates, det.clone(), threshold()).await;
+    assert_eq!(report.fallback, None, "{}: the answer was used", case.case_id);
+    (outcome, report.changes)
+}
+
+#[tokio::test]
+async fn llm_cases_oracle_and_adversary_never_cause_a_false_auto_approval() {
+    let server = LlmServer::start(Flavor::Anthropic).await;
+    let provider = wire_provider(&server);
     let cases = load_cases();
     assert!(cases.len() >= 20, "expected the 24 dev cases, found {}", cases.len());
     let threshold = threshold();
@@ -200,15 +237,12 @@ fn llm_cases_oracle_and_adversary_never_cause_a_false_auto_approval() {
         let answer = validate_answer(&oracle_answer(case, &keys), &keys).unwrap();
         assert!(answer.dropped.is_empty(), "{}: the oracle uses only real keys: {:?}", case.case_id, answer.dropped);
         assert!(answer.missing.is_empty());
-        let combined = combine(&det, &answer, threshold);
-        if det.decision != MatchDecision::AutoApprove && combined.outcome.decision == MatchDecision::AutoApprove {
+        let (outcome, notes) = through_the_wire(&server, &provider, case, &det, oracle_answer(case, &keys)).await;
+        if det.decision != MatchDecision::AutoApprove && outcome.decision == MatchDecision::AutoApprove {
             raised += 1;
         }
-        println!(
-            "{} oracle: {:?} rec={:?} notes={:?}",
-            case.case_id, combined.outcome.decision, combined.outcome.recommended_idx, combined.notes
-        );
-        score(case, &combined.outcome, &mut oracle, "oracle");
+        println!("{} oracle: {:?} rec={:?} notes={notes:?}", case.case_id, outcome.decision, outcome.recommended_idx);
+        score(case, &outcome, &mut oracle, "oracle");
 
         let wrong: Vec<usize> = det
             .candidates
@@ -217,16 +251,14 @@ fn llm_cases_oracle_and_adversary_never_cause_a_false_auto_approval() {
             .map(|c| c.idx)
             .collect();
         for wrong_idx in wrong {
-            let answer = validate_answer(&adversarial_answer(case, &det, &keys, wrong_idx), &keys).unwrap();
-            let combined = combine(&det, &answer, threshold);
+            let answer = adversarial_answer(case, &det, &keys, wrong_idx);
+            let (outcome, notes) = through_the_wire(&server, &provider, case, &det, answer).await;
             let label = format!("adversary->{wrong_idx}");
-            score(case, &combined.outcome, &mut adversary, &label);
+            score(case, &outcome, &mut adversary, &label);
             assert!(
-                !(combined.outcome.decision == MatchDecision::AutoApprove
-                    && combined.outcome.recommended_idx == Some(wrong_idx)),
-                "{}: wrong candidate {wrong_idx} auto-approved: {:?}",
+                !(outcome.decision == MatchDecision::AutoApprove && outcome.recommended_idx == Some(wrong_idx)),
+                "{}: wrong candidate {wrong_idx} auto-approved: {notes:?}",
                 case.case_id,
-                combined.notes
             );
         }
     }

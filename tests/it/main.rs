@@ -10,6 +10,7 @@ mod api_validation;
 mod converter;
 mod llm_cases;
 mod llm_providers;
+mod llm_refine;
 mod matcher_cases;
 mod pipeline;
 mod pipeline_crash;

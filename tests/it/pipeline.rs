@@ -82,6 +82,8 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     assert_eq!(stats["missing_track_ids"], json!([]));
     assert!(stats["final_size_bytes"].as_u64().unwrap() > 0);
     fixture.assert_delivered(&ticket, 44_100);
+    let llm = &service.get_json("/api/v1/stats").await["llm"];
+    assert_eq!(llm, &json!({"answered": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}));
 
     let data = setup.data_dir();
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;
@@ -218,4 +220,41 @@ async fn audio_that_does_not_fit_the_ticket_goes_back_to_the_admin_with_the_torr
         qbt.client.poll_all().await.unwrap().is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_llm_second_opinion_is_recorded_and_an_llm_outage_never_blocks_a_ticket() {
+    use crate::support::llm_server::{Flavor, LlmServer, Reply, API_KEY};
+    let fixture = AlbumStack::new(NAMES, TRACKS).await;
+    // The LLM answers nothing but 500s until told otherwise.
+    let llm = LlmServer::start(Flavor::Anthropic).await;
+    let mut setup = fixture.setup();
+    setup.llm = Some(("anthropic".into(), llm.base_url.clone(), API_KEY.into()));
+    let service = ServiceProcess::start(&setup).await;
+    let events = EventRecorder::connect(&service, None).await;
+
+    service.create(&fixture.ticket("llm-down", &setup, 44_100)).await;
+    events.wait_for("llm-down", "completed", STAGE_TIMEOUT).await;
+    let history = service.ticket("llm-down").await["history"].clone();
+    let decided = history.as_array().unwrap().iter().find(|e| e["to_state"] == "auto_approved").unwrap().clone();
+    let report = &decided["details"]["llm"];
+    assert_eq!(report["provider"], "anthropic");
+    assert!(report["fallback"].as_str().is_some_and(|why| why.contains("500")), "the outage is recorded: {report}");
+    assert!(!llm.requests().is_empty(), "the LLM was asked");
+    assert!(llm.rejections().is_empty(), "every request was valid: {:?}", llm.rejections());
+
+    // Back up: its answer (no verdict to change anything) is used and its cost recorded.
+    llm.push([Reply::Answer(json!({"candidates": []}))]);
+    service.create(&fixture.ticket("llm-up", &setup, 44_100)).await;
+    events.wait_for("llm-up", "completed", STAGE_TIMEOUT).await;
+    let history = service.ticket("llm-up").await["history"].clone();
+    let decided = history.as_array().unwrap().iter().find(|e| e["to_state"] == "auto_approved").unwrap().clone();
+    let report = &decided["details"]["llm"];
+    assert!(report.get("fallback").is_none(), "{report}");
+    assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 0, "token usage in the history: {report}");
+    let stats = service.get_json("/api/v1/stats").await;
+    let usage = &stats["llm"];
+    assert_eq!(usage["answered"], 1, "{usage}");
+    assert!(usage["failed"].as_i64().unwrap() >= 1, "{usage}");
+    assert_eq!(usage["input_tokens"], report["usage"]["input_tokens"], "{usage}");
 }

@@ -172,8 +172,16 @@ async fn indexer_errors_are_retried_with_growing_delays_then_the_ticket_complete
 
     let shown = service.ticket("faults-500").await;
     let history = history(&shown);
-    let retries: Vec<&Value> =
+    let notes: Vec<&Value> =
         history.iter().filter(|event| event["from_state"] == "searching" && event["to_state"] == "searching").collect();
+    let retries: Vec<&Value> = notes.iter().copied().filter(|event| event["details"]["retry"].is_object()).collect();
+    let resumes: Vec<&Value> = notes.iter().copied().filter(|event| event["details"]["resumed"].is_object()).collect();
+    assert_eq!(resumes.len(), retries.len(), "each retry's wait ends with a `resumed` note: {notes:#?}");
+    assert_eq!(notes.len(), retries.len() + resumes.len(), "no other note: {notes:#?}");
+    for (retry, resumed) in retries.iter().zip(&resumes) {
+        assert!(resumed["seq"].as_i64() > retry["seq"].as_i64(), "resumed after its retry was scheduled");
+        assert!(time_of(&resumed["at"]) >= time_of(&retry["details"]["retry"]["retry_at"]), "not before it was due");
+    }
     assert!(retries.len() >= 2, "the search stage failed and was rescheduled more than once: {history:#?}");
     let mut delays = Vec::new();
     let mut previous_retry_at: Option<DateTime<Utc>> = None;

@@ -11,12 +11,13 @@
 //! Nothing here may ever block a ticket: every failure is an `LlmError`, and the caller falls back to the
 //! deterministic result.
 
-pub mod anthropic;
 pub mod answer;
+pub mod anthropic;
 pub mod combine;
 pub mod http;
 pub mod openai;
 pub mod prompt;
+pub mod refine;
 
 use std::sync::{Arc, LazyLock};
 

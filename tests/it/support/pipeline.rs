@@ -119,6 +119,8 @@ pub struct ServiceSetup {
     pub max_parallel_conversions: usize,
     pub stall_timeout_secs: u64,
     pub retry_max_attempts: u32,
+    /// `[matcher] llm_provider`, `base_url`, `api_key` (None: `none`).
+    pub llm: Option<(String, String, String)>,
 }
 
 impl ServiceSetup {
@@ -135,6 +137,7 @@ impl ServiceSetup {
             max_parallel_conversions: 2,
             stall_timeout_secs: 20,
             retry_max_attempts: 5,
+            llm: None,
         }
     }
 
@@ -179,7 +182,7 @@ timeout_secs = 10
 
 [matcher]
 auto_approve_threshold = {threshold}
-
+{llm}
 [converter]
 max_parallel_conversions = {conversions}
 
@@ -199,6 +202,12 @@ allowed_roots = ["{media}"]
             key = self.torznab_api_key,
             stall = self.stall_timeout_secs,
             threshold = self.auto_approve_threshold,
+            llm = match &self.llm {
+                Some((provider, base_url, api_key)) => format!(
+                    "llm_provider = \"{provider}\"\nbase_url = \"{base_url}\"\napi_key = \"{api_key}\"\nllm_timeout_secs = 5\n"
+                ),
+                None => String::new(),
+            },
             conversions = self.max_parallel_conversions,
             downloads = self.max_parallel_downloads,
             attempts = self.retry_max_attempts,
