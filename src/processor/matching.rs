@@ -89,7 +89,7 @@ pub async fn match_candidates(
     };
     work.search_results = candidates;
     let advance = decide(outcome, work, threshold);
-    Ok(match llm_report.map(|report| serde_json::to_value(report)) {
+    Ok(match llm_report.map(serde_json::to_value) {
         Some(Ok(report)) => advance.note("llm", report),
         _ => advance,
     })
