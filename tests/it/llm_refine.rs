@@ -239,3 +239,50 @@ fn with_provider_none_no_llm_exists() {
     let none = provider_from_config(&MatcherConfig::default(), HttpOptions::default()).unwrap();
     assert!(none.is_none(), "llm_provider = none builds no client at all");
 }
+
+#[tokio::test]
+async fn the_match_command_asks_the_configured_provider_with_llm() {
+    let case_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    let case = case_001();
+    let det = match_candidates(&case.ticket, &case.candidates, THRESHOLD);
+    let best = det.recommended_idx.unwrap();
+    let server = LlmServer::start(Flavor::OpenAi).await;
+    server.push([Reply::Answer(answer(&case, &det, best, &file_keys(&case, &det, best)))]);
+    let base_url = server.base_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_downloader2"))
+            .arg("match")
+            .arg(&case_path)
+            .arg("--llm")
+            .env("DOWNLOADER2_MATCHER_LLM_PROVIDER", "openai")
+            .env("DOWNLOADER2_MATCHER_BASE_URL", base_url)
+            .env("DOWNLOADER2_MATCHER_API_KEY", API_KEY)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["decision"], "auto_approve");
+    assert_eq!(printed["recommended_idx"], best);
+    assert_eq!(server.requests().len(), 1, "the configured provider was asked once");
+    assert!(stderr.contains("\"provider\":\"openai\""), "the LLM report is printed: {stderr}");
+    assert!(!stderr.contains(API_KEY), "the key never appears");
+
+    // Without --llm nothing is contacted.
+    let case_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_downloader2"))
+        .arg("match")
+        .arg(&case_path)
+        .env("DOWNLOADER2_MATCHER_LLM_PROVIDER", "openai")
+        .env("DOWNLOADER2_MATCHER_API_KEY", API_KEY)
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    assert_eq!(server.requests().len(), 1, "no request without --llm");
+}
