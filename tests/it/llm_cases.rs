@@ -5,7 +5,6 @@
 //! auto-approval (same definition as `matcher_cases`). Also a prompt-injection title end to end.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
@@ -16,43 +15,13 @@ use downloader2::matcher::llm::prompt::{build_request, PromptCandidate, PromptKe
 use downloader2::matcher::llm::refine::LlmRefiner;
 use downloader2::matcher::llm::{provider_from_config, HttpOptions, LlmProvider};
 use downloader2::matcher::{match_candidates, MatchDecision, MatchOutcome};
-use downloader2::models::{Ticket, TorrentCandidate};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::matcher_cases::{dev_cases_dir, load_cases as load_dev_cases, Case};
 use crate::support::llm_server::{Flavor, LlmServer, Reply, API_KEY};
 
-#[derive(Deserialize)]
-struct Expected {
-    acceptable: Vec<usize>,
-    best: Option<usize>,
-    #[serde(default)]
-    track_mapping: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    case_id: String,
-    ticket: Ticket,
-    candidates: Vec<TorrentCandidate>,
-    expected: Expected,
-}
-
 fn load_cases() -> Vec<Case> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e} (the cases live in shared/ beside the clone)", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        })
-        .collect()
+    load_dev_cases(&dev_cases_dir()).into_iter().map(|(_, case)| case).collect()
 }
 
 fn threshold() -> f64 {

@@ -9,24 +9,32 @@ use downloader2::matcher::{match_candidates, run_match_command, MatchDecision, M
 use downloader2::models::{Ticket, TorrentCandidate};
 use serde::Deserialize;
 
+/// A labelled case's expectations (`../shared/matching-dev/README.md`).
 #[derive(Deserialize)]
-struct Expected {
-    acceptable: Vec<usize>,
-    best: Option<usize>,
-    auto_approve_ok: bool,
+pub(crate) struct Expected {
+    pub(crate) acceptable: Vec<usize>,
+    pub(crate) best: Option<usize>,
+    pub(crate) auto_approve_ok: bool,
     #[serde(default)]
-    track_mapping: BTreeMap<String, String>,
+    pub(crate) track_mapping: BTreeMap<String, String>,
 }
 
+/// A labelled case: a ticket, its candidates, and what a careful admin would choose.
 #[derive(Deserialize)]
-struct Case {
-    case_id: String,
-    ticket: Ticket,
-    candidates: Vec<TorrentCandidate>,
-    expected: Expected,
+pub(crate) struct Case {
+    pub(crate) case_id: String,
+    pub(crate) ticket: Ticket,
+    pub(crate) candidates: Vec<TorrentCandidate>,
+    pub(crate) expected: Expected,
 }
 
-fn load_cases(dir: &Path) -> Vec<(PathBuf, Case)> {
+/// The labelled development cases beside the clone.
+pub(crate) fn dev_cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases")
+}
+
+/// Every case file in `dir`, sorted by name.
+pub(crate) fn load_cases(dir: &Path) -> Vec<(PathBuf, Case)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e} (the cases live in shared/ beside the clone)", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -188,10 +196,6 @@ fn print_figures(label: &str, f: &Figures) {
         f.auto_ok,
         pct(f.auto_ok_approved, f.auto_ok)
     );
-}
-
-fn dev_cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases")
 }
 
 #[test]
