@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the programs downloader2 and its tests run for real (Debian/Ubuntu): ffmpeg/ffprobe for conversion,
-# qbittorrent-nox for downloads, opentracker + mktorrent for the tests' local BitTorrent swarm.
+# qbittorrent-nox for downloads, opentracker + mktorrent for the tests' local BitTorrent swarm, docker-compose to
+# validate docker/docker-compose.yml (no Docker engine needed).
 set -euo pipefail
-packages=(ffmpeg qbittorrent-nox opentracker mktorrent ca-certificates)
+packages=(ffmpeg qbittorrent-nox opentracker mktorrent ca-certificates docker-compose)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
