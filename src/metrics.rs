@@ -196,7 +196,6 @@ fn as_f64(count: i64) -> f64 {
 mod tests {
     use super::*;
     use crate::models::CompletionStats;
-    use metrics_exporter_prometheus::PrometheusBuilder;
 
     fn parse(text: &str) -> prometheus_parse::Scrape {
         prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).unwrap()

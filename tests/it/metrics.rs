@@ -66,7 +66,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
     scrape
         .samples
         .iter()
-        .find(|sample| sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value)))
+        .find(|sample| {
+            sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value))
+        })
         .map_or(0.0, |sample| match sample.value {
             prometheus_parse::Value::Counter(value)
             | prometheus_parse::Value::Gauge(value)
