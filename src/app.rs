@@ -94,6 +94,7 @@ const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
 impl App {
     /// Builds the app around an opened store.
     pub fn new(config: Config, store: Store, tokens: Tokens, clients: Arc<Clients>) -> App {
+        crate::metrics::install();
         App {
             config,
             store,
@@ -230,6 +231,7 @@ impl App {
     /// Publishes a committed transition and wakes the scheduler when the ticket has work to do.
     pub fn publish_transition(&self, transitioned: &Transitioned) {
         let record = &transitioned.record;
+        crate::metrics::transition(transitioned.from, &record.state);
         self.bus.publish(TicketEvent::StateChange {
             ticket_id: record.ticket.ticket_id.clone(),
             old_state: transitioned.from,

@@ -27,6 +27,7 @@ pub mod config;
 pub mod converter;
 pub mod events;
 pub mod matcher;
+pub mod metrics;
 pub mod models;
 pub mod placer;
 pub mod processor;

@@ -45,6 +45,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
         .route("/api/v1/ws", get(ws::ws))
+        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -96,6 +97,15 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     }
 }
 
+/// Prometheus metrics in the text exposition format (the admin or the metrics token); see `crate::metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "service", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics_text(State(app): State<AppState>, _auth: auth::MetricsAuth) -> Result<Response, ApiError> {
+    let stats = app.store.stats(chrono::Utc::now()).await.map_err(crate::app::AppError::from)?;
+    let body = crate::metrics::render(crate::metrics::install(), &stats.counts_by_state);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
 /// The OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
@@ -121,7 +131,7 @@ impl utoipa::Modify for BearerSecurity {
 #[openapi(
     info(title = "downloader2", description = "Fetches music albums for a catalog server."),
     paths(
-        health, openapi_json,
+        health, openapi_json, metrics_text,
         tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
     ),

@@ -326,6 +326,7 @@ impl TicketTask {
         mut class: StageClass,
         mut permit: OwnedSemaphorePermit,
     ) {
+        let mut _active = crate::metrics::ActiveTask::start(class);
         loop {
             let work = match self.app.store.get_work(&record.ticket.ticket_id).await {
                 Ok(work) => work,
@@ -334,7 +335,10 @@ impl TicketTask {
                     return;
                 }
             };
-            let advance = match run_stage(ctx, &record, work).await {
+            let started = std::time::Instant::now();
+            let result = run_stage(ctx, &record, work).await;
+            crate::metrics::stage_duration(record.state.kind(), started.elapsed());
+            let advance = match result {
                 Ok(advance) => advance,
                 Err(StageError::Stopped) => return,
                 Err(err) => {
@@ -353,6 +357,7 @@ impl TicketTask {
                 };
                 previous_permit = Some(std::mem::replace(&mut permit, next_permit));
                 class = next;
+                _active = crate::metrics::ActiveTask::start(class);
             }
             let transitioned = match self.commit(&record, advance).await {
                 Ok(transitioned) => transitioned,
@@ -372,6 +377,7 @@ impl TicketTask {
                     Ok(next_permit) => {
                         permit = next_permit;
                         class = next;
+                        _active = crate::metrics::ActiveTask::start(class);
                     }
                     // No free slot: the scheduler claims the ticket again when one frees.
                     Err(_) => return,
@@ -385,6 +391,7 @@ impl TicketTask {
     /// cancelled) and publishes it.
     async fn commit(&self, record: &TicketRecord, advance: Advance) -> Result<Transitioned, StoreError> {
         let kind = record.state.kind();
+        let downloaded = crate::metrics::finished_download(kind, &advance.next, &advance.work);
         let extras = TransitionExtras {
             attempts: Some(0),
             next_attempt_at: Some(None),
@@ -403,6 +410,7 @@ impl TicketTask {
                 }
             })
             .await?;
+        crate::metrics::downloaded(downloaded);
         self.app.publish_transition(&transitioned);
         Ok(transitioned)
     }
@@ -413,6 +421,7 @@ impl TicketTask {
         let kind = record.state.kind();
         let id = record.ticket.ticket_id.as_str();
         let message = err.to_string();
+        crate::metrics::stage_error(kind);
         let attempts = u32::try_from(record.attempts.max(0)).unwrap_or(u32::MAX);
         let (retryable, retry_count) =
             match plan_failure(err.is_retryable(), attempts, &self.app.config.processing, now) {

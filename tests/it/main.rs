@@ -12,6 +12,7 @@ mod llm_cases;
 mod llm_providers;
 mod llm_refine;
 mod matcher_cases;
+mod metrics;
 mod packaging;
 mod pipeline;
 mod pipeline_crash;

@@ -124,6 +124,7 @@ impl LlmRefiner {
         }
         let spent = store.llm_tokens_of_ticket(ticket_id).await.unwrap_or(0);
         if spent >= self.ticket_token_budget {
+            crate::metrics::llm_call("budget_exceeded");
             return Err(LlmError::BudgetExceeded { budget: self.ticket_token_budget });
         }
         match self.provider.complete(request).await {
@@ -148,7 +149,8 @@ impl LlmRefiner {
     }
 }
 
-async fn record(store: &Store, ticket_id: &str, provider: &str, model: &str, outcome: &str, usage: TokenUsage) {
+async fn record(store: &Store, ticket_id: &str, provider: &str, model: &str, outcome: &'static str, usage: TokenUsage) {
+    crate::metrics::llm_call(outcome);
     let result = store
         .record_llm_call(Some(ticket_id), provider, model, outcome, usage.input_tokens, usage.output_tokens, Utc::now())
         .await;
