@@ -11,6 +11,7 @@ use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::app::CreateResult;
+use crate::matcher::review::{review_candidate, CandidateReview};
 use crate::models::{StateKind, Ticket, TicketState};
 use crate::queue::{TicketEventRecord, TicketRecord, TicketSummary};
 
@@ -34,6 +35,10 @@ pub struct TicketView {
     /// Every transition, oldest first (only on `GET /ticket/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<TicketEventRecord>>,
+    /// For `needs_approval` (only on `GET /ticket/{id}`): each candidate laid out for the admin, in the order of
+    /// the state's `candidates` - quality, and every ticket track against its file with the size-derived duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<Vec<CandidateReview>>,
     pub attempts: i64,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -47,6 +52,7 @@ impl TicketView {
             ticket: record.ticket,
             state: record.state,
             history,
+            review: None,
             attempts: record.attempts,
             next_attempt_at: record.next_attempt_at,
             created_at: record.created_at,
@@ -116,7 +122,13 @@ pub async fn get_ticket(
     let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
     let history = app.store.get_history(&id).await.map_err(crate::app::AppError::from)?;
-    Ok(Json(TicketView::from_record(record, Some(history))))
+    let review = match &record.state {
+        TicketState::NeedsApproval { candidates, .. } => {
+            Some(candidates.iter().map(|scored| review_candidate(&record.ticket, scored)).collect())
+        }
+        _ => None,
+    };
+    Ok(Json(TicketView { review, ..TicketView::from_record(record, Some(history)) }))
 }
 
 /// Tickets, newest first.

@@ -6,6 +6,7 @@
 //! - `scoring.rs` judges one candidate (title, files, quality) and ranks by the labelling rules of "best".
 //! - `mapping.rs` assigns tracks to files (Hungarian algorithm), `duration.rs` estimates durations from sizes,
 //!   `cue.rs` handles single-file images with a cue sheet.
+//! - `review.rs` lays out one candidate for the admin (mapping table with durations).
 //! - `command.rs` is the `downloader2 match CASE.json` body.
 
 pub mod command;
@@ -13,6 +14,7 @@ pub mod cue;
 pub mod duration;
 pub mod llm;
 pub mod mapping;
+pub mod review;
 pub mod scoring;
 
 use serde::{Deserialize, Serialize};

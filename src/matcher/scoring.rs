@@ -591,6 +591,26 @@ impl SubsetMapping {
     }
 }
 
+/// A candidate's size-to-duration model from `(file, catalog seconds)` pairs believed to belong together: the CBR
+/// bitrate its title names for MP3 files, falling back to a fit on every pair when most pairs contradict that
+/// bitrate (a V0 labelled 320); otherwise bytes per second fitted on the pairs.
+pub fn fit_duration_model(cbr: Option<u32>, pairs: &[(&AudioFile, f64)]) -> DurationModel {
+    let sized: Vec<(u64, f64)> = pairs
+        .iter()
+        .filter(|(file, _)| !(file.format == AudioFormat::Mp3 && cbr.is_some()))
+        .map(|(file, secs)| (file.size_bytes, *secs))
+        .collect();
+    let model = DurationModel::fit(cbr, &sized);
+    if cbr.is_some() {
+        let off = pairs.iter().filter(|(file, secs)| !model.check(file, *secs).is_consistent()).count();
+        if off * 2 > pairs.len() {
+            let all: Vec<(u64, f64)> = pairs.iter().map(|(file, secs)| (file.size_bytes, *secs)).collect();
+            return DurationModel::fit(None, &all);
+        }
+    }
+    model
+}
+
 fn map_file_subset(
     memo: &mut MatchMemo,
     tracks: &[PreparedTrack],
@@ -598,29 +618,9 @@ fn map_file_subset(
     cbr: Option<u32>,
 ) -> SubsetMapping {
     let model_for = |pairs: &[(usize, usize)]| {
-        let sized: Vec<(u64, f64)> = pairs
-            .iter()
-            .filter_map(|&(t, f)| Some((audio.get(f)?, tracks.get(t)?)))
-            .filter(|(file, _)| !(file.format == AudioFormat::Mp3 && cbr.is_some()))
-            .map(|(file, track)| (file.size_bytes, track.duration_secs))
-            .collect();
-        let model = DurationModel::fit(cbr, &sized);
-        if cbr.is_some() {
-            // A title's bitrate can be wrong (a V0 labelled 320): fall back to fitting when it does not fit.
-            let off = pairs
-                .iter()
-                .filter_map(|&(t, f)| Some(model.check(audio.get(f)?, tracks.get(t)?.duration_secs)))
-                .filter(|c| !c.is_consistent())
-                .count();
-            if off * 2 > pairs.len() {
-                let all: Vec<(u64, f64)> = pairs
-                    .iter()
-                    .filter_map(|&(t, f)| Some((audio.get(f)?.size_bytes, tracks.get(t)?.duration_secs)))
-                    .collect();
-                return DurationModel::fit(None, &all);
-            }
-        }
-        model
+        let sized: Vec<(&AudioFile, f64)> =
+            pairs.iter().filter_map(|&(t, f)| Some((audio.get(f)?, tracks.get(t)?.duration_secs))).collect();
+        fit_duration_model(cbr, &sized)
     };
     let (evidence, model) = map_tracks(memo, tracks, audio, model_for);
     let mut mapping: Vec<TrackMapping> = Vec::new();
