@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs the programs downloader2 and its tests run for real (Debian/Ubuntu): ffmpeg/ffprobe for conversion,
-# qbittorrent-nox for downloads, opentracker + mktorrent for the tests' local BitTorrent swarm, docker-compose to
-# validate docker/docker-compose.yml (no Docker engine needed).
+# Installs the programs downloader2 runs (Debian/Ubuntu): ffmpeg/ffprobe for conversion, qbittorrent-nox for
+# downloads. With --for-tests also what the tests run for real: opentracker + mktorrent for the local BitTorrent
+# swarm, docker-compose to validate docker/docker-compose.yml (no Docker engine needed), chromium + chromium-driver
+# for the admin page test.
 set -euo pipefail
-packages=(ffmpeg qbittorrent-nox opentracker mktorrent ca-certificates docker-compose)
+packages=(ffmpeg qbittorrent-nox ca-certificates)
+if [ "${1:-}" = "--for-tests" ]; then
+    packages+=(opentracker mktorrent docker-compose chromium chromium-driver)
+fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,4 +1,4 @@
-//! The HTTP API: the router (routes exactly as the contract names them), its layers (body limit, request spans,
+//! The HTTP API and the admin page (`ui.rs`): the router (routes exactly as the contract names them), its layers (body limit, request spans,
 //! panic catching, JSON 404/405), health and the OpenAPI document generated from the handlers' annotations.
 //! Handlers are thin: they authenticate, parse, call an `App` command and map its error.
 
@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod tickets;
+pub mod ui;
 pub mod ws;
 
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The whole API.
 pub fn router(app: AppState) -> Router {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::stylesheet))
+        .route("/ui/icon.svg", get(ui::icon))
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/ticket", post(tickets::create_ticket))

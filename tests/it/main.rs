@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin_ui;
 mod api;
 mod api_validation;
 mod converter;

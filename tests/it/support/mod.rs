@@ -2,7 +2,9 @@
 
 pub mod app;
 pub mod audio;
+pub mod browser;
 pub mod llm_server;
 pub mod pipeline;
+pub mod prometheus;
 pub mod swarm;
 pub mod torznab_server;
