@@ -16,6 +16,8 @@
 //! | `downloader2_active_tasks` | gauge | `class` | tickets being worked on per stage class (`search`, `download`, `convert`, `place`) |
 //! | `downloader2_downloaded_bytes_total` | counter | — | bytes of finished downloads (at `downloading` → `converting`) |
 //! | `downloader2_written_bytes_total` | counter | — | bytes of the files placed (at `completed`) |
+//! | `downloader2_external_calls_total` | counter | `system`, `outcome` | calls to `torznab`, `qbittorrent`, `llm`, `ffmpeg`, `ffprobe`: `ok` or `error` |
+//! | `downloader2_external_call_seconds` | histogram | `system` | how long each of those calls took |
 //!
 //! The recorder is process-wide (several services in one test process share it): counters add up over all of them.
 
@@ -48,6 +50,14 @@ pub const DOWNLOADED_BYTES: &str = "downloader2_downloaded_bytes_total";
 /// Bytes of placed files (counter).
 pub const WRITTEN_BYTES: &str = "downloader2_written_bytes_total";
 
+/// Calls to external systems (counter, labels `system`, `outcome`).
+pub const EXTERNAL_CALLS: &str = "downloader2_external_calls_total";
+/// Seconds per external call (histogram, label `system`).
+pub const EXTERNAL_CALL_SECONDS: &str = "downloader2_external_call_seconds";
+
+/// Bucket bounds of the external-call histogram, in seconds (an API call takes milliseconds, an ffmpeg run minutes).
+const EXTERNAL_CALL_BUCKETS: &[f64] = &[0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0];
+
 /// Bucket bounds of the stage-duration histogram, in seconds (a search takes seconds, a download hours).
 const STAGE_DURATION_BUCKETS: &[f64] =
     &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0, 24.0 * 3600.0];
@@ -76,15 +86,18 @@ pub fn install() -> &'static PrometheusHandle {
 }
 
 fn builder() -> PrometheusBuilder {
-    let builder = PrometheusBuilder::new();
-    match builder.set_buckets_for_metric(Matcher::Full(STAGE_DURATION.to_string()), STAGE_DURATION_BUCKETS) {
-        Ok(builder) => builder,
-        // Only an empty bucket list is refused; the constant is not empty.
-        Err(err) => {
-            tracing::warn!(error = %err, "stage-duration buckets refused: rendered as a summary");
-            PrometheusBuilder::new()
-        }
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in [(STAGE_DURATION, STAGE_DURATION_BUCKETS), (EXTERNAL_CALL_SECONDS, EXTERNAL_CALL_BUCKETS)] {
+        builder = match builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets) {
+            Ok(builder) => builder,
+            // Only an empty bucket list is refused; the constants are not empty.
+            Err(err) => {
+                tracing::warn!(error = %err, metric = name, "histogram buckets refused: rendered as a summary");
+                PrometheusBuilder::new()
+            }
+        };
     }
+    builder
 }
 
 fn describe() {
@@ -97,6 +110,8 @@ fn describe() {
     describe_gauge!(ACTIVE_TASKS, "Tickets being worked on per stage class.");
     describe_counter!(DOWNLOADED_BYTES, Unit::Bytes, "Bytes of finished downloads.");
     describe_counter!(WRITTEN_BYTES, Unit::Bytes, "Bytes of the files placed.");
+    describe_counter!(EXTERNAL_CALLS, "Calls to external systems (torznab, qbittorrent, llm, ffmpeg, ffprobe).");
+    describe_histogram!(EXTERNAL_CALL_SECONDS, Unit::Seconds, "Time one call to an external system took.");
 }
 
 /// Sets the store-derived gauges from `counts_by_state` (as `Store::stats` returns it) and renders every metric in
@@ -134,6 +149,12 @@ pub fn stage_duration(stage: StateKind, took: Duration) {
 /// Counts a failed stage run in state `stage`.
 pub fn stage_error(stage: StateKind) {
     counter!(STAGE_ERRORS, "stage" => stage.as_str()).increment(1);
+}
+
+/// Counts one call to an external system (`torznab`, `qbittorrent`, `llm`, `ffmpeg`, `ffprobe`) and its time.
+pub fn external_call(system: &'static str, ok: bool, took: Duration) {
+    counter!(EXTERNAL_CALLS, "system" => system, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+    histogram!(EXTERNAL_CALL_SECONDS, "system" => system).record(took.as_secs_f64());
 }
 
 /// Counts an LLM second opinion (`answered`, `cached`, `failed`, `budget_exceeded`).

@@ -60,6 +60,21 @@ pub async fn run_program(
     limit: Duration,
     cancel: &CancellationToken,
 ) -> Result<ProgramOutput, ProcessError> {
+    let started = std::time::Instant::now();
+    let outcome = run_program_unmeasured(program, args, limit, cancel).await;
+    if !matches!(outcome, Err(ProcessError::Cancelled { .. })) {
+        let system = if program.ends_with("ffprobe") { "ffprobe" } else { "ffmpeg" };
+        crate::metrics::external_call(system, outcome.is_ok(), started.elapsed());
+    }
+    outcome
+}
+
+async fn run_program_unmeasured(
+    program: &str,
+    args: &[OsString],
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Result<ProgramOutput, ProcessError> {
     let mut command = tokio::process::Command::new(program);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let child = command.spawn().map_err(|source| match source.kind() {

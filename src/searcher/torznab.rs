@@ -238,7 +238,9 @@ impl TorznabSearcher {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let outcome = self.torznab_get_once(&url, &shown).await;
+            crate::metrics::external_call("torznab", outcome.is_ok(), started.elapsed());
             let delay = match &outcome {
                 Ok(_) => return outcome,
                 Err(SearchError::RateLimited { retry_after_secs, .. }) => {
@@ -469,7 +471,9 @@ impl TorznabSearcher {
         let mut attempt = 0;
         let resolved = loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let outcome = self.resolve_link_once(link).await;
+            crate::metrics::external_call("torznab", outcome.is_ok(), started.elapsed());
             let retry = match &outcome {
                 Err(SearchError::Timeout { .. } | SearchError::Network { .. }) => true,
                 Err(SearchError::HttpStatus { status, .. }) => *status >= 500,

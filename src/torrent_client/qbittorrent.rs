@@ -393,6 +393,16 @@ impl QbittorrentClient {
     where
         F: Fn(&reqwest::Client, Url) -> RequestBuilder,
     {
+        let started = std::time::Instant::now();
+        let reply = self.call_unmeasured(endpoint, build).await;
+        crate::metrics::external_call("qbittorrent", reply.is_ok(), started.elapsed());
+        reply
+    }
+
+    async fn call_unmeasured<F>(&self, endpoint: &str, build: F) -> Result<Reply, TorrentClientError>
+    where
+        F: Fn(&reqwest::Client, Url) -> RequestBuilder,
+    {
         let url = self.endpoint(endpoint)?;
         let (generation, _) = self.ensure_session().await?;
         let mut reply = self.send_once(endpoint, build(&self.http, url.clone())).await?;

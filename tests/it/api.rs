@@ -5,47 +5,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use downloader2::models::{ApprovalReason, ScoredCandidate, StateKind, TicketState, TorrentCandidate, TrackMapping};
-use downloader2::queue::TransitionExtras;
+use downloader2::models::{StateKind, TicketState};
 use serde_json::{json, Value};
 
-use crate::support::app::{sample_ticket, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
-
-/// Moves a ticket through the store (the same guarded transitions the pipeline will use).
-async fn move_to(t: &TestApp, id: &str, state: TicketState) {
-    t.app.store.transition(id, None, Utc::now(), TransitionExtras::default(), move |_| Ok(state)).await.unwrap();
-}
-
-fn candidate(title: &str) -> ScoredCandidate {
-    ScoredCandidate {
-        candidate: TorrentCandidate::with_title(title),
-        score: 0.5,
-        reasoning: "test".into(),
-        track_mapping: vec![TrackMapping {
-            catalog_track_id: "t1".into(),
-            torrent_file_path: format!("{title}/01.flac"),
-            confidence: 0.9,
-        }],
-        hard_rejects: vec![],
-    }
-}
-
-async fn to_needs_approval(t: &TestApp, id: &str, recommended: Option<usize>) {
-    move_to(t, id, TicketState::Searching { query: None, started_at: Utc::now() }).await;
-    move_to(t, id, TicketState::Matching { candidates_found: 3, started_at: Utc::now() }).await;
-    move_to(
-        t,
-        id,
-        TicketState::NeedsApproval {
-            candidates: vec![candidate("A"), candidate("B"), candidate("C")],
-            recommended_idx: recommended,
-            confidence: 0.5,
-            reason: ApprovalReason::LowConfidence { score: 0.5, threshold: 0.85 },
-            waiting_since: Utc::now(),
-        },
-    )
-    .await;
-}
+use crate::support::app::{move_to, sample_ticket, to_needs_approval, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
 
 async fn to_failed(t: &TestApp, id: &str) {
     move_to(
@@ -97,7 +60,7 @@ async fn create_duplicate_and_conflicting_create() {
 async fn get_returns_ticket_state_and_history_oldest_first() {
     let t = TestApp::start().await;
     t.create(&sample_ticket("album-2", &t.media_root())).await;
-    to_needs_approval(&t, "album-2", Some(0)).await;
+    to_needs_approval(&t, "album-2", &["A", "B", "C"], Some(0)).await;
     let (status, body) = json_of(t.get("/ticket/album-2", CATALOG_TOKEN).await).await;
     assert_eq!(status, 200);
     assert_eq!(body["ticket"]["search"]["artist"], "Portishead");
@@ -170,7 +133,7 @@ async fn cancel_then_cancel_again_conflicts_with_current_state() {
 async fn approve_with_index_default_and_out_of_range() {
     let t = TestApp::start().await;
     t.create(&sample_ticket("ap-1", &t.media_root())).await;
-    to_needs_approval(&t, "ap-1", Some(0)).await;
+    to_needs_approval(&t, "ap-1", &["A", "B", "C"], Some(0)).await;
     let response = t
         .client
         .post(t.api("/ticket/ap-1/approve"))
@@ -201,7 +164,7 @@ async fn approve_with_index_default_and_out_of_range() {
 
     // Without a body: the recommended candidate, actor "admin".
     t.create(&sample_ticket("ap-2", &t.media_root())).await;
-    to_needs_approval(&t, "ap-2", Some(2)).await;
+    to_needs_approval(&t, "ap-2", &["A", "B", "C"], Some(2)).await;
     let response = t.client.post(t.api("/ticket/ap-2/approve")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
@@ -210,7 +173,7 @@ async fn approve_with_index_default_and_out_of_range() {
 
     // No recommendation and no index: the admin must choose.
     t.create(&sample_ticket("ap-3", &t.media_root())).await;
-    to_needs_approval(&t, "ap-3", None).await;
+    to_needs_approval(&t, "ap-3", &["A", "B", "C"], None).await;
     let (status, body) = json_of(t.post("/ticket/ap-3/approve", ADMIN_TOKEN, &json!({})).await).await;
     assert_eq!(status, 422, "{body}");
     t.stop().await;
@@ -220,7 +183,7 @@ async fn approve_with_index_default_and_out_of_range() {
 async fn reject_records_reason_and_actor() {
     let t = TestApp::start().await;
     t.create(&sample_ticket("rj-1", &t.media_root())).await;
-    to_needs_approval(&t, "rj-1", Some(0)).await;
+    to_needs_approval(&t, "rj-1", &["A", "B", "C"], Some(0)).await;
     let (status, body) =
         json_of(t.post("/ticket/rj-1/reject", ADMIN_TOKEN, &json!({"reason": "all live"})).await).await;
     assert_eq!(status, 200, "{body}");
@@ -252,7 +215,7 @@ async fn retry_failed_and_force_search_with_query() {
     assert_eq!(body["state"]["query"], "portishead dummy flac");
 
     t.create(&sample_ticket("fs-2", &t.media_root())).await;
-    to_needs_approval(&t, "fs-2", Some(0)).await;
+    to_needs_approval(&t, "fs-2", &["A", "B", "C"], Some(0)).await;
     let (status, body) = json_of(t.post("/ticket/fs-2/force-search", ADMIN_TOKEN, &json!({})).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"]["state"], "searching");
@@ -273,10 +236,10 @@ async fn every_illegal_command_answers_409_with_the_current_state() {
     t.create(&sample_ticket("il-searching", &t.media_root())).await;
     move_to(&t, "il-searching", TicketState::Searching { query: None, started_at: Utc::now() }).await;
     t.create(&sample_ticket("il-approved", &t.media_root())).await;
-    to_needs_approval(&t, "il-approved", Some(0)).await;
+    to_needs_approval(&t, "il-approved", &["A", "B", "C"], Some(0)).await;
     assert_eq!(t.post("/ticket/il-approved/approve", ADMIN_TOKEN, &json!({})).await.status(), 200);
     t.create(&sample_ticket("il-rejected", &t.media_root())).await;
-    to_needs_approval(&t, "il-rejected", Some(0)).await;
+    to_needs_approval(&t, "il-rejected", &["A", "B", "C"], Some(0)).await;
     assert_eq!(t.post("/ticket/il-rejected/reject", ADMIN_TOKEN, &json!({})).await.status(), 200);
     t.create(&sample_ticket("il-cancelled", &t.media_root())).await;
     assert_eq!(t.delete("/ticket/il-cancelled", CATALOG_TOKEN).await.status(), 200);
@@ -319,7 +282,7 @@ async fn every_illegal_command_answers_409_with_the_current_state() {
 async fn auth_per_route_class() {
     let t = TestApp::start().await;
     t.create(&sample_ticket("auth-1", &t.media_root())).await;
-    to_needs_approval(&t, "auth-1", Some(0)).await;
+    to_needs_approval(&t, "auth-1", &["A", "B", "C"], Some(0)).await;
     let ticket = sample_ticket("auth-2", &t.media_root());
 
     // (method, path, body, class)
@@ -363,7 +326,7 @@ async fn auth_per_route_class() {
     // The admin token is accepted everywhere (the admin UI reads tickets too). A fresh needs_approval ticket for
     // the admin commands, in an order that keeps each legal.
     t.create(&sample_ticket("auth-3", &t.media_root())).await;
-    to_needs_approval(&t, "auth-3", Some(0)).await;
+    to_needs_approval(&t, "auth-3", &["A", "B", "C"], Some(0)).await;
     for (method, path) in [
         ("GET", "/config"),
         ("GET", "/stats"),
@@ -456,7 +419,7 @@ async fn stats_count_states_and_recent_activity() {
 async fn fifty_concurrent_approvals_let_exactly_one_through() {
     let t = TestApp::start().await;
     t.create(&sample_ticket("race-1", &t.media_root())).await;
-    to_needs_approval(&t, "race-1", Some(0)).await;
+    to_needs_approval(&t, "race-1", &["A", "B", "C"], Some(0)).await;
     let mut calls = Vec::new();
     for n in 0..50 {
         let client = t.client.clone();
@@ -482,5 +445,52 @@ async fn fifty_concurrent_approvals_let_exactly_one_through() {
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 49, "{statuses:?}");
     let history = t.app.store.get_history("race-1").await.unwrap();
     assert_eq!(history.iter().filter(|e| e.to_state == StateKind::Approved).count(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_page_is_served_without_a_token_under_a_strict_content_security_policy() {
+    let t = TestApp::start().await;
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let response = t.client.get(format!("{}{path}", t.url)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{path}: {policy}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(!response.text().await.unwrap().is_empty());
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_ticket_waiting_for_approval_carries_a_review_of_each_candidate() {
+    let t = TestApp::start().await;
+    t.create(&sample_ticket("rv-1", &t.media_root())).await;
+    to_needs_approval(&t, "rv-1", &["A", "B"], Some(0)).await;
+    let shown: Value = t.get("/ticket/rv-1", CATALOG_TOKEN).await.json().await.unwrap();
+    let review = shown["review"].as_array().expect("a review for needs_approval");
+    assert_eq!(review.len(), 2, "one per candidate, in order");
+    let ticket_tracks = shown["ticket"]["tracks"].as_array().unwrap();
+    for candidate_review in review {
+        let rows = candidate_review["tracks"].as_array().unwrap();
+        assert_eq!(rows.len(), ticket_tracks.len(), "one row per ticket track");
+        for (row, track) in rows.iter().zip(ticket_tracks) {
+            assert_eq!(row["catalog_track_id"], track["catalog_track_id"]);
+            assert_eq!(row["expected_secs"], track["duration_secs"]);
+            let mapped = row["catalog_track_id"] == "t1";
+            assert_eq!(row["duration"], if mapped { "unknown" } else { "unmapped" }, "{row}");
+        }
+    }
+    // Other states have none.
+    assert_eq!(t.post("/ticket/rv-1/approve", ADMIN_TOKEN, &json!({})).await.status(), 200);
+    let shown: Value = t.get("/ticket/rv-1", CATALOG_TOKEN).await.json().await.unwrap();
+    assert!(shown.get("review").is_none());
     t.stop().await;
 }

@@ -2,45 +2,12 @@
 //! the catalog's), and that the body parses as Prometheus text whose transition counter and tickets-by-state gauge
 //! follow an approve/reject/cancel flow driven by hand (processing is paused).
 
-use chrono::Utc;
-use downloader2::models::{ApprovalReason, ScoredCandidate, TicketState, TorrentCandidate, TrackMapping};
-use downloader2::queue::TransitionExtras;
 use serde_json::json;
 
-use crate::support::app::{sample_ticket, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
+use crate::support::app::{sample_ticket, to_needs_approval, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
+use crate::support::prometheus::{self, value};
 
 const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
-
-async fn move_to(t: &TestApp, id: &str, state: TicketState) {
-    t.app.store.transition(id, None, Utc::now(), TransitionExtras::default(), move |_| Ok(state)).await.unwrap();
-}
-
-fn candidate(title: &str) -> ScoredCandidate {
-    ScoredCandidate {
-        candidate: TorrentCandidate::with_title(title),
-        score: 0.5,
-        reasoning: "test".into(),
-        track_mapping: vec![TrackMapping {
-            catalog_track_id: "t1".into(),
-            torrent_file_path: format!("{title}/01.flac"),
-            confidence: 0.9,
-        }],
-        hard_rejects: vec![],
-    }
-}
-
-async fn to_needs_approval(t: &TestApp, id: &str) {
-    move_to(t, id, TicketState::Searching { query: None, started_at: Utc::now() }).await;
-    move_to(t, id, TicketState::Matching { candidates_found: 2, started_at: Utc::now() }).await;
-    let state = TicketState::NeedsApproval {
-        candidates: vec![candidate("A"), candidate("B")],
-        recommended_idx: Some(0),
-        confidence: 0.5,
-        reason: ApprovalReason::LowConfidence { score: 0.5, threshold: 0.85 },
-        waiting_since: Utc::now(),
-    };
-    move_to(t, id, state).await;
-}
 
 /// GETs `/metrics` with `token` (none: no header).
 async fn get_metrics(t: &TestApp, token: Option<&str>) -> reqwest::Response {
@@ -57,24 +24,7 @@ async fn scrape(t: &TestApp, token: &str) -> prometheus_parse::Scrape {
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
-    let body = response.text().await.unwrap();
-    prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).unwrap()
-}
-
-/// The value of the sample `name` with exactly these label values (0 when absent: a counter not yet touched).
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .find(|sample| {
-            sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value))
-        })
-        .map_or(0.0, |sample| match sample.value {
-            prometheus_parse::Value::Counter(value)
-            | prometheus_parse::Value::Gauge(value)
-            | prometheus_parse::Value::Untyped(value) => value,
-            ref other => panic!("{name} is not a counter or gauge: {other:?}"),
-        })
+    prometheus::parse(&response.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -91,8 +41,8 @@ async fn metrics_need_the_admin_or_metrics_token_and_follow_transitions() {
     for id in ["m-approve", "m-reject", "m-cancel", "m-wait"] {
         t.create(&sample_ticket(id, &t.media_root())).await;
     }
-    to_needs_approval(&t, "m-approve").await;
-    to_needs_approval(&t, "m-reject").await;
+    to_needs_approval(&t, "m-approve", &["A", "B"], Some(0)).await;
+    to_needs_approval(&t, "m-reject", &["A", "B"], Some(0)).await;
     assert_eq!(t.post("/ticket/m-approve/approve", ADMIN_TOKEN, &json!({})).await.status(), 200);
     assert_eq!(t.post("/ticket/m-reject/reject", ADMIN_TOKEN, &json!({"reason": "live"})).await.status(), 200);
     assert_eq!(t.delete("/ticket/m-cancel", CATALOG_TOKEN).await.status(), 200);

@@ -13,6 +13,7 @@ use crate::support::app::ADMIN_TOKEN;
 use crate::support::pipeline::{
     assert_nothing_left, external_client, files_under, AlbumNames, AlbumStack, EventRecorder, ServiceProcess,
 };
+use crate::support::prometheus::{histogram_count, value};
 use crate::support::swarm::{wait_for, QbittorrentUnderTest};
 
 const NAMES: AlbumNames = AlbumNames {
@@ -84,6 +85,32 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     fixture.assert_delivered(&ticket, 44_100);
     let llm = &service.get_json("/api/v1/stats").await["llm"];
     assert_eq!(llm, &json!({"answered": 0, "cached": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}));
+
+    // The service process handled this one ticket: its metrics say exactly what happened.
+    let metrics = service.metrics().await;
+    let states = events.states_of("e2e-1");
+    for pair in states.windows(2) {
+        let labels = [("from", pair[0].as_str()), ("to", pair[1].as_str())];
+        assert_eq!(value(&metrics, "downloader2_transitions_total", &labels), 1.0, "{pair:?} counted once");
+    }
+    for stage in ["pending", "searching", "matching", "auto_approved", "downloading", "converting", "placing"] {
+        let runs = histogram_count(&metrics, "downloader2_stage_duration_seconds", &[("stage", stage)]);
+        assert!(runs >= 1.0, "a stage run in {stage} is timed ({runs})");
+    }
+    assert_eq!(value(&metrics, "downloader2_downloaded_bytes_total", &[]), downloaded as f64);
+    assert_eq!(value(&metrics, "downloader2_written_bytes_total", &[]), stats["final_size_bytes"].as_f64().unwrap());
+    assert_eq!(value(&metrics, "downloader2_tickets", &[("state", "completed")]), 1.0);
+    for (system, at_least) in
+        [("torznab", 1.0), ("qbittorrent", 1.0), ("ffprobe", 1.0), ("ffmpeg", TRACKS.len() as f64)]
+    {
+        let ok = value(&metrics, "downloader2_external_calls_total", &[("system", system), ("outcome", "ok")]);
+        assert!(ok >= at_least, "{system}: {ok} successful calls counted, expected at least {at_least}");
+        let timed = histogram_count(&metrics, "downloader2_external_call_seconds", &[("system", system)]);
+        assert!(timed >= ok, "{system}: every call timed ({timed} < {ok})");
+    }
+    for class in ["search", "download", "convert", "place"] {
+        assert_eq!(value(&metrics, "downloader2_active_tasks", &[("class", class)]), 0.0, "{class} idle at the end");
+    }
 
     let data = setup.data_dir();
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;

@@ -106,7 +106,9 @@ impl LlmHttp {
         let attempts = self.options.max_attempts.max(1);
         let mut attempt: u32 = 1;
         loop {
+            let started = std::time::Instant::now();
             let outcome = self.attempt(url, headers, body, secret).await;
+            crate::metrics::external_call("llm", matches!(outcome, AttemptOutcome::Done(Ok(_))), started.elapsed());
             match outcome {
                 AttemptOutcome::Done(result) => return result,
                 AttemptOutcome::Retry { error, wait } => {

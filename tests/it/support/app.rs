@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::Utc;
 use downloader2::config::Config;
+use downloader2::models::{ApprovalReason, ScoredCandidate, TicketState, TorrentCandidate, TrackMapping};
+use downloader2::queue::TransitionExtras;
 use downloader2::App;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -127,4 +130,38 @@ pub fn sample_ticket(id: &str, media_root: &Path) -> Value {
                         "embed_metadata": true, "embed_cover": true},
         "metadata_to_embed": {"artist": "Portishead", "album": "Dummy", "year": 1994, "genre": "Trip Hop"}
     })
+}
+
+/// Moves a ticket through the store (the same guarded transitions the pipeline uses).
+pub async fn move_to(t: &TestApp, id: &str, state: TicketState) {
+    t.app.store.transition(id, None, Utc::now(), TransitionExtras::default(), move |_| Ok(state)).await.unwrap();
+}
+
+/// A scored candidate with one mapped track (`t1`).
+pub fn candidate(title: &str) -> ScoredCandidate {
+    ScoredCandidate {
+        candidate: TorrentCandidate::with_title(title),
+        score: 0.5,
+        reasoning: "test".into(),
+        track_mapping: vec![TrackMapping {
+            catalog_track_id: "t1".into(),
+            torrent_file_path: format!("{title}/01.flac"),
+            confidence: 0.9,
+        }],
+        hard_rejects: vec![],
+    }
+}
+
+/// Moves a pending ticket to `needs_approval` with candidates titled `titles`.
+pub async fn to_needs_approval(t: &TestApp, id: &str, titles: &[&str], recommended: Option<usize>) {
+    move_to(t, id, TicketState::Searching { query: None, started_at: Utc::now() }).await;
+    move_to(t, id, TicketState::Matching { candidates_found: titles.len(), started_at: Utc::now() }).await;
+    let state = TicketState::NeedsApproval {
+        candidates: titles.iter().map(|title| candidate(title)).collect(),
+        recommended_idx: recommended,
+        confidence: 0.5,
+        reason: ApprovalReason::LowConfidence { score: 0.5, threshold: 0.85 },
+        waiting_since: Utc::now(),
+    };
+    move_to(t, id, state).await;
 }

@@ -306,6 +306,13 @@ impl ServiceProcess {
     }
 
     /// The ticket as `GET /api/v1/ticket/{id}` shows it.
+    /// `GET /metrics` (admin token), parsed as Prometheus text.
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let response = self.http.get(self.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        super::prometheus::parse(&response.text().await.unwrap())
+    }
+
     pub async fn ticket(&self, id: &str) -> Value {
         self.get_json(&format!("/api/v1/ticket/{id}")).await
     }
