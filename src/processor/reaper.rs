@@ -26,7 +26,10 @@ pub async fn reap_torrents(app: &App, clients: &Clients) -> Result<usize, StageE
             continue;
         }
         clients.torrents.remove_torrent(&fresh.hash, true).await?;
-        tracing::info!(hash = %fresh.hash, name = %fresh.name, "torrent removed: no live ticket needs it");
+        tracing::info!(
+            hash = %fresh.hash, name = %fresh.name, ticket_ids = ?fresh.ticket_ids,
+            "torrent removed: no live ticket needs it"
+        );
         removed += 1;
     }
     Ok(removed)
@@ -64,8 +67,8 @@ async fn may_remove(app: &App, status: &TorrentStatus) -> Result<bool, StageErro
 pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
     let work_dir = clients.work_dir_for(ticket_id);
     match tokio::fs::remove_dir_all(&work_dir).await {
-        Ok(()) => tracing::debug!(path = %work_dir.display(), "work directory removed"),
+        Ok(()) => tracing::debug!(ticket_id, path = %work_dir.display(), "work directory removed"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => tracing::warn!(path = %work_dir.display(), error = %err, "cannot remove work directory"),
+        Err(err) => tracing::warn!(ticket_id, path = %work_dir.display(), error = %err, "cannot remove work directory"),
     }
 }

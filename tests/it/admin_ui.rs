@@ -3,7 +3,7 @@
 //! the WebSocket (no reload), open it, read the candidates side by side with their mapping tables, approve candidate
 //! #1 and watch it download with a moving progress bar, cancel it, then reject another ticket with a reason. One
 //! candidate's title carries `<script>` and an `<img onerror>`: it must show as text and nothing in it may run.
-//! A screenshot of the ticket view is saved under `target/tmp/admin-ui/`.
+//! Screenshots of the queue and of the ticket view are saved under `target/tmp/admin-ui/`.
 
 use std::time::Duration;
 
@@ -48,6 +48,14 @@ async fn press_twice(browser: &Browser, css: &str) {
         )
         .await;
     browser.element(css).await.click().await.unwrap();
+}
+
+/// Saves a PNG of the viewport (a test artifact).
+async fn save_screenshot(browser: &Browser, path: &std::path::Path) {
+    let png = browser.client.screenshot().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG screenshot");
+    std::fs::write(path, &png).unwrap();
+    println!("screenshot: {}", path.display());
 }
 
 async fn shown_state(browser: &Browser) -> String {
@@ -129,6 +137,9 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     wait_for_row_state(&browser, "ui-approve", "needs_approval").await;
     let counted = browser.text_of("#counts button[data-state=needs_approval] .n").await;
     assert_eq!(counted, "1", "the count per state follows");
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-ui");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    save_screenshot(&browser, &artifacts.join("queue.png")).await;
 
     // Open it: every candidate side by side, in the state's order.
     browser.element("tr[data-ticket-id=\"ui-approve\"] a").await.click().await.unwrap();
@@ -167,11 +178,15 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     }
     let short_idx = candidates.iter().position(|c| c["candidate"]["title"] == SHORT_TITLE).unwrap();
     let short_rows = browser
-        .eval(&format!("return [...document.querySelectorAll('.candidate[data-idx=\"{short_idx}\"] table.mapping tbody tr')].map(r => [r.className, r.children[4].textContent, r.children[5].textContent]);"))
+        .eval(&format!("return [...document.querySelectorAll('.candidate[data-idx=\"{short_idx}\"] table.mapping tbody tr')].map(r => [r.className, r.children[4].textContent, r.children[3].textContent]);"))
         .await;
     assert_eq!(
         short_rows,
-        serde_json::json!([["agrees", "0:25", ""], ["disagrees", "0:24", "≠ duration"], ["unmapped", "—", "no file"]]),
+        serde_json::json!([
+            ["agrees", "0:25", "01 - Harbour Lights.mp3"],
+            ["disagrees", "0:24 ≠", "02 - Across the Sound.mp3"],
+            ["unmapped", "—", "no file"]
+        ]),
         "the 24 s file is flagged against the catalog's 30 s, the missing track as missing"
     );
     let reason = browser.text_of("#approval-reason").await;
@@ -180,13 +195,7 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     // The screenshot of the ticket view (the acceptance's artifact).
     browser.client.set_window_size(1400, 1500).await.unwrap();
     browser.eval("window.scrollTo(0, 0); return null;").await;
-    let png = browser.client.screenshot().await.unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG screenshot");
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-ui");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("ticket-view.png");
-    std::fs::write(&screenshot, &png).unwrap();
-    println!("screenshot of the ticket view: {}", screenshot.display());
+    save_screenshot(&browser, &artifacts.join("ticket-view.png")).await;
 
     // Approve candidate #1 (press, then confirm) and watch it download.
     press_twice(&browser, "[data-approve=\"0\"]").await;
@@ -223,6 +232,21 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     assert_eq!(timeline[0], "rejected", "the history shows the newest event first: {timeline}");
 
     assert_eq!(shown_state(&browser).await, "rejected");
+
+    // On a phone-sized window, the page fits its width (tables scroll inside their own box).
+    browser.client.set_window_size(400, 860).await.unwrap();
+    for view in ["#/ticket/ui-reject", "#/"] {
+        browser.eval(&format!("location.hash = {view:?}; return null;")).await;
+        browser.element(if view == "#/" { "#tickets" } else { "#history" }).await;
+        let fits = browser
+            .wait_until(
+                &format!("{view} to fit a phone's width"),
+                "document.documentElement.scrollWidth <= window.innerWidth",
+            )
+            .await;
+        assert_eq!(fits, true);
+    }
+    save_screenshot(&browser, &artifacts.join("phone-queue.png")).await;
     assert_eq!(browser.eval("return window.__sameDocument === true;").await, true, "the page never reloaded");
     assert_eq!(browser.eval("return typeof window.__pwned;").await, "undefined");
     browser.close().await;

@@ -197,6 +197,10 @@ fn dockerfile_runs_unprivileged_with_health_check_and_locked_build() {
 
     let build = instructions.iter().find(|l| l.contains("cargo build")).expect("a cargo build step");
     assert!(build.contains("--locked") && build.contains("--release"), "{build}");
+    // CI builds the very same release binary (no container engine runs there).
+    let cargo_build = &build[build.find("cargo build").unwrap()..];
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|line| line.trim() == cargo_build), ".ci/run does not run `{cargo_build}`");
 
     let users: Vec<&str> = instructions[final_stage..].iter().filter_map(|l| l.strip_prefix("USER ")).collect();
     let user = users.last().expect("the runtime stage sets USER").trim();

@@ -32,7 +32,8 @@ const TRACKS: &[(&str, f64)] = &[("Morning Fog", 24.0), ("Salt Wind", 31.0), ("L
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     let fixture = AlbumStack::new(NAMES, TRACKS).await;
-    let setup = fixture.setup();
+    let mut setup = fixture.setup();
+    setup.json_logs = true;
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, Some("e2e-1")).await;
     // The source is 48 kHz: the catalog's 44.1 kHz means a real resampling.
@@ -112,8 +113,52 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
         assert_eq!(value(&metrics, "downloader2_active_tasks", &[("class", class)]), 0.0, "{class} idle at the end");
     }
 
+    assert_ticket_work_logs_carry_the_ticket_id(&service.log_path, "e2e-1");
+
     let data = setup.data_dir();
     assert_nothing_left(&data.join("downloads"), &data.join("work"), &setup.media_root()).await;
+}
+
+/// Every JSON log line of the stages' code, and every line that names the ticket at all, is inside a span carrying
+/// `ticket_id` (or has the field itself, or `ticket_ids` for a shared torrent), so searching the log for the id
+/// finds the whole story of a ticket.
+fn assert_ticket_work_logs_carry_the_ticket_id(log: &Path, ticket: &str) {
+    const STAGE_TARGETS: &[&str] = &[
+        "downloader2::processor::search",
+        "downloader2::processor::matching",
+        "downloader2::processor::download",
+        "downloader2::processor::convert",
+        "downloader2::processor::place",
+        "downloader2::converter",
+        "downloader2::placer",
+        "downloader2::matcher",
+    ];
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let target = entry["target"].as_str().unwrap_or_default();
+        let names_ticket = line.contains(ticket);
+        if !names_ticket && !STAGE_TARGETS.iter().any(|prefix| target.starts_with(prefix)) {
+            continue;
+        }
+        checked += 1;
+        let in_span =
+            entry["spans"].as_array().is_some_and(|spans| spans.iter().any(|span| span["ticket_id"] == ticket));
+        // A torrent several tickets shared names them all.
+        let shared = entry["fields"]["ticket_ids"].as_str().is_some_and(|ids| ids.contains(&format!("{ticket:?}")));
+        if !(in_span || shared || entry["fields"]["ticket_id"] == ticket) {
+            missing.push(line.to_string());
+        }
+    }
+    assert!(checked > 10, "only {checked} log lines of ticket work found in {}", log.display());
+    assert!(
+        missing.is_empty(),
+        "{} of {checked} log lines of ticket work lack the ticket id:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

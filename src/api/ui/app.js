@@ -540,23 +540,28 @@ function candidatesSection(view) {
 
 function mappingTable(review) {
   const rows = (review.tracks || []).map((t) => {
-    const flag = { agrees: '', unknown: '', disagrees: '≠ duration', unmapped: 'no file' }[t.duration] ?? '';
+    const estimated = t.estimated_secs == null ? '—' : duration(t.estimated_secs);
     return el('tr.' + t.duration, { dataset: { track: t.catalog_track_id } },
       el('td.num', {}, t.disc_number > 1 ? `${t.disc_number}-${t.track_number}` : t.track_number),
       el('td', {}, t.name),
       el('td.num', {}, duration(t.expected_secs)),
       // The file name only (the folder is usually the release title); the whole path on hover.
-      el('td.path', { title: t.file ?? null }, t.file == null ? '—' : t.file.split('/').pop()),
-      el('td.num', {}, t.estimated_secs == null ? '—' : duration(t.estimated_secs)),
-      el('td.flag', {}, flag));
+      t.file == null
+        ? el('td.path', {}, el('span.flag', {}, 'no file'))
+        : el('td.path', { title: t.file }, t.file.split('/').pop()),
+      t.duration === 'disagrees'
+        ? el('td.num', { title: `the file size says ${estimated}, the catalog ${duration(t.expected_secs)}` },
+          estimated, ' ', el('span.flag', { 'aria-label': 'duration differs' }, '≠'))
+        : el('td.num', {}, estimated));
   });
-  return el('div.scroll', {}, el('table.mapping', {},
-    el('caption.meta', {}, review.unmapped || review.disagreeing
+  return el('div.mapping-block', {},
+    el('p.meta', {}, review.unmapped || review.disagreeing
       ? `${plural(review.unmapped || 0, 'track')} without a file, ${plural(review.disagreeing || 0, 'track')} with another duration`
       : 'Every track has a file'),
-    el('thead', {}, el('tr', {}, el('th.num', {}, '#'), el('th', {}, 'Track'), el('th.num', {}, 'Expected'),
-      el('th', {}, 'File'), el('th.num', { title: 'estimated from the file size' }, 'Est.'), el('th', {}, ''))),
-    el('tbody', {}, rows)));
+    el('div.scroll', {}, el('table.mapping', {},
+      el('thead', {}, el('tr', {}, el('th.num', {}, '#'), el('th', {}, 'Track'), el('th.num', {}, 'Expected'),
+        el('th', {}, 'File'), el('th.num', { title: 'estimated from the file size' }, 'Est.'))),
+      el('tbody', {}, rows))));
 }
 
 function requestSection(ticket) {

@@ -121,6 +121,8 @@ pub struct ServiceSetup {
     pub retry_max_attempts: u32,
     /// `[matcher] llm_provider`, `base_url`, `api_key` (None: `none`).
     pub llm: Option<(String, String, String)>,
+    /// `--log-format json` (one JSON object per line, with the spans) instead of text.
+    pub json_logs: bool,
 }
 
 impl ServiceSetup {
@@ -138,6 +140,7 @@ impl ServiceSetup {
             stall_timeout_secs: 20,
             retry_max_attempts: 5,
             llm: None,
+            json_logs: false,
         }
     }
 
@@ -237,6 +240,7 @@ impl ServiceProcess {
         let child = Command::new(BINARY)
             .args(["serve", "--config"])
             .arg(&config)
+            .args(["--log-format", if setup.json_logs { "json" } else { "text" }])
             .env("RUST_LOG", "info,downloader2=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
