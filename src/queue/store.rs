@@ -195,6 +195,29 @@ pub struct Store {
     health: SqlitePool,
 }
 
+/// Appends a same-state history event (`from == to`, `details` as its notes) if ticket `id` is still in `kind`;
+/// `false` when it is not.
+async fn insert_note(
+    tx: &mut sqlx::SqliteConnection,
+    id: &str,
+    kind: StateKind,
+    details: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
+         SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4
+         WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND state_kind = ?3)",
+    )
+    .bind(id)
+    .bind(to_millis(now))
+    .bind(kind.as_str())
+    .bind(details.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -596,21 +619,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
-            return Err(StoreError::Refused {
-                reason: format!("ticket {id} is no longer {kind}"),
-                current: Box::new(TicketState::Pending {}),
-            });
+            drop(tx);
+            return Err(self.not_in_state(id, kind).await);
         }
-        sqlx::query(
-            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4)",
-        )
-        .bind(id)
-        .bind(to_millis(now))
-        .bind(kind.as_str())
-        .bind(details.to_string())
-        .execute(&mut *tx)
-        .await?;
+        insert_note(&mut tx, id, kind, &details, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -626,25 +638,25 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
-             SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4
-             WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND state_kind = ?3)",
-        )
-        .bind(id)
-        .bind(to_millis(now))
-        .bind(kind.as_str())
-        .bind(details.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() != 1 {
-            return Err(StoreError::Refused {
-                reason: format!("ticket {id} is no longer {kind}"),
-                current: Box::new(TicketState::Pending {}),
-            });
+        if !insert_note(&mut tx, id, kind, details, now).await? {
+            drop(tx);
+            return Err(self.not_in_state(id, kind).await);
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The error for a command refused because ticket `id` is no longer in `kind`: `Refused` with its real state,
+    /// or `NotFound`.
+    async fn not_in_state(&self, id: &str, kind: StateKind) -> StoreError {
+        match self.get_ticket(id).await {
+            Ok(Some(current)) => StoreError::Refused {
+                reason: format!("ticket {id} is {}, no longer {kind}", current.state.kind()),
+                current: Box::new(current.state),
+            },
+            Ok(None) => StoreError::NotFound(id.to_string()),
+            Err(err) => err,
+        }
     }
 
     /// Drops every lease. Called once at start-up: with one service per database, a lease found then belongs to a
@@ -1131,6 +1143,42 @@ mod tests {
         for n in 0..50 {
             assert_eq!(store.get_history(&format!("c{n}")).await.unwrap().len(), 1);
         }
+    }
+
+    #[tokio::test]
+    async fn retry_notes_are_written_in_the_state_only_and_a_refusal_names_the_real_state() {
+        let (_dir, store) = fresh_store().await;
+        store.create_ticket(&ticket("a"), at(0)).await.unwrap();
+        store.schedule_retry("a", StateKind::Pending, 1, at(60), "indexer down", at(1)).await.unwrap();
+        store
+            .record_note("a", StateKind::Pending, &serde_json::json!({"resumed": {"attempt": 1}}), at(61))
+            .await
+            .unwrap();
+        let history = store.get_history("a").await.unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[1].details["retry"]["error"], "indexer down");
+        assert_eq!((history[1].from_state, history[1].to_state), (Some(StateKind::Pending), StateKind::Pending));
+        assert_eq!(history[2].details["resumed"]["attempt"], 1);
+
+        store
+            .transition("a", None, at(62), TransitionExtras::default(), |_| {
+                Ok(TicketState::Cancelled { cancelled_at: at(62) })
+            })
+            .await
+            .unwrap();
+        let refused = store.schedule_retry("a", StateKind::Pending, 2, at(120), "x", at(63)).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
+            "{refused:?}"
+        );
+        let refused = store.record_note("a", StateKind::Pending, &serde_json::json!({}), at(63)).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
+            "{refused:?}"
+        );
+        assert_eq!(store.get_history("a").await.unwrap().len(), 4, "nothing written when refused");
+        let missing = store.record_note("nope", StateKind::Pending, &serde_json::json!({}), at(63)).await.unwrap_err();
+        assert!(matches!(missing, StoreError::NotFound(_)));
     }
 
     #[tokio::test]
