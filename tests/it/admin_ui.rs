@@ -3,6 +3,7 @@
 //! the WebSocket (no reload), open it, read the candidates side by side with their mapping tables, approve candidate
 //! #1 and watch it download with a moving progress bar, cancel it, then reject another ticket with a reason. One
 //! candidate's title carries `<script>` and an `<img onerror>`: it must show as text and nothing in it may run.
+//! A second, lighter test decides a failed ticket (Retry) by keyboard only against the in-process service.
 //! Screenshots of the queue and of the ticket view are saved under `target/tmp/admin-ui/`.
 
 use std::time::Duration;
@@ -10,7 +11,9 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::support::app::{ADMIN_TOKEN, CATALOG_TOKEN};
+use downloader2::models::{StateKind, TicketState};
+
+use crate::support::app::{move_to, sample_ticket, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
 use crate::support::browser::Browser;
 use crate::support::pipeline::{external_client, AlbumNames, AlbumStack, EventRecorder, ServiceProcess};
 use crate::support::swarm::{QbittorrentUnderTest, Swarm};
@@ -35,6 +38,7 @@ const SHORT_TITLE: &str = "Copper Lanterns - Night Ferry (2016) [MP3 320]";
 const SHORT_FILES: &[(&str, u64)] =
     &[("01 - Harbour Lights.mp3", 25 * 40_000 + 4_096), ("02 - Across the Sound.mp3", 24 * 40_000 + 4_096)];
 const STAGE_TIMEOUT: Duration = Duration::from_secs(240);
+const CUSTOM_QUERY: &str = "Copper Lanterns Night Ferry 2016 FLAC";
 /// The WebDriver key code of Enter.
 const ENTER: &str = "\u{E007}";
 
@@ -221,6 +225,19 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     service.create(&fixture.ticket("ui-reject", &setup, 44_100)).await;
     wait_for_row_state(&browser, "ui-reject", "needs_approval").await;
     browser.element("tr[data-ticket-id=\"ui-reject\"] a").await.click().await.unwrap();
+    // First search again with the admin's own query: the indexer is asked it, and the ticket comes back.
+    browser.element("#search-query").await.send_keys(&format!("{CUSTOM_QUERY}{ENTER}")).await.unwrap();
+    browser
+        .wait_until(
+            "the custom search to show in the history",
+            "document.querySelectorAll('#history li[data-to-state=\"searching\"]').length === 2",
+        )
+        .await;
+    wait_for_shown_state(&browser, "needs_approval").await;
+    assert!(
+        fixture.torznab.searches().iter().any(|search| search.param("q") == Some(CUSTOM_QUERY)),
+        "the indexer was asked the admin's query"
+    );
     browser.element("#reject-reason").await.send_keys("wrong pressing").await.unwrap();
     browser.element("#reject").await.click().await.unwrap();
     wait_for_shown_state(&browser, "rejected").await;
@@ -250,4 +267,33 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
     assert_eq!(browser.eval("return window.__sameDocument === true;").await, true, "the page never reloaded");
     assert_eq!(browser.eval("return typeof window.__pwned;").await, "undefined");
     browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ticket_shows_its_error_and_is_retried_from_its_page() {
+    // The in-process service with processing paused: the retried ticket stays pending for the page to show.
+    let t = TestApp::start().await;
+    t.create(&sample_ticket("ui-failed", &t.media_root())).await;
+    let failed = TicketState::Failed {
+        failed_at_state: StateKind::Searching,
+        error: "every indexer refused the API key".into(),
+        retryable: true,
+        retry_count: 5,
+        failed_at: chrono::Utc::now(),
+    };
+    move_to(&t, "ui-failed", failed).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}/#/ticket/ui-failed", t.url)).await.unwrap();
+    browser.element("#token").await.send_keys(&format!("{ADMIN_TOKEN}{ENTER}")).await.unwrap();
+    browser.element("#failure").await;
+    assert_eq!(browser.text_of("#failure").await, "every indexer refused the API key");
+    // Keyboard only: focus the Retry button and press Enter.
+    browser.element("#retry").await.send_keys(ENTER).await.unwrap();
+    wait_for_shown_state(&browser, "pending").await;
+    let shown: Value = t.get("/ticket/ui-failed", ADMIN_TOKEN).await.json().await.unwrap();
+    assert_eq!(shown["state"]["state"], "pending");
+    let last = shown["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["from_state"].as_str(), last["details"]["actor"].as_str()), (Some("failed"), Some("admin-ui")));
+    browser.close().await;
+    t.stop().await;
 }

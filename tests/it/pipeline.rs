@@ -29,6 +29,19 @@ const STAGE_TIMEOUT: Duration = Duration::from_secs(240);
 
 const TRACKS: &[(&str, f64)] = &[("Morning Fog", 24.0), ("Salt Wind", 31.0), ("Lighthouse Keeper", 27.0)];
 
+/// Waits until `ticket` needs approval, then approves the candidate titled `title` (by its index) as the admin.
+async fn approve_by_title(service: &ServiceProcess, events: &EventRecorder, ticket: &str, title: &str) {
+    let waiting = events.wait_for(ticket, "needs_approval", STAGE_TIMEOUT).await;
+    let candidates = waiting["details"]["candidates"].as_array().unwrap();
+    let idx = candidates
+        .iter()
+        .position(|c| c["candidate"]["title"] == title)
+        .unwrap_or_else(|| panic!("{title} is not among the candidates of {ticket}"));
+    let path = format!("/api/v1/ticket/{ticket}/approve");
+    let response = service.post(&path, ADMIN_TOKEN, &json!({"candidate_idx": idx})).await;
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     let fixture = AlbumStack::new(NAMES, TRACKS).await;
@@ -175,14 +188,9 @@ async fn admin_approves_rejects_and_cancels_over_the_api() {
     // Approve the right release by its index.
     let ticket = fixture.ticket("approve-1", &setup, 44_100);
     service.create(&ticket).await;
-    let waiting = events.wait_for("approve-1", "needs_approval", STAGE_TIMEOUT).await;
+    approve_by_title(&service, &events, "approve-1", RIGHT_TITLE).await;
     let notice = events.messages().into_iter().find(|m| m["type"] == "needs_approval" && m["ticket_id"] == "approve-1");
     assert!(notice.is_some_and(|m| m["candidates"].as_array().is_some_and(|c| !c.is_empty())));
-    let candidates = waiting["details"]["candidates"].as_array().unwrap();
-    let right_idx = candidates.iter().position(|c| c["candidate"]["title"] == RIGHT_TITLE).unwrap();
-    let response =
-        service.post("/api/v1/ticket/approve-1/approve", ADMIN_TOKEN, &json!({"candidate_idx": right_idx})).await;
-    assert_eq!(response.status(), 200);
     events.wait_for("approve-1", "completed", STAGE_TIMEOUT).await;
     let states = events.states_of("approve-1");
     assert_eq!(states[states.len() - 5..], ["approved", "downloading", "converting", "placing", "completed"]);
@@ -204,10 +212,7 @@ async fn admin_approves_rejects_and_cancels_over_the_api() {
     .await;
     qbt.limit_download_rate(64 * 1024).await;
     service.create(&fixture.ticket("cancel-1", &setup, 44_100)).await;
-    let waiting = events.wait_for("cancel-1", "needs_approval", STAGE_TIMEOUT).await;
-    let candidates = waiting["details"]["candidates"].as_array().unwrap();
-    let right_idx = candidates.iter().position(|c| c["candidate"]["title"] == RIGHT_TITLE).unwrap();
-    service.post("/api/v1/ticket/cancel-1/approve", ADMIN_TOKEN, &json!({"candidate_idx": right_idx})).await;
+    approve_by_title(&service, &events, "cancel-1", RIGHT_TITLE).await;
     events.wait_for("cancel-1", "downloading", STAGE_TIMEOUT).await;
     wait_for("some payload on disk", Duration::from_secs(60), || async {
         (!files_under(&qbt.download_root()).is_empty()).then_some(())
@@ -249,12 +254,7 @@ async fn audio_that_does_not_fit_the_ticket_goes_back_to_the_admin_with_the_torr
     let catalog_secs = TRACKS[1].1 + 9.0;
     ticket["tracks"][1]["duration_secs"] = json!(catalog_secs);
     service.create(&ticket).await;
-    let waiting = events.wait_for("mismatch-1", "needs_approval", STAGE_TIMEOUT).await;
-    let candidates = waiting["details"]["candidates"].as_array().unwrap();
-    let right_idx = candidates.iter().position(|c| c["candidate"]["title"] == RIGHT_TITLE).unwrap();
-    let response =
-        service.post("/api/v1/ticket/mismatch-1/approve", ADMIN_TOKEN, &json!({"candidate_idx": right_idx})).await;
-    assert_eq!(response.status(), 200);
+    approve_by_title(&service, &events, "mismatch-1", RIGHT_TITLE).await;
 
     // Downloaded, probed before any encoding, and handed back.
     let deadline = std::time::Instant::now() + STAGE_TIMEOUT;
