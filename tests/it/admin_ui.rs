@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use downloader2::models::{StateKind, TicketState};
 
-use crate::support::app::{move_to, sample_ticket, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
+use crate::support::app::{move_to, sample_ticket, to_needs_approval, TestApp, ADMIN_TOKEN, CATALOG_TOKEN};
 use crate::support::browser::Browser;
 use crate::support::pipeline::{external_client, AlbumNames, AlbumStack, EventRecorder, ServiceProcess};
 use crate::support::swarm::{QbittorrentUnderTest, Swarm};
@@ -52,6 +52,12 @@ async fn press_twice(browser: &Browser, css: &str) {
         )
         .await;
     browser.element(css).await.click().await.unwrap();
+}
+
+/// Waits until the queue's pager says `expected` ("1–25 of 30").
+async fn wait_for_page_info(browser: &Browser, expected: &str) {
+    let script = format!("document.querySelector('#page-info')?.textContent === {expected:?}");
+    browser.wait_until(&format!("the pager to say {expected}"), &script).await;
 }
 
 /// Saves a PNG of the viewport (a test artifact).
@@ -294,6 +300,44 @@ async fn a_failed_ticket_shows_its_error_and_is_retried_from_its_page() {
     assert_eq!(shown["state"]["state"], "pending");
     let last = shown["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!((last["from_state"].as_str(), last["details"]["actor"].as_str()), (Some("failed"), Some("admin-ui")));
+    browser.close().await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_pages_and_filters_by_state_and_by_text() {
+    let t = TestApp::start().await;
+    for n in 0..30 {
+        let mut ticket = sample_ticket(&format!("q-{n:02}"), &t.media_root());
+        if n % 10 == 0 {
+            ticket["search"]["artist"] = serde_json::json!("Zither Quartet");
+        }
+        t.create(&ticket).await;
+    }
+    to_needs_approval(&t, "q-05", &["A", "B"], Some(0)).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}/", t.url)).await.unwrap();
+    browser.element("#token").await.send_keys(&format!("{ADMIN_TOKEN}{ENTER}")).await.unwrap();
+    wait_for_page_info(&browser, "1–25 of 30").await;
+    assert_eq!(browser.eval("return document.querySelectorAll('#tickets tbody tr').length;").await, 25);
+    browser.client.find(Locator::XPath("//button[contains(., 'Next')]")).await.unwrap().click().await.unwrap();
+    wait_for_page_info(&browser, "26–30 of 30").await;
+
+    // The count of a state filters by it.
+    browser.element("#counts button[data-state=needs_approval]").await.click().await.unwrap();
+    wait_for_page_info(&browser, "1–1 of 1").await;
+    assert_eq!(browser.text_of("#tickets tbody tr .badge").await, "needs approval");
+    assert_eq!(browser.eval("return document.querySelector('#tickets tbody tr').dataset.ticketId;").await, "q-05");
+    browser.element("#counts button[data-state=\"\"]").await.click().await.unwrap();
+    wait_for_page_info(&browser, "1–25 of 30").await;
+
+    // Text search over artist and album.
+    browser.element("#text-filter").await.send_keys("zither").await.unwrap();
+    wait_for_page_info(&browser, "1–3 of 3").await;
+    let artists = browser
+        .eval("return [...document.querySelectorAll('#tickets tbody tr td:first-child')].map(td => td.textContent);")
+        .await;
+    assert_eq!(artists, serde_json::json!(["Zither Quartet", "Zither Quartet", "Zither Quartet"]));
     browser.close().await;
     t.stop().await;
 }
