@@ -384,7 +384,8 @@ impl TorznabSearcher {
     }
 
     fn store_results(&self, key: String, candidates: &[TorrentCandidate]) {
-        if self.cache_ttl.is_zero() {
+        // An empty answer means "not there yet": the retry that follows must ask the indexer again.
+        if self.cache_ttl.is_zero() || candidates.is_empty() {
             return;
         }
         let mut cache = lock(&self.result_cache);

@@ -539,6 +539,22 @@ async fn a_repeated_search_is_answered_from_the_cache() {
 }
 
 #[tokio::test]
+async fn an_empty_answer_is_not_cached_so_a_retry_asks_again() {
+    let server = TorznabServer::start().await;
+    let searcher = TorznabSearcher::new(&config(&server, &[])).unwrap();
+    let nothing = searcher.search(&ticket("Portishead", "Dummy", None), None).await.unwrap();
+    assert!(nothing.is_empty());
+    let searches = server.searches().len();
+    // The album appears at the indexer: the next search asks again and finds it.
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = make_torrent(dir.path(), "Dummy", &[("01.flac", 10_000)]);
+    server.set_results(vec![Release::new("Portishead - Dummy", "orpheus").download(Download::TorrentFile(bytes))]);
+    let found = searcher.search(&ticket("Portishead", "Dummy", None), None).await.unwrap();
+    assert!(server.searches().len() > searches, "the indexer was asked again");
+    assert_eq!(found.len(), 1);
+}
+
+#[tokio::test]
 async fn an_empty_url_is_a_clear_not_configured_error() {
     let searcher = TorznabSearcher::new(&JackettConfig::default()).unwrap();
     let err = searcher.search(&ticket("a", "b", None), None).await.unwrap_err();
