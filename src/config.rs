@@ -222,6 +222,9 @@ pub struct ProcessingConfig {
     pub retry_max_attempts: u32,
     pub retry_initial_delay_secs: u64,
     pub retry_max_delay_secs: u64,
+    /// A ticket resting in `failed { retryable: true }` is retried automatically (a new round of attempts) once it
+    /// has rested this long: an album nobody had yet is searched again daily. 0: only `POST /retry`.
+    pub rest_retry_after_secs: u64,
     /// Accept and show tickets but start no work on them (maintenance; the API tests' default).
     pub paused: bool,
 }
@@ -234,6 +237,7 @@ impl Default for ProcessingConfig {
             retry_max_attempts: 5,
             retry_initial_delay_secs: 60,
             retry_max_delay_secs: 3600,
+            rest_retry_after_secs: 86_400,
             paused: false,
         }
     }

@@ -146,6 +146,7 @@ impl Scheduler {
                 last_reap = Some(Instant::now());
             }
             if claim {
+                self.retry_rested().await;
                 self.claim_ready(&mut tasks, &shutdown).await;
             }
             claim = tokio::select! {
@@ -170,6 +171,30 @@ impl Scheduler {
         tracing::info!(tasks = tasks.len(), "scheduler stopping");
         while tasks.join_next().await.is_some() {}
         let _ = reaper.await;
+    }
+
+    /// Starts a new round of attempts for the tickets that have rested in `failed { retryable: true }` for
+    /// `rest_retry_after_secs` (as `POST /retry` would, recorded as done by `scheduler`).
+    async fn retry_rested(&self) {
+        let rest = self.app.config.processing.rest_retry_after_secs;
+        if rest == 0 {
+            return;
+        }
+        let rest = chrono::Duration::seconds(i64::try_from(rest).unwrap_or(i64::MAX));
+        let Some(since) = chrono::Utc::now().checked_sub_signed(rest) else { return };
+        let rested = match self.app.store.rested_failures(since, 50).await {
+            Ok(rested) => rested,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look for rested failures");
+                return;
+            }
+        };
+        for id in rested {
+            match self.app.retry(&id, "scheduler").await {
+                Ok(_) => tracing::info!(ticket_id = %id, "retrying a failed ticket after its rest"),
+                Err(err) => tracing::debug!(ticket_id = %id, error = %err, "rested ticket not retried"),
+            }
+        }
     }
 
     /// Start-up: drop the previous process's leases, its work dirs that no ticket needs any more, and the

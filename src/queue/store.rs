@@ -659,6 +659,21 @@ impl Store {
         }
     }
 
+    /// Tickets resting in `failed { retryable: true }` since `rested_since` or earlier, longest resting first (at
+    /// most `limit`).
+    pub async fn rested_failures(&self, rested_since: DateTime<Utc>, limit: i64) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM tickets
+             WHERE state_kind = 'failed' AND json_extract(state_json, '$.retryable') = 1 AND updated_at <= ?1
+             ORDER BY updated_at LIMIT ?2",
+        )
+        .bind(to_millis(rested_since))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
     /// Drops every lease. Called once at start-up: with one service per database, a lease found then belongs to a
     /// process that died, and waiting for it to expire would only delay the resume. (Several workers sharing one
     /// queue would instead let leases expire.)

@@ -51,8 +51,16 @@ impl Fixture {
         }
         let swarm = builder.build().await;
         let torznab = TorznabServer::start().await;
+        let fixture = Fixture { dir, album, swarm, torznab };
+        fixture.list(releases);
+        fixture
+    }
+
+    /// Makes the indexer answer every search with the seeded torrents (`releases` as given to `new`).
+    fn list(&self, releases: &[(&str, u64)]) {
         let size = |album: &Album| album.files.iter().map(|file| file.size).sum::<u64>();
-        let listed = swarm
+        let listed = self
+            .swarm
             .albums
             .iter()
             .zip(releases)
@@ -63,8 +71,7 @@ impl Fixture {
                     .seeders(*seeders, *seeders + 1)
             })
             .collect();
-        torznab.set_results(listed);
-        Fixture { dir, album, swarm, torznab }
+        self.torznab.set_results(listed);
     }
 
     fn setup(&self) -> ServiceSetup {
@@ -211,6 +218,36 @@ async fn indexer_errors_are_retried_with_growing_delays_then_the_ticket_complete
     assert!(matching[0]["seq"].as_i64().unwrap() > last_retry_seq, "the search succeeded after the last retry");
     assert!(history.iter().all(|event| event["to_state"] != "failed"), "never failed: {history:#?}");
     assert_tracks_delivered(&fixture.ticket("faults-500", &setup));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_album_no_indexer_has_rests_in_failed_then_is_searched_again_by_itself_and_completes() {
+    let fixture = Fixture::new(&[(TITLE, 12)], |_| {}).await;
+    fixture.torznab.set_results(Vec::new());
+    let mut setup = fixture.setup();
+    setup.retry_max_attempts = 1;
+    let rest_secs = 4;
+    setup.rest_retry_after_secs = rest_secs;
+    let service = ServiceProcess::start(&setup).await;
+    let events = EventRecorder::connect(&service, Some("faults-rest")).await;
+    service.create(&fixture.ticket("faults-rest", &setup)).await;
+
+    // Nothing found, twice (one automatic retry): the ticket rests.
+    let failed = wait_state(&events, &service, "faults-rest", "failed").await;
+    assert_eq!(failed["details"]["retryable"], true, "{failed}");
+    assert!(failed["details"]["error"].as_str().unwrap().contains("no search results"), "{failed}");
+    // The album appears at the indexer; nobody touches the ticket.
+    fixture.list(&[(TITLE, 12)]);
+    events.wait_for("faults-rest", "completed", STAGE_TIMEOUT).await;
+
+    let history = history(&service.ticket("faults-rest").await);
+    let rested = entries_to(&history, "failed");
+    assert_eq!(rested.len(), 1, "{history:#?}");
+    let woken = history.iter().find(|event| event["from_state"] == "failed").expect("a move out of failed");
+    assert_eq!(woken["details"]["actor"], "scheduler", "retried by the scheduler, not by an admin");
+    let rested_for = time_of(&woken["at"]) - time_of(&rested[0]["at"]);
+    assert!(rested_for.num_milliseconds() >= 1000 * i64::try_from(rest_secs).unwrap(), "rested only {rested_for}");
+    assert_tracks_delivered(&fixture.ticket("faults-rest", &setup));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -119,6 +119,8 @@ pub struct ServiceSetup {
     pub max_parallel_conversions: usize,
     pub stall_timeout_secs: u64,
     pub retry_max_attempts: u32,
+    /// `[processing] rest_retry_after_secs`.
+    pub rest_retry_after_secs: u64,
     /// `[matcher] llm_provider`, `base_url`, `api_key` (None: `none`).
     pub llm: Option<(String, String, String)>,
     /// `--log-format json` (one JSON object per line, with the spans) instead of text.
@@ -139,6 +141,7 @@ impl ServiceSetup {
             max_parallel_conversions: 2,
             stall_timeout_secs: 20,
             retry_max_attempts: 5,
+            rest_retry_after_secs: 86_400,
             llm: None,
             json_logs: false,
         }
@@ -195,6 +198,7 @@ check_interval_secs = 1
 retry_max_attempts = {attempts}
 retry_initial_delay_secs = 1
 retry_max_delay_secs = 2
+rest_retry_after_secs = {rest}
 
 [placer]
 allowed_roots = ["{media}"]
@@ -214,6 +218,7 @@ allowed_roots = ["{media}"]
             conversions = self.max_parallel_conversions,
             downloads = self.max_parallel_downloads,
             attempts = self.retry_max_attempts,
+            rest = self.rest_retry_after_secs,
             media = self.media_root().display(),
         );
         let path = self.dir.join("config.toml");
