@@ -240,6 +240,8 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
         )
         .await;
     wait_for_shown_state(&browser, "needs_approval").await;
+    let kept = browser.eval("return document.querySelector('#search-query').value;").await;
+    assert_eq!(kept, CUSTOM_QUERY, "typed text survives the re-renders of the state changes");
     assert!(
         fixture.torznab.searches().iter().any(|search| search.param("q") == Some(CUSTOM_QUERY)),
         "the indexer was asked the admin's query"

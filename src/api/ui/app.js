@@ -16,6 +16,8 @@ const ui = {
   filter: { state: '', q: '', offset: 0 },
   view: null,          // 'signin' | 'queue' | 'ticket'
   ticketId: null,      // shown ticket
+  renderedTicketId: null, // the ticket the view was last rendered for
+  typed: {},           // text typed into its inputs, kept while states without those inputs pass
   socket: null,
   socketRetryMs: 1000,
   refreshTimer: null,
@@ -235,6 +237,7 @@ function route() {
   } else {
     ui.view = 'queue';
     ui.ticketId = null;
+    ui.renderedTicketId = null;
     renderQueueFrame();
     loadQueue();
   }
@@ -384,10 +387,21 @@ async function loadTicket(id) {
   renderTicket(view);
 }
 
+// Inputs whose text survives a re-render of the same ticket (a state change must not eat a half-typed reason).
+const KEPT_INPUTS = ['reject-reason', 'search-query'];
+
 function renderTicket(view) {
   const ticket = view.ticket;
   const state = view.state;
   const search = ticket.search || {};
+  const sameTicket = ui.renderedTicketId === view.ticket_id;
+  if (!sameTicket) ui.typed = {};
+  for (const id of KEPT_INPUTS) {
+    const input = document.getElementById(id);
+    if (sameTicket && input) ui.typed[id] = input.value;
+  }
+  const focused = sameTicket ? document.activeElement?.id : null;
+  ui.renderedTicketId = view.ticket_id;
   replace($('#main'),
     el('p', {}, el('a', { href: '#/' }, '‹ Tickets')),
     el('div.summary', {},
@@ -400,6 +414,11 @@ function renderTicket(view) {
     state.state === 'needs_approval' ? candidatesSection(view) : null,
     requestSection(ticket),
     historySection(view.history || []));
+  for (const [id, value] of Object.entries(ui.typed)) {
+    const input = document.getElementById(id);
+    if (input && value) input.value = value;
+  }
+  if (focused) document.getElementById(focused)?.focus({ preventScroll: true });
 }
 
 function statusPanel(view) {
