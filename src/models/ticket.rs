@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::placer::paths::{check_destination, DestinationError};
+use crate::placer::paths::{check_destination, destination_identity, DestinationError};
 
 /// One album request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -220,7 +220,7 @@ impl Ticket {
                 check_destination(&track.dest_path, allowed_roots).map_err(|err| destination_error(&field, err))?;
             check_extension(&track.dest_path, self.constraints.format.allowed_extensions())
                 .map_err(|message| TicketValidationError::new(&field, message))?;
-            if let Some(first) = destinations.insert(normalised, field.clone()) {
+            if let Some(first) = destinations.insert(destination_identity(&normalised), field.clone()) {
                 return Err(TicketValidationError::new(field, format!("same destination as {first}")));
             }
         }
@@ -247,7 +247,7 @@ impl Ticket {
                 check_destination(&image.dest_path, allowed_roots).map_err(|err| destination_error(&field, err))?;
             check_extension(&image.dest_path, &["jpg", "jpeg"])
                 .map_err(|message| TicketValidationError::new(&field, message))?;
-            if let Some(first) = destinations.insert(normalised, field.clone()) {
+            if let Some(first) = destinations.insert(destination_identity(&normalised), field.clone()) {
                 return Err(TicketValidationError::new(field, format!("same destination as {first}")));
             }
         }

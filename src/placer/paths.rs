@@ -1,8 +1,15 @@
 //! Where files may be written: the `[placer] allowed_roots` check shared by ticket validation (at `POST`) and by
-//! the placer (again, right before writing, in case a symlink appeared since). Pure path logic plus
-//! `canonicalize` of the part of a destination that already exists; never creates anything.
+//! the placer (again, right before writing, in case a symlink appeared since), and the limits every filesystem the
+//! service writes to has (a name of at most 255 bytes, a path of at most 4,095), so a destination no filesystem can
+//! hold is refused when the ticket is posted instead of failing in placing after the download and the conversion.
+//! Pure path logic plus `canonicalize` of the part of a destination that already exists; never creates anything.
 
 use std::path::{Component, Path, PathBuf};
+
+/// Longest file or directory name, in bytes (`NAME_MAX` of ext4, XFS, btrfs, ZFS, NTFS via ntfs-3g).
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest destination path, in bytes (`PATH_MAX` is 4,096 including the terminating NUL).
+pub const MAX_PATH_BYTES: usize = 4095;
 
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,6 +18,12 @@ pub enum DestinationError {
     Empty,
     #[error("path must not contain NUL bytes")]
     NulByte,
+    #[error("path must not contain control characters (found {found})")]
+    ControlCharacter { found: String },
+    #[error("path is {bytes} bytes long; at most {MAX_PATH_BYTES} bytes fit in a filesystem path")]
+    PathTooLong { bytes: usize },
+    #[error("path component {component:?} is {bytes} bytes long; a file or directory name holds at most {MAX_COMPONENT_BYTES} bytes")]
+    ComponentTooLong { component: String, bytes: usize },
     #[error("path must be absolute")]
     NotAbsolute,
     #[error("path must not contain '..' or '.' components")]
@@ -31,6 +44,16 @@ pub fn check_destination(dest: &str, allowed_roots: &[PathBuf]) -> Result<PathBu
     }
     if dest.contains('\0') {
         return Err(DestinationError::NulByte);
+    }
+    if let Some(control) = dest.chars().find(|c| c.is_control()) {
+        return Err(DestinationError::ControlCharacter { found: control.escape_unicode().to_string() });
+    }
+    if dest.len() > MAX_PATH_BYTES {
+        return Err(DestinationError::PathTooLong { bytes: dest.len() });
+    }
+    if let Some(long) = dest.split('/').find(|component| component.len() > MAX_COMPONENT_BYTES) {
+        let shown: String = long.chars().take(40).collect();
+        return Err(DestinationError::ComponentTooLong { component: format!("{shown}..."), bytes: long.len() });
     }
     let path = Path::new(dest);
     if !path.is_absolute() {
@@ -78,6 +101,27 @@ pub fn check_resolved_inside(path: &Path, root: &Path) -> Result<(), Destination
     Ok(())
 }
 
+/// The file `path` (absolute, lexically normalised) names once the symlinks of its existing part are resolved: two
+/// destinations with the same identity are the same file, however they are spelled (`/media/a/x.ogg` and
+/// `/media/b/x.ogg` when `a` is a symlink to `b`). The part that does not exist yet is appended as written.
+pub fn destination_identity(path: &Path) -> PathBuf {
+    let mut missing: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut existing = Some(path);
+    while let Some(candidate) = existing {
+        if let Ok(resolved) = candidate.canonicalize() {
+            let mut identity = resolved;
+            identity.extend(missing.iter().rev());
+            return identity;
+        }
+        match candidate.file_name() {
+            Some(name) => missing.push(name),
+            None => break,
+        }
+        existing = candidate.parent();
+    }
+    path.to_path_buf()
+}
+
 fn describe_roots(roots: &[PathBuf]) -> String {
     if roots.is_empty() {
         return "none configured".to_string();
@@ -105,6 +149,43 @@ mod tests {
         assert_eq!(check_destination("/media/a\0.ogg", &roots()), Err(DestinationError::NulByte));
         assert!(matches!(check_destination("/mediax/a.ogg", &roots()), Err(DestinationError::OutsideRoots { .. })));
         assert!(matches!(check_destination("/media", &roots()), Err(DestinationError::OutsideRoots { .. })));
+    }
+
+    #[test]
+    fn rejects_names_and_paths_no_filesystem_holds() {
+        let long_name = format!("/media/{}.ogg", "n".repeat(252));
+        assert!(matches!(
+            check_destination(&long_name, &roots()),
+            Err(DestinationError::ComponentTooLong { bytes: 256, .. })
+        ));
+        let fits = format!("/media/{}.ogg", "n".repeat(251));
+        assert!(check_destination(&fits, &roots()).is_ok());
+        // Multi-byte characters count in bytes: 128 x 2 bytes = 256.
+        let wide = format!("/media/{}/x.ogg", "é".repeat(128));
+        assert!(matches!(check_destination(&wide, &roots()), Err(DestinationError::ComponentTooLong { .. })));
+        let deep = format!("/media{}/x.ogg", "/dddddddddd".repeat(372));
+        assert!(deep.len() > MAX_PATH_BYTES);
+        assert_eq!(check_destination(&deep, &roots()), Err(DestinationError::PathTooLong { bytes: deep.len() }));
+        for hostile in
+            ["/media/a\nb.ogg", "/media/a\rb.ogg", "/media/a\tb.ogg", "/media/a\u{1b}[31m.ogg", "/media/a\u{85}.ogg"]
+        {
+            assert!(
+                matches!(check_destination(hostile, &roots()), Err(DestinationError::ControlCharacter { .. })),
+                "{hostile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn identity_resolves_in_root_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::os::unix::fs::symlink(root.join("b"), root.join("a")).unwrap();
+        let through_link = destination_identity(&root.join("a/new/x.ogg"));
+        assert_eq!(through_link, root.join("b/new/x.ogg"));
+        assert_eq!(destination_identity(&root.join("b/new/x.ogg")), through_link);
+        assert_ne!(destination_identity(&root.join("c/x.ogg")), through_link);
     }
 
     #[test]
