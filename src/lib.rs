@@ -17,6 +17,7 @@
 //! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |
 //! | [`app`] | `App`, built once and shared: the commands the API calls |
+//! | [`logging`] | the log output: text or JSON lines, every field escaped |
 //!
 //! [`run`] starts the whole service on a given listener and stops it when the shutdown future resolves, so the
 //! integration tests drive exactly the code `downloader2 serve` runs.
@@ -26,6 +27,7 @@ pub mod app;
 pub mod config;
 pub mod converter;
 pub mod events;
+pub mod logging;
 pub mod matcher;
 pub mod metrics;
 pub mod models;

@@ -55,13 +55,10 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    downloader2::logging::init(match format {
+        LogFormat::Text => downloader2::logging::LogFormat::Text,
+        LogFormat::Json => downloader2::logging::LogFormat::Json,
+    });
 }
 
 async fn shutdown_signal() {

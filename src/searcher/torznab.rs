@@ -436,6 +436,10 @@ impl TorznabSearcher {
                     );
                     return None;
                 }
+                tracing::debug!(
+                    title = %candidate.title, name = %parsed.name, info_hash = %parsed.info_hash,
+                    files = parsed.files.len(), "release's .torrent read"
+                );
                 candidate.info_hash = Some(parsed.info_hash.clone());
                 candidate.files = Some(parsed.files.clone());
                 if candidate.size_bytes == 0 {

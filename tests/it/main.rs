@@ -10,6 +10,7 @@ mod api;
 mod api_validation;
 mod converter;
 mod hostile_destinations;
+mod hostile_logs;
 mod llm_cases;
 mod llm_providers;
 mod llm_refine;

@@ -7,4 +7,5 @@ pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
 pub mod swarm;
+pub mod torrent_file;
 pub mod torznab_server;
