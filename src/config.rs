@@ -94,6 +94,13 @@ pub struct JackettConfig {
     pub searches_per_minute: u32,
     /// How long a query's results are reused before the indexers are asked again.
     pub cache_ttl_secs: u64,
+    /// Hosts (`host` or `host:port`) whose `.torrent` links are fetched even though they resolve to an internal
+    /// address. The host and port of `url` always are; any other link must resolve to public addresses only.
+    pub allowed_link_hosts: Vec<String>,
+    /// Trackers, web seeds and nodes (`host` or `host:port`) kept in what is handed to the torrent client although
+    /// they are internal (a private LAN tracker). Any other one on a loopback, private or link-local address is
+    /// removed from magnets and `.torrent` files first.
+    pub allowed_tracker_hosts: Vec<String>,
 }
 
 impl Default for JackettConfig {
@@ -105,6 +112,8 @@ impl Default for JackettConfig {
             indexers: Vec::new(),
             searches_per_minute: 10,
             cache_ttl_secs: 600,
+            allowed_link_hosts: Vec::new(),
+            allowed_tracker_hosts: Vec::new(),
         }
     }
 }
@@ -345,6 +354,16 @@ impl Config {
         }
         if self.jackett.searches_per_minute == 0 {
             return Err(ConfigError::invalid("jackett.searches_per_minute", "must be >= 1"));
+        }
+        for (key, entries) in [
+            ("jackett.allowed_link_hosts", &self.jackett.allowed_link_hosts),
+            ("jackett.allowed_tracker_hosts", &self.jackett.allowed_tracker_hosts),
+        ] {
+            for entry in entries {
+                crate::models::address::HostPattern::parse(entry).map_err(|message| {
+                    ConfigError::invalid(key, format!("{message}; write a host or host:port, e.g. tracker.lan:6969"))
+                })?;
+            }
         }
         if !self.qbittorrent.url.is_empty() {
             check_http_url("qbittorrent.url", &self.qbittorrent.url)?;

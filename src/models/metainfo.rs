@@ -5,6 +5,11 @@
 //! decoded structure could reorder keys or drop fields and change the hash), so the raw span of the `info` value is
 //! located first, then decoded with `serde_bencode`. Pure; bytes are hostile: counts, depths and lengths are capped,
 //! pad files (BEP 47) skipped, and nothing here panics or touches the filesystem.
+//!
+//! Also the places a torrent or magnet tells its client to connect to (trackers, web seeds, DHT nodes, peers:
+//! [`torrent_sources`], [`magnet_sources`]) and their removal ([`strip_torrent_sources`], [`strip_magnet_sources`]),
+//! so that the searcher can keep the torrent client from calling internal addresses an indexer named. Those keys
+//! live outside the info dictionary, whose bytes are copied untouched: the info hash never changes.
 
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -260,6 +265,289 @@ fn skip_value(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, TorrentFi
     }
 }
 
+/// What a torrent or magnet source makes the client connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// An announce URL (`announce`, `announce-list`, magnet `tr=`).
+    Tracker,
+    /// An HTTP(S) source of the payload (`url-list`, `httpseeds`, magnet `ws=`, `as=`, `xs=`).
+    WebSeed,
+    /// A `host:port` contacted directly: a DHT bootstrap node (`nodes`) or a peer (magnet `x.pe=`).
+    Endpoint,
+}
+
+impl SourceKind {
+    /// How the kind is named in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Tracker => "tracker",
+            SourceKind::WebSeed => "web seed",
+            SourceKind::Endpoint => "node or peer",
+        }
+    }
+}
+
+/// A torrent or magnet with some sources removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stripped<T> {
+    pub value: T,
+    /// What was removed (a malformed value is listed as its key).
+    pub removed: Vec<(SourceKind, String)>,
+}
+
+/// Every tracker, web seed and node a `.torrent` names outside its info dictionary, in file order. `nodes` entries
+/// are given as `host:port` (`[v6]:port`).
+pub fn torrent_sources(bytes: &[u8]) -> Result<Vec<(SourceKind, String)>, TorrentFileError> {
+    let mut found = Vec::new();
+    for (key, value) in top_level_entries(bytes)? {
+        // A value of an unexpected shape is skipped here ([`strip_torrent_sources`] removes it).
+        if let Some(kind) = source_key_kind(key) {
+            if let Ok((Some(decoded), _)) = filter_source_value(key, value, kind, &|_, _| true) {
+                collect_source_strings(key, &decoded, kind, &mut found);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The `.torrent` without the sources `keep` refuses; other keys (and the info dictionary) are copied byte for
+/// byte, so the info hash is unchanged. A source key whose value has an unexpected shape is removed whole.
+pub fn strip_torrent_sources(
+    bytes: &[u8],
+    keep: impl Fn(SourceKind, &str) -> bool,
+) -> Result<Stripped<Vec<u8>>, TorrentFileError> {
+    let mut out = Vec::with_capacity(bytes.len());
+    out.push(b'd');
+    let mut removed = Vec::new();
+    for (key, value) in top_level_entries(bytes)? {
+        let key_text = String::from_utf8_lossy(key).into_owned();
+        let Some(kind) = source_key_kind(key) else {
+            write_bencode_bytes(&mut out, key);
+            out.extend_from_slice(value);
+            continue;
+        };
+        let (kept, changed) = match filter_source_value(key, value, kind, &keep) {
+            Ok(result) => result,
+            Err(_) => {
+                removed.push((kind, key_text));
+                continue;
+            }
+        };
+        if changed {
+            let mut still = Vec::new();
+            if let Some(kept_value) = &kept {
+                collect_source_strings(key, kept_value, kind, &mut still);
+            }
+            let still: std::collections::HashSet<(SourceKind, String)> = still.into_iter().collect();
+            let mut all = Vec::new();
+            if let Ok((Some(original), _)) = filter_source_value(key, value, kind, &|_, _| true) {
+                collect_source_strings(key, &original, kind, &mut all);
+            }
+            removed.extend(all.into_iter().filter(|source| !still.contains(source)));
+        }
+        match kept {
+            Some(_) if !changed => {
+                write_bencode_bytes(&mut out, key);
+                out.extend_from_slice(value);
+            }
+            Some(kept_value) => {
+                let encoded = serde_bencode::to_bytes(&kept_value)
+                    .map_err(|err| TorrentFileError(format!("cannot encode {key_text}: {err}")))?;
+                write_bencode_bytes(&mut out, key);
+                out.extend_from_slice(&encoded);
+            }
+            None => {}
+        }
+    }
+    out.push(b'e');
+    Ok(Stripped { value: out, removed })
+}
+
+/// Every source of a magnet URI: `tr` (and `tr.N`), `ws`, `as`, `xs` and `x.pe`, decoded, in URI order.
+pub fn magnet_sources(magnet: &str) -> Vec<(SourceKind, String)> {
+    magnet_pairs(magnet).filter_map(|(_, key, value)| magnet_key_kind(&key).map(|kind| (kind, value))).collect()
+}
+
+/// The magnet without the sources `keep` refuses; every other parameter is kept exactly as written.
+pub fn strip_magnet_sources(magnet: &str, keep: impl Fn(SourceKind, &str) -> bool) -> Stripped<String> {
+    let Some((head, _)) = magnet.split_once('?') else {
+        return Stripped { value: magnet.to_string(), removed: Vec::new() };
+    };
+    let mut kept_pairs: Vec<&str> = Vec::new();
+    let mut removed = Vec::new();
+    for (raw, key, value) in magnet_pairs(magnet) {
+        match magnet_key_kind(&key) {
+            Some(kind) if !keep(kind, &value) => removed.push((kind, value)),
+            _ => kept_pairs.push(raw),
+        }
+    }
+    Stripped { value: format!("{head}?{}", kept_pairs.join("&")), removed }
+}
+
+/// (raw pair, decoded key, decoded value) of each `&`-separated query parameter of a magnet.
+fn magnet_pairs(magnet: &str) -> impl Iterator<Item = (&str, String, String)> {
+    let query = magnet.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').filter(|raw| !raw.is_empty()).map(|raw| {
+        let (key, value) = url::form_urlencoded::parse(raw.as_bytes()).next().unwrap_or_default();
+        (raw, key.into_owned(), value.into_owned())
+    })
+}
+
+fn magnet_key_kind(key: &str) -> Option<SourceKind> {
+    let base = key.split_once('.').filter(|(name, n)| *name == "tr" && n.bytes().all(|b| b.is_ascii_digit()));
+    match key {
+        "tr" => Some(SourceKind::Tracker),
+        _ if base.is_some() => Some(SourceKind::Tracker),
+        "ws" | "as" | "xs" => Some(SourceKind::WebSeed),
+        "x.pe" => Some(SourceKind::Endpoint),
+        _ => None,
+    }
+}
+
+fn source_key_kind(key: &[u8]) -> Option<SourceKind> {
+    match key {
+        b"announce" | b"announce-list" => Some(SourceKind::Tracker),
+        b"url-list" | b"httpseeds" => Some(SourceKind::WebSeed),
+        b"nodes" => Some(SourceKind::Endpoint),
+        _ => None,
+    }
+}
+
+/// One top-level entry: its key and its value's raw bytes.
+type RawEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// The top-level dictionary's entries.
+fn top_level_entries(bytes: &[u8]) -> Result<Vec<RawEntry<'_>>, TorrentFileError> {
+    if bytes.len() > MAX_TORRENT_BYTES {
+        return fail(format!("{} bytes exceeds the {MAX_TORRENT_BYTES}-byte cap", bytes.len()));
+    }
+    if bytes.first() != Some(&b'd') {
+        return fail("not a bencoded dictionary");
+    }
+    let mut entries = Vec::new();
+    let mut pos = 1;
+    loop {
+        match bytes.get(pos) {
+            Some(b'e') => return Ok(entries),
+            Some(_) => {
+                let (key, after_key) = read_string(bytes, pos)?;
+                let value_end = skip_value(bytes, after_key, 1)?;
+                entries.push((key, bytes.get(after_key..value_end).unwrap_or_default()));
+                pos = value_end;
+            }
+            None => return fail("truncated top-level dictionary"),
+        }
+    }
+}
+
+fn write_bencode_bytes(out: &mut Vec<u8>, text: &[u8]) {
+    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(text);
+}
+
+type Bencode = serde_bencode::value::Value;
+
+fn bencode_text(value: &Bencode) -> Option<String> {
+    match value {
+        Bencode::Bytes(bytes) => std::str::from_utf8(bytes).ok().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A `nodes` entry (`[host, port]`) as `host:port`.
+fn node_text(value: &Bencode) -> Option<String> {
+    let Bencode::List(pair) = value else { return None };
+    let (Some(host), Some(Bencode::Int(port))) = (pair.first().and_then(bencode_text), pair.get(1)) else {
+        return None;
+    };
+    let port = u16::try_from(*port).ok()?;
+    Some(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+}
+
+/// Decodes one source value and keeps what `keep` accepts: `(None, _)` when nothing is left, `changed` when
+/// something was removed. An unexpected shape is an error.
+fn filter_source_value(
+    key: &[u8],
+    raw: &[u8],
+    kind: SourceKind,
+    keep: &dyn Fn(SourceKind, &str) -> bool,
+) -> Result<(Option<Bencode>, bool), TorrentFileError> {
+    let value: Bencode =
+        serde_bencode::from_bytes(raw).map_err(|err| TorrentFileError(format!("undecodable source value: {err}")))?;
+    let shape = || TorrentFileError(format!("unexpected shape of {}", String::from_utf8_lossy(key)));
+    let accepts = |item: &Bencode| -> Result<bool, TorrentFileError> {
+        let text = bencode_text(item).ok_or_else(shape)?;
+        Ok(keep(kind, &text))
+    };
+    match (key, value) {
+        (b"announce", value) => Ok(if accepts(&value)? { (Some(value), false) } else { (None, true) }),
+        (b"url-list", value @ Bencode::Bytes(_)) => {
+            // An empty string means "no web seed" in some writers.
+            let empty = matches!(&value, Bencode::Bytes(b) if b.is_empty());
+            Ok(if empty || accepts(&value)? { (Some(value), false) } else { (None, true) })
+        }
+        (b"announce-list", Bencode::List(tiers)) => {
+            let mut changed = false;
+            let mut kept_tiers = Vec::new();
+            for tier in tiers {
+                let Bencode::List(urls) = tier else { return Err(shape()) };
+                let before = urls.len();
+                let mut kept_urls = Vec::new();
+                for url in urls {
+                    if accepts(&url)? {
+                        kept_urls.push(url);
+                    }
+                }
+                changed |= kept_urls.len() != before;
+                if kept_urls.is_empty() {
+                    changed = true;
+                } else {
+                    kept_tiers.push(Bencode::List(kept_urls));
+                }
+            }
+            Ok(if kept_tiers.is_empty() { (None, true) } else { (Some(Bencode::List(kept_tiers)), changed) })
+        }
+        (b"url-list" | b"httpseeds", Bencode::List(urls)) => {
+            let before = urls.len();
+            let mut kept = Vec::new();
+            for url in urls {
+                if accepts(&url)? {
+                    kept.push(url);
+                }
+            }
+            let changed = kept.len() != before;
+            Ok(if kept.is_empty() { (None, before > 0) } else { (Some(Bencode::List(kept)), changed) })
+        }
+        (b"nodes", Bencode::List(nodes)) => {
+            let before = nodes.len();
+            let mut kept = Vec::new();
+            for node in nodes {
+                let text = node_text(&node).ok_or_else(shape)?;
+                if keep(kind, &text) {
+                    kept.push(node);
+                }
+            }
+            let changed = kept.len() != before;
+            Ok(if kept.is_empty() { (None, before > 0) } else { (Some(Bencode::List(kept)), changed) })
+        }
+        _ => Err(shape()),
+    }
+}
+
+fn collect_source_strings(key: &[u8], value: &Bencode, kind: SourceKind, out: &mut Vec<(SourceKind, String)>) {
+    match value {
+        Bencode::Bytes(_) => out.extend(bencode_text(value).filter(|t| !t.is_empty()).map(|t| (kind, t))),
+        Bencode::List(items) if key == b"nodes" => out.extend(items.iter().filter_map(node_text).map(|t| (kind, t))),
+        Bencode::List(items) => {
+            for item in items {
+                collect_source_strings(key, item, kind, out);
+            }
+        }
+        Bencode::Int(_) | Bencode::Dict(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +607,101 @@ mod tests {
         let mut nested = b"d4:info".to_vec();
         nested.extend(deep);
         assert!(parse_torrent(&nested).is_err());
+    }
+
+    fn bstr(text: &str) -> String {
+        format!("{}:{text}", text.len())
+    }
+
+    #[test]
+    fn stripping_sources_keeps_the_info_dictionary_and_every_other_key() {
+        let info = "d6:lengthi42e4:name8:song.mp312:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let torrent = format!(
+            "d{}{}{}ll{}{}el{}ee{}{}{}{}{}ll{}i6881eel{}i6881eel{}i1eee{}l{}{}ee",
+            bstr("announce"),
+            bstr("http://127.0.0.1:6969/announce"),
+            bstr("announce-list"),
+            bstr("http://127.0.0.1:6969/announce"),
+            bstr("udp://tracker.example.org:1337/announce"),
+            bstr("http://localhost/announce"),
+            bstr("comment"),
+            bstr("kept as it was"),
+            bstr("info"),
+            info,
+            bstr("nodes"),
+            bstr("127.0.0.1"),
+            bstr("router.example.org"),
+            bstr("::1"),
+            bstr("url-list"),
+            bstr("http://127.0.0.1:8080/seed/"),
+            bstr("https://seed.example.org/files/"),
+        );
+        let internal = |_: SourceKind, text: &str| {
+            !text.contains("127.0.0.1") && !text.contains("localhost") && !text.contains("::1")
+        };
+        let before = parse_torrent(torrent.as_bytes()).unwrap();
+        let stripped = strip_torrent_sources(torrent.as_bytes(), internal).unwrap();
+        let after = parse_torrent(&stripped.value).unwrap();
+        assert_eq!(after.info_hash, before.info_hash, "the info dictionary is untouched");
+        let expected_info_hash: [u8; 20] = Sha1::digest(info.as_bytes()).into();
+        assert_eq!(after.info_hash, InfoHash::from_bytes(expected_info_hash));
+        assert_eq!(
+            torrent_sources(&stripped.value).unwrap(),
+            vec![
+                (SourceKind::Tracker, "udp://tracker.example.org:1337/announce".to_string()),
+                (SourceKind::Endpoint, "router.example.org:6881".to_string()),
+                (SourceKind::WebSeed, "https://seed.example.org/files/".to_string()),
+            ]
+        );
+        let removed: Vec<&str> = stripped.removed.iter().map(|(_, text)| text.as_str()).collect();
+        assert_eq!(
+            removed,
+            [
+                "http://127.0.0.1:6969/announce",
+                "http://127.0.0.1:6969/announce",
+                "http://localhost/announce",
+                "127.0.0.1:6881",
+                "[::1]:1",
+                "http://127.0.0.1:8080/seed/"
+            ]
+        );
+        let text = String::from_utf8_lossy(&stripped.value);
+        assert!(text.contains("7:comment14:kept as it was"), "{text}");
+        assert!(!text.contains("8:announce"), "the internal announce key is gone: {text}");
+        // Keeping everything changes nothing.
+        assert_eq!(strip_torrent_sources(torrent.as_bytes(), |_, _| true).unwrap().value, torrent.as_bytes());
+    }
+
+    #[test]
+    fn a_malformed_source_key_is_removed_whole() {
+        let torrent = format!("d{}i3e{}d6:lengthi1e4:name1:a6:pieces0:ee", bstr("announce"), bstr("info"));
+        let stripped = strip_torrent_sources(torrent.as_bytes(), |_, _| true).unwrap();
+        assert_eq!(stripped.removed, vec![(SourceKind::Tracker, "announce".to_string())]);
+        assert_eq!(
+            parse_torrent(&stripped.value).unwrap().info_hash,
+            parse_torrent(torrent.as_bytes()).unwrap().info_hash
+        );
+    }
+
+    #[test]
+    fn magnet_sources_are_stripped_and_the_rest_kept_as_written() {
+        let magnet = "magnet:?xt=urn:btih:7ED8995B1926266A80C63065CACB65D6A36398AD&dn=A+b%20c\
+            &tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce&tr=udp%3A%2F%2Ftracker.example.org%3A1337\
+            &tr.1=http://localhost/a&ws=http%3A%2F%2F10.0.0.2%2Fseed&x.pe=192.168.1.4:6881&xs=https://example.org/t";
+        let sources = magnet_sources(magnet);
+        assert_eq!(sources.len(), 6);
+        assert_eq!(sources[0], (SourceKind::Tracker, "http://127.0.0.1:6969/announce".to_string()));
+        assert_eq!(sources[3], (SourceKind::WebSeed, "http://10.0.0.2/seed".to_string()));
+        assert_eq!(sources[4], (SourceKind::Endpoint, "192.168.1.4:6881".to_string()));
+        let keep = |_: SourceKind, text: &str| text.contains("example.org");
+        let stripped = strip_magnet_sources(magnet, keep);
+        assert_eq!(
+            stripped.value,
+            "magnet:?xt=urn:btih:7ED8995B1926266A80C63065CACB65D6A36398AD&dn=A+b%20c\
+             &tr=udp%3A%2F%2Ftracker.example.org%3A1337&xs=https://example.org/t"
+        );
+        assert_eq!(stripped.removed.len(), 4);
+        assert_eq!(magnet_info_hash(&stripped.value).unwrap(), magnet_info_hash(magnet).unwrap());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The contract's data types: what the catalog server posts (`ticket`), what the API and WebSocket show (`state`),
 //! and what the searcher hands to the matcher (`torrent`). Pure data plus validation; no I/O.
 
+pub mod address;
 pub mod metainfo;
 pub mod state;
 pub mod ticket;

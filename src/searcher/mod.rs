@@ -11,10 +11,12 @@
 //! | [`crate::models::metainfo`] | parsing `.torrent` bytes: v1 info hash and file list — pure (shared with the torrent client) |
 //! | [`query`] | query variants built from a ticket, and when results are "enough" — pure |
 //! | [`candidates`] | turning items into candidates, dedup by info hash — pure |
+//! | [`host_policy`] | which hosts links may be fetched from and which trackers/web seeds the torrent client gets |
 //! | [`rate_limit`] | the searches-per-minute window shared by every search |
 //! | `release` | release-title parsing (used by the matcher) |
 
 pub mod candidates;
+pub mod host_policy;
 pub mod query;
 pub mod rate_limit;
 pub mod release;
@@ -78,6 +80,10 @@ pub enum SearchError {
     /// A `.torrent` body could not be used.
     #[error("bad .torrent from {url}: {message}")]
     BadTorrent { url: String, message: String },
+    /// A link (or a redirect) the host policy never fetches: another scheme than http(s), credentials, or a host
+    /// on an internal address that is not the indexer's nor in `[jackett] allowed_link_hosts`.
+    #[error("link {url} refused: {reason}")]
+    LinkRefused { url: String, reason: String },
     /// The candidate carries no magnet, no info hash and no link.
     #[error("candidate {title:?} has no magnet, info hash or download link")]
     NoDownloadLink { title: String },
@@ -97,6 +103,7 @@ impl SearchError {
             SearchError::InvalidResponse { .. } => true,
             SearchError::TooLarge { .. } => false,
             SearchError::BadTorrent { .. } => false,
+            SearchError::LinkRefused { .. } => false,
             SearchError::NoDownloadLink { .. } => false,
         }
     }

@@ -4,10 +4,12 @@
 //! each query variant (rate limited, cached per normalised query, retried on 5xx/timeouts/429 with backoff), and
 //! link resolution (`/dl/` or Prowlarr `/download` links fetched with redirects OFF: a `.torrent` body gives the
 //! info hash and file list, a 3xx to `magnet:` gives the magnet). Keeps the fetched `.torrent` bytes in a bounded
-//! in-memory cache for the torrent client.
+//! in-memory cache for the torrent client, and hands the client magnets and `.torrent` files without trackers, web
+//! seeds and nodes on internal addresses ([`super::host_policy`]).
 //!
-//! It must never log or return a URL carrying the API key (see [`redact_url`]), never follow a redirect blindly,
-//! never read an unbounded body, and never fail a whole search because one result or one indexer misbehaved.
+//! It must never log or return a URL carrying the API key (see [`redact_url`]), never follow a redirect blindly
+//! (every hop passes the [`LinkPolicy`]), never read an unbounded body, and never fail a whole search because one
+//! result or one indexer misbehaved.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,11 +24,15 @@ use crate::config::JackettConfig;
 use crate::models::{InfoHash, Ticket, TorrentCandidate};
 
 use super::candidates::{candidate_from_item, magnet_from_hash, magnet_info_hash, CandidateSet};
+use super::host_policy::{source_host_for_log, LinkPolicy, LinkRoute, LinkVerdict, PublicOnlyResolver, SourcePolicy};
 use super::query::{build_query_variants, custom_query_variant, is_strong_title, QueryVariant, ENOUGH_STRONG_RESULTS};
 use super::rate_limit::SearchRateLimiter;
 use super::torznab_xml::{parse_document, Capabilities, SearchMode, TorznabDocument};
 use super::{SearchError, Searcher, TorrentSource};
-use crate::models::metainfo::{parse_torrent, ParsedTorrent, MAX_TORRENT_BYTES};
+use crate::models::metainfo::{
+    magnet_sources, parse_torrent, strip_magnet_sources, strip_torrent_sources, ParsedTorrent, SourceKind,
+    MAX_TORRENT_BYTES,
+};
 
 /// Attempts per request (the first plus retries) for 5xx, timeouts, network errors and short 429s.
 const MAX_ATTEMPTS: u32 = 3;
@@ -115,6 +121,11 @@ struct TorrentCache {
 enum LinkTarget {
     Torrent(InfoHash),
     Magnet(String),
+    /// The host policy refused the link or one of its redirects (permanent: never asked again).
+    Refused {
+        shown: String,
+        reason: String,
+    },
 }
 
 impl TorrentCache {
@@ -138,20 +149,24 @@ impl TorrentCache {
         }
     }
 
-    fn insert_magnet(&mut self, link: &str, magnet: &str) {
+    /// Remembers what a link gave that is not a `.torrent` (a magnet, or a refusal).
+    fn insert_other(&mut self, link: &str, target: LinkTarget) {
         if self.by_link.len() >= TORRENT_CACHE_MAX_ENTRIES * 4 {
             self.by_link.retain(|_, target| matches!(target, LinkTarget::Torrent(_)));
         }
-        self.by_link.insert(link.to_string(), LinkTarget::Magnet(magnet.to_string()));
+        self.by_link.insert(link.to_string(), target);
     }
 
-    fn lookup_link(&self, link: &str) -> Option<ResolvedLink> {
+    fn lookup_link(&self, link: &str) -> Option<Result<ResolvedLink, SearchError>> {
         match self.by_link.get(link)? {
-            LinkTarget::Magnet(magnet) => Some(ResolvedLink::Magnet(magnet.clone())),
+            LinkTarget::Magnet(magnet) => Some(Ok(ResolvedLink::Magnet(magnet.clone()))),
+            LinkTarget::Refused { shown, reason } => {
+                Some(Err(SearchError::LinkRefused { url: shown.clone(), reason: reason.clone() }))
+            }
             LinkTarget::Torrent(hash) => self
                 .by_hash
                 .get(hash)
-                .map(|(bytes, parsed)| ResolvedLink::Torrent { bytes: bytes.clone(), parsed: parsed.clone() }),
+                .map(|(bytes, parsed)| Ok(ResolvedLink::Torrent { bytes: bytes.clone(), parsed: parsed.clone() })),
         }
     }
 }
@@ -162,7 +177,12 @@ pub struct TorznabSearcher {
     endpoints: Option<Vec<Endpoint>>,
     api_key: String,
     timeout_secs: u64,
+    /// The indexer's API and trusted links.
     http: reqwest::Client,
+    /// Links on other hosts: resolves names to public addresses only.
+    public_http: reqwest::Client,
+    link_policy: LinkPolicy,
+    source_policy: SourcePolicy,
     limiter: SearchRateLimiter,
     cache_ttl: Duration,
     result_cache: Mutex<HashMap<String, (Instant, Vec<TorrentCandidate>)>>,
@@ -178,23 +198,36 @@ impl TorznabSearcher {
     /// Builds the client from `[jackett]`. An empty `url` gives a searcher that answers `NotConfigured`.
     pub fn new(config: &JackettConfig) -> Result<Self, SearchError> {
         let timeout_secs = config.timeout_secs.max(1);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(timeout_secs))
-            .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
-            .user_agent(concat!("downloader2/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| SearchError::Configuration(format!("cannot build the HTTP client: {err}")))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(timeout_secs))
+                .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
+                .user_agent(concat!("downloader2/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |result: reqwest::Result<reqwest::Client>| {
+            result.map_err(|err| SearchError::Configuration(format!("cannot build the HTTP client: {err}")))
+        };
+        let http = built(builder().build())?;
+        // No proxy: a proxy would resolve the name itself, past the public-only resolver.
+        let public_http = built(builder().no_proxy().dns_resolver(Arc::new(PublicOnlyResolver)).build())?;
         let endpoints = if config.url.trim().is_empty() {
             None
         } else {
             Some(build_endpoints(config.url.trim(), &config.indexers)?)
         };
+        let indexer_url = endpoints.as_ref().and_then(|list| list.first()).map(|endpoint| &endpoint.url);
+        let link_policy =
+            LinkPolicy::new(indexer_url, &config.allowed_link_hosts).map_err(SearchError::Configuration)?;
+        let source_policy = SourcePolicy::new(&config.allowed_tracker_hosts).map_err(SearchError::Configuration)?;
         Ok(TorznabSearcher {
             endpoints,
             api_key: config.api_key.clone(),
             timeout_secs,
             http,
+            public_http,
+            link_policy,
+            source_policy,
             limiter: SearchRateLimiter::new(config.searches_per_minute, Duration::from_secs(60)),
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             result_cache: Mutex::new(HashMap::new()),
@@ -471,7 +504,7 @@ impl TorznabSearcher {
     /// GETs a `.torrent` link with redirects off: a `.torrent` body or a redirect to a magnet.
     async fn resolve_link(&self, link: &str, attempts: u32) -> Result<ResolvedLink, SearchError> {
         if let Some(known) = lock(&self.torrents).lookup_link(link) {
-            return Ok(known);
+            return known;
         }
         let mut attempt = 0;
         let resolved = loop {
@@ -484,6 +517,10 @@ impl TorznabSearcher {
                 Err(SearchError::HttpStatus { status, .. }) => *status >= 500,
                 _ => false,
             };
+            if let Err(SearchError::LinkRefused { url, reason }) = &outcome {
+                let refusal = LinkTarget::Refused { shown: url.clone(), reason: reason.clone() };
+                lock(&self.torrents).insert_other(link, refusal);
+            }
             if !retry || attempt >= attempts {
                 break outcome?;
             }
@@ -492,7 +529,7 @@ impl TorznabSearcher {
         let mut cache = lock(&self.torrents);
         match &resolved {
             ResolvedLink::Torrent { bytes, parsed } => cache.insert(Some(link), bytes.clone(), parsed.clone()),
-            ResolvedLink::Magnet(magnet) => cache.insert_magnet(link, magnet),
+            ResolvedLink::Magnet(magnet) => cache.insert_other(link, LinkTarget::Magnet(magnet.clone())),
         }
         Ok(resolved)
     }
@@ -504,13 +541,14 @@ impl TorznabSearcher {
         })?;
         for _ in 0..=MAX_REDIRECT_HOPS {
             let shown = redact_url(&url);
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(SearchError::InvalidResponse {
-                    url: shown,
-                    message: format!("unsupported link scheme {:?}", url.scheme()),
-                });
-            }
-            let response = self.http.get(url.clone()).send().await.map_err(|err| self.transport_error(err, &shown))?;
+            // Every hop is checked: a trusted link may redirect anywhere.
+            let client = match self.link_policy.check(&url).await {
+                Ok(LinkRoute::Trusted) => &self.http,
+                Ok(LinkRoute::PublicOnly) => &self.public_http,
+                Err(LinkVerdict::Refused(reason)) => return Err(SearchError::LinkRefused { url: shown, reason }),
+                Err(LinkVerdict::Unresolved(message)) => return Err(SearchError::Network { url: shown, message }),
+            };
+            let response = client.get(url.clone()).send().await.map_err(|err| self.transport_error(err, &shown))?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -599,6 +637,14 @@ impl Searcher for TorznabSearcher {
     }
 
     async fn torrent_source(&self, candidate: &TorrentCandidate) -> Result<TorrentSource, SearchError> {
+        let source = self.source_as_indexed(candidate).await?;
+        Ok(self.without_internal_sources(source).await)
+    }
+}
+
+impl TorznabSearcher {
+    /// The candidate's magnet or `.torrent` bytes as the indexer gave them.
+    async fn source_as_indexed(&self, candidate: &TorrentCandidate) -> Result<TorrentSource, SearchError> {
         if let Some(hash) = &candidate.info_hash {
             if let Some((bytes, _)) = lock(&self.torrents).by_hash.get(hash) {
                 return Ok(TorrentSource::TorrentFile(bytes.clone()));
@@ -630,6 +676,53 @@ impl Searcher for TorznabSearcher {
         }
         Err(SearchError::NoDownloadLink { title: candidate.title.clone() })
     }
+
+    /// `source` without the trackers, web seeds and nodes the torrent client must not contact (the
+    /// [`SourcePolicy`]); a `.torrent`'s info dictionary, so its hash, is unchanged.
+    async fn without_internal_sources(&self, source: TorrentSource) -> TorrentSource {
+        match source {
+            TorrentSource::Magnet(magnet) => {
+                let sources = magnet_sources(&magnet);
+                if sources.is_empty() {
+                    return TorrentSource::Magnet(magnet);
+                }
+                let verdicts = self.source_policy.verdicts(&sources).await;
+                let stripped = strip_magnet_sources(&magnet, |kind, text| allowed(&verdicts, kind, text));
+                log_removed_sources(&stripped.removed);
+                TorrentSource::Magnet(stripped.value)
+            }
+            TorrentSource::TorrentFile(bytes) => {
+                let sources = crate::models::metainfo::torrent_sources(&bytes).unwrap_or_default();
+                let verdicts = self.source_policy.verdicts(&sources).await;
+                match strip_torrent_sources(&bytes, |kind, text| allowed(&verdicts, kind, text)) {
+                    Ok(stripped) if stripped.removed.is_empty() => TorrentSource::TorrentFile(bytes),
+                    Ok(stripped) => {
+                        log_removed_sources(&stripped.removed);
+                        TorrentSource::TorrentFile(Bytes::from(stripped.value))
+                    }
+                    // Not a dictionary at all: the client refuses it as it would have anyway.
+                    Err(_) => TorrentSource::TorrentFile(bytes),
+                }
+            }
+        }
+    }
+}
+
+fn allowed(verdicts: &HashMap<(SourceKind, String), bool>, kind: SourceKind, text: &str) -> bool {
+    verdicts.get(&(kind, text.to_string())).copied().unwrap_or(false)
+}
+
+fn log_removed_sources(removed: &[(SourceKind, String)]) {
+    if removed.is_empty() {
+        return;
+    }
+    let hosts: Vec<String> =
+        removed.iter().map(|(kind, text)| format!("{} {}", kind.as_str(), source_host_for_log(text))).collect();
+    tracing::info!(
+        removed = removed.len(), sources = %hosts.join(", "),
+        "sources on internal or unresolvable hosts removed before the torrent reaches the client \
+         (list a LAN tracker in [jackett] allowed_tracker_hosts to keep it)"
+    );
 }
 
 /// Errors that mean the endpoint cannot answer now (after this request's own retries).

@@ -45,7 +45,7 @@ async fn log_of_a_hostile_search(json_logs: bool) -> String {
     let shown = service.wait_for_state("forged-1", "needs_approval", Duration::from_secs(60)).await;
     assert_eq!(shown["state"]["candidates"][0]["candidate"]["title"], TITLE, "the title is kept as sent");
     drop(service);
-    std::fs::read_to_string(&setup.dir.join("service-1.log")).unwrap()
+    std::fs::read_to_string(setup.dir.join("service-1.log")).unwrap()
 }
 
 fn forged_lines(log: &str) -> Vec<&str> {

@@ -11,6 +11,7 @@ mod api_validation;
 mod converter;
 mod hostile_destinations;
 mod hostile_logs;
+mod internal_addresses;
 mod llm_cases;
 mod llm_providers;
 mod llm_refine;

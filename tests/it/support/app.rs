@@ -37,6 +37,8 @@ pub fn test_config(dir: &Path) -> Config {
     config.qbittorrent.url = UNUSED_QBITTORRENT_URL.into();
     // The API tests drive states by hand: no pipeline moves their tickets (the pipeline tests unpause).
     config.processing.paused = true;
+    // The test swarm's tracker (opentracker on 127.0.0.1), which the default policy removes from torrents.
+    config.jackett.allowed_tracker_hosts = vec!["127.0.0.1".into()];
     config
 }
 

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audio;
 pub mod browser;
+pub mod canary;
 pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;

@@ -125,6 +125,11 @@ pub struct ServiceSetup {
     pub llm: Option<(String, String, String)>,
     /// `--log-format json` (one JSON object per line, with the spans) instead of text.
     pub json_logs: bool,
+    /// `[jackett] allowed_link_hosts`.
+    pub allowed_link_hosts: Vec<String>,
+    /// `[jackett] allowed_tracker_hosts`: by default the test swarm's tracker host (opentracker on 127.0.0.1),
+    /// which the service's default policy would remove from every torrent.
+    pub allowed_tracker_hosts: Vec<String>,
 }
 
 impl ServiceSetup {
@@ -144,6 +149,8 @@ impl ServiceSetup {
             rest_retry_after_secs: 86_400,
             llm: None,
             json_logs: false,
+            allowed_link_hosts: Vec::new(),
+            allowed_tracker_hosts: vec!["127.0.0.1".to_string()],
         }
     }
 
@@ -181,6 +188,8 @@ api_key = "{key}"
 timeout_secs = 10
 searches_per_minute = 6000
 cache_ttl_secs = 600
+allowed_link_hosts = {link_hosts}
+allowed_tracker_hosts = {tracker_hosts}
 
 [qbittorrent]
 {qbittorrent}stall_timeout_secs = {stall}
@@ -207,6 +216,8 @@ allowed_roots = ["{media}"]
             db = self.data_dir().join("downloader2.db").display(),
             torznab = self.torznab_url,
             key = self.torznab_api_key,
+            link_hosts = toml_strings(&self.allowed_link_hosts),
+            tracker_hosts = toml_strings(&self.allowed_tracker_hosts),
             stall = self.stall_timeout_secs,
             threshold = self.auto_approve_threshold,
             llm = match &self.llm {
@@ -225,6 +236,12 @@ allowed_roots = ["{media}"]
         std::fs::write(&path, text).unwrap();
         path
     }
+}
+
+/// A TOML array of strings.
+fn toml_strings(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// The service binary running with a setup's config; its log goes to `<dir>/service-<n>.log`.

@@ -38,6 +38,8 @@ pub enum Download {
     TorrentFile(Vec<u8>),
     /// Jackett: 302, Prowlarr: 301, `Location:` this magnet.
     RedirectToMagnet(String),
+    /// Jackett: 302, Prowlarr: 301, `Location:` this URL as written (another host, `file:///etc/passwd`, ...).
+    Redirect(String),
     /// Empty 404 (dead link at the tracker).
     Dead,
     /// 200 with arbitrary bytes (an HTML page instead of a torrent).
@@ -64,6 +66,8 @@ pub struct Release {
     pub infohash: Option<String>,
     /// When set, `link` is a proxy URL answering this.
     pub download: Option<Download>,
+    /// When set, `link` is this URL verbatim (an uploader's link to anywhere), instead of the proxy or magnet.
+    pub link: Option<String>,
     pub minimum_ratio: Option<f64>,
     pub minimum_seed_time: Option<u64>,
     pub download_volume_factor: f64,
@@ -89,6 +93,7 @@ impl Release {
             magnet: None,
             infohash: None,
             download: None,
+            link: None,
             minimum_ratio: None,
             minimum_seed_time: None,
             download_volume_factor: 0.0,
@@ -109,6 +114,11 @@ impl Release {
     }
     pub fn download(mut self, download: Download) -> Self {
         self.download = Some(download);
+        self
+    }
+    /// The item's `link` is `url`, verbatim.
+    pub fn link(mut self, url: &str) -> Self {
+        self.link = Some(url.into());
         self
     }
     pub fn seeders(mut self, seeders: u64, peers: u64) -> Self {
@@ -308,6 +318,13 @@ impl TorznabServer {
         });
     }
 
+    /// The Jackett `/dl/` link of `title` on `indexer_id` (what a download registered with [`Self::set_download`]
+    /// answers at).
+    pub fn download_link(&self, indexer_id: &str, title: &str) -> String {
+        let base = format!("{}/", self.url());
+        self.with_state(|s| jackett_proxy_link(&base, &s.api_key, indexer_id, title))
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.with_state(|s| s.requests.clone())
@@ -435,16 +452,19 @@ fn releases_for(state: &ServerState, q: Option<&str>) -> Vec<Release> {
     q.and_then(|q| state.by_query.get(q)).cloned().unwrap_or_else(|| state.releases.clone())
 }
 
+/// Jackett's `/dl/` proxy link of a release.
+fn jackett_proxy_link(base: &str, api_key: &str, indexer_id: &str, title: &str) -> String {
+    let path: String =
+        url::form_urlencoded::byte_serialize(format!("Q2ZESjh{}", title.len() * 7919 + indexer_id.len()).as_bytes())
+            .collect();
+    let file: String = url::form_urlencoded::byte_serialize(title.as_bytes()).collect();
+    format!("{base}dl/{indexer_id}/?jackett_apikey={api_key}&path={path}&file={file}")
+}
+
 fn jackett_item(base: &str, api_key: &str, release: &Release) -> String {
-    let proxy = release.download.as_ref().map(|_| {
-        let path: String = url::form_urlencoded::byte_serialize(
-            format!("Q2ZESjh{}", release.title.len() * 7919 + release.indexer_id.len()).as_bytes(),
-        )
-        .collect();
-        let file: String = url::form_urlencoded::byte_serialize(release.title.as_bytes()).collect();
-        format!("{base}dl/{}/?jackett_apikey={api_key}&path={path}&file={file}", release.indexer_id)
-    });
-    let link = proxy.or_else(|| release.magnet.clone()).unwrap_or_default();
+    let proxy =
+        release.download.as_ref().map(|_| jackett_proxy_link(base, api_key, &release.indexer_id, &release.title));
+    let link = release.link.clone().or(proxy).or_else(|| release.magnet.clone()).unwrap_or_default();
     let guid =
         if release.download.is_some() { release.details.clone().unwrap_or_else(|| link.clone()) } else { link.clone() };
     let mut xml = String::with_capacity(2048);
@@ -605,7 +625,9 @@ fn download_answer(download: Option<Download>, redirect: StatusCode) -> Response
             bytes,
         )
             .into_response(),
-        Some(Download::RedirectToMagnet(magnet)) => (redirect, [(header::LOCATION, magnet)]).into_response(),
+        Some(Download::RedirectToMagnet(target) | Download::Redirect(target)) => {
+            (redirect, [(header::LOCATION, target)]).into_response()
+        }
         Some(Download::Body(bytes)) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, "text/html".to_string())], bytes).into_response()
         }
