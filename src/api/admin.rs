@@ -1,6 +1,8 @@
-//! The admin's routes: approve, reject, retry, force-search, stats and the effective configuration.
+//! The admin's routes: approve, reject, retry, force-search, a candidate's whole file list, stats and the effective
+//! configuration.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use super::body::OptionalJsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::tickets::TicketView;
 use super::AppState;
+use crate::models::{TicketState, TorrentFile};
 use crate::queue::StoreStats;
 
 /// Body of `approve`.
@@ -106,6 +109,78 @@ pub async fn force_search(
     let record = app.force_search(&id, query, &auth.actor).await?;
     tracing::info!("ticket force-searched");
     Ok(Json(TicketView::from_record(record, None)))
+}
+
+/// Largest page of a candidate's file list.
+pub const MAX_FILES_PAGE: usize = 1000;
+const DEFAULT_FILES_PAGE: usize = 200;
+
+/// Query of `GET /ticket/{id}/candidates/{idx}/files`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FilesQuery {
+    /// Files to skip (default 0).
+    pub offset: Option<usize>,
+    /// Page size, 1-1000 (default 200).
+    pub limit: Option<usize>,
+}
+
+/// A page of the whole file list kept for one candidate (the ticket view shows only the mapped files and a few
+/// others).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CandidateFiles {
+    pub ticket_id: String,
+    pub candidate_idx: usize,
+    pub title: String,
+    /// Files in the kept list (all pages).
+    pub total: usize,
+    /// Files of the torrent not kept at all: of no use to the pipeline (not audio, CUE, image or log) or beyond the
+    /// caps on a candidate's list.
+    pub files_omitted: u64,
+    pub offset: usize,
+    pub files: Vec<TorrentFile>,
+}
+
+/// The whole kept file list of candidate `idx` of a `needs_approval` ticket, a page at a time.
+#[utoipa::path(get, path = "/api/v1/ticket/{id}/candidates/{idx}/files", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "ticket_id"),
+           ("idx" = usize, Path, description = "index into the needs_approval state's candidates"), FilesQuery),
+    responses((status = 200, body = CandidateFiles), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "Not waiting for approval", body = ErrorBody)))]
+pub async fn candidate_files(
+    State(app): State<AppState>,
+    _auth: AdminAuth,
+    Path((id, idx)): Path<(String, usize)>,
+    Query(query): Query<FilesQuery>,
+) -> Result<Json<CandidateFiles>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_FILES_PAGE);
+    if !(1..=MAX_FILES_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_FILES_PAGE}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
+    let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
+    let TicketState::NeedsApproval { candidates, .. } = &record.state else {
+        return Err(ApiError {
+            current_state: Some(Box::new(record.state.clone())),
+            ..ApiError::new(StatusCode::CONFLICT, "candidates are listed while the ticket needs approval")
+        });
+    };
+    let shown = candidates
+        .get(idx)
+        .ok_or_else(|| ApiError::not_found(format!("the ticket has {} candidates, no #{idx}", candidates.len())))?;
+    // The state holds the trimmed candidate; the work keeps the search result with its whole kept list.
+    let work = app.store.get_work(&id).await.map_err(crate::app::AppError::from)?;
+    let full = work.search_results.iter().find(|c| c.same_release(&shown.candidate)).unwrap_or(&shown.candidate);
+    let listed = full.files.as_deref().unwrap_or_default();
+    Ok(Json(CandidateFiles {
+        ticket_id: id,
+        candidate_idx: idx,
+        title: full.title.clone(),
+        total: listed.len(),
+        files_omitted: full.files_omitted,
+        offset,
+        files: listed.iter().skip(offset).take(limit).cloned().collect(),
+    }))
 }
 
 /// Answer of `GET /stats`.

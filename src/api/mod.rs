@@ -47,6 +47,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/ticket/{id}/reject", post(admin::reject))
         .route("/api/v1/ticket/{id}/retry", post(admin::retry))
         .route("/api/v1/ticket/{id}/force-search", post(admin::force_search))
+        .route("/api/v1/ticket/{id}/candidates/{idx}/files", get(admin::candidate_files))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
         .route("/api/v1/ws", get(ws::ws))
@@ -139,6 +140,7 @@ impl utoipa::Modify for BearerSecurity {
         health, openapi_json, metrics_text,
         tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
+        admin::candidate_files,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity),

@@ -32,7 +32,8 @@ pub struct TicketView {
     pub ticket_id: String,
     pub ticket: Ticket,
     pub state: TicketState,
-    /// Every transition, oldest first (only on `GET /ticket/{id}`).
+    /// Every transition, oldest first (only on `GET /ticket/{id}`). A `needs_approval` event shows how many
+    /// candidates it had (`candidate_count`), not the list again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<TicketEventRecord>>,
     /// For `needs_approval` (only on `GET /ticket/{id}`): each candidate laid out for the admin, in the order of
@@ -122,6 +123,7 @@ pub async fn get_ticket(
     let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
     let history = app.store.get_history(&id).await.map_err(crate::app::AppError::from)?;
+    let history = history.into_iter().map(with_candidates_counted).collect();
     let review = match &record.state {
         TicketState::NeedsApproval { candidates, .. } => {
             Some(candidates.iter().map(|scored| review_candidate(&record.ticket, scored)).collect())
@@ -129,6 +131,17 @@ pub async fn get_ticket(
         _ => None,
     };
     Ok(Json(TicketView { review, ..TicketView::from_record(record, Some(history)) }))
+}
+
+/// A history event as `GET /ticket/{id}` shows it: a candidate list in its details is replaced by its length.
+fn with_candidates_counted(mut event: TicketEventRecord) -> TicketEventRecord {
+    if let Some(details) = event.details.as_object_mut() {
+        if let Some(count) = details.get("candidates").and_then(|list| list.as_array()).map(Vec::len) {
+            details.remove("candidates");
+            details.insert("candidate_count".into(), count.into());
+        }
+    }
+    event
 }
 
 /// Tickets, newest first.

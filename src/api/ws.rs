@@ -2,6 +2,10 @@
 //! filtered by `?ticket_id=`. Each connection has its own receiver on the bounded broadcast bus, so a slow client
 //! never blocks the pipeline: when it falls behind it is sent `{"type": "lagged", "missed": N}` and continues.
 //! Idle connections are kept alive with pings.
+//!
+//! Messages carry states and counts, never whole candidate lists (an indexer controls how long those are): the
+//! `needs_approval` state is sent with the number of its candidates and the recommended one's title; the
+//! candidates themselves are behind `GET /api/v1/ticket/{id}`.
 
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::CatalogAuth;
 use super::AppState;
 use crate::events::TicketEvent;
-use crate::models::{ScoredCandidate, StateKind, TicketState};
+use crate::models::{ApprovalReason, StateKind, TicketState};
 
 /// How often an idle connection is pinged.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -32,20 +36,88 @@ pub struct WsQuery {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WsMessage<'a> {
-    StateChange { ticket_id: &'a str, old_state: StateKind, new_state: StateKind, details: &'a TicketState },
-    Progress { ticket_id: &'a str, progress_pct: f64 },
-    NeedsApproval { ticket_id: &'a str, candidates: &'a [ScoredCandidate] },
-    Lagged { missed: u64 },
+    StateChange {
+        ticket_id: &'a str,
+        old_state: StateKind,
+        new_state: StateKind,
+        details: StateDetails<'a>,
+    },
+    Progress {
+        ticket_id: &'a str,
+        progress_pct: f64,
+    },
+    /// A ticket waits for an admin: how many candidates, which is recommended, why.
+    NeedsApproval {
+        ticket_id: &'a str,
+        candidate_count: usize,
+        recommended_idx: Option<usize>,
+        recommended_title: Option<&'a str>,
+        reason: &'a ApprovalReason,
+    },
+    Lagged {
+        missed: u64,
+    },
+}
+
+/// A state as a WebSocket message carries it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum StateDetails<'a> {
+    /// `needs_approval` with its candidates counted.
+    NeedsApproval {
+        state: StateKind,
+        candidate_count: usize,
+        recommended_idx: Option<usize>,
+        recommended_title: Option<&'a str>,
+        confidence: f64,
+        reason: &'a ApprovalReason,
+        waiting_since: chrono::DateTime<chrono::Utc>,
+    },
+    /// Any other state, as it is.
+    State(&'a TicketState),
+}
+
+impl<'a> StateDetails<'a> {
+    pub fn of(state: &'a TicketState) -> StateDetails<'a> {
+        match state {
+            TicketState::NeedsApproval { candidates, recommended_idx, confidence, reason, waiting_since } => {
+                StateDetails::NeedsApproval {
+                    state: StateKind::NeedsApproval,
+                    candidate_count: candidates.len(),
+                    recommended_idx: *recommended_idx,
+                    recommended_title: recommended_idx
+                        .and_then(|idx| candidates.get(idx))
+                        .map(|scored| scored.candidate.title.as_str()),
+                    confidence: *confidence,
+                    reason,
+                    waiting_since: *waiting_since,
+                }
+            }
+            other => StateDetails::State(other),
+        }
+    }
 }
 
 /// The messages one bus event becomes (a transition into needs_approval is also announced as such).
 pub fn messages_for(event: &TicketEvent) -> Vec<WsMessage<'_>> {
     match event {
         TicketEvent::StateChange { ticket_id, old_state, new_state, details } => {
-            let mut messages =
-                vec![WsMessage::StateChange { ticket_id, old_state: *old_state, new_state: *new_state, details }];
-            if let TicketState::NeedsApproval { candidates, .. } = details.as_ref() {
-                messages.push(WsMessage::NeedsApproval { ticket_id, candidates });
+            let mut messages = vec![WsMessage::StateChange {
+                ticket_id,
+                old_state: *old_state,
+                new_state: *new_state,
+                details: StateDetails::of(details),
+            }];
+            if let TicketState::NeedsApproval { candidates, recommended_idx, reason, .. } = details.as_ref() {
+                messages.push(WsMessage::NeedsApproval {
+                    ticket_id,
+                    candidate_count: candidates.len(),
+                    recommended_idx: *recommended_idx,
+                    recommended_title: recommended_idx
+                        .and_then(|idx| candidates.get(idx))
+                        .map(|scored| scored.candidate.title.as_str()),
+                    reason,
+                });
             }
             messages
         }

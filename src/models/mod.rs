@@ -12,5 +12,5 @@ pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, Tic
 pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
-pub use torrent::{InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use torrent::{bound_file_list, InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
 pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

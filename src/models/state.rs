@@ -188,6 +188,28 @@ pub struct ScoredCandidate {
     pub hard_rejects: Vec<String>,
 }
 
+impl ScoredCandidate {
+    /// The candidate as the `needs_approval` state, the history and the WebSocket carry it: its file list trimmed
+    /// to the files mapped to tracks (for a CUE image, the image) and a few others
+    /// ([`TorrentCandidate::trimmed`]); the whole kept list stays in the ticket's work.
+    pub fn trimmed(self) -> ScoredCandidate {
+        let ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects } = self;
+        let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for mapping in &track_mapping {
+            let path = mapping.torrent_file_path.as_str();
+            keep.insert(path);
+            // `<image>#<track number>` names a track of a CUE image.
+            if let Some((image, number)) = path.rsplit_once('#') {
+                if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+                    keep.insert(image);
+                }
+            }
+        }
+        let candidate = candidate.trimmed(&keep);
+        ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects }
+    }
+}
+
 /// One ticket track mapped to a file of the torrent (or `<image path>#<track number>` for a CUE image).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrackMapping {
@@ -234,6 +256,34 @@ mod tests {
         assert_eq!(json["rejected_by"], "admin");
         let pending = serde_json::to_value(TicketState::Pending {}).unwrap();
         assert_eq!(pending, serde_json::json!({"state": "pending"}));
+    }
+
+    #[test]
+    fn a_trimmed_candidate_keeps_its_mapped_files_and_cue_images() {
+        use crate::models::TorrentFile;
+        let mut candidate = TorrentCandidate::with_title("big");
+        let mut files: Vec<TorrentFile> =
+            (0..500).map(|n| TorrentFile { path: format!("Box/{n:03}.flac"), size_bytes: 1 }).collect();
+        files.push(TorrentFile { path: "Box/CD9/image.flac".into(), size_bytes: 1 });
+        candidate.files = Some(files);
+        let mapping = |id: &str, path: &str| TrackMapping {
+            catalog_track_id: id.into(),
+            torrent_file_path: path.into(),
+            confidence: 0.9,
+        };
+        let scored = ScoredCandidate {
+            candidate,
+            score: 0.5,
+            reasoning: String::new(),
+            track_mapping: vec![mapping("a", "Box/400.flac"), mapping("b", "Box/CD9/image.flac#3")],
+            hard_rejects: vec![],
+        };
+        let trimmed = scored.trimmed();
+        let paths: Vec<&str> = trimmed.candidate.files.as_ref().unwrap().iter().map(|f| f.path.as_str()).collect();
+        assert!(paths.contains(&"Box/400.flac") && paths.contains(&"Box/CD9/image.flac"));
+        assert_eq!(paths.len(), crate::models::torrent::MAX_SHOWN_OTHER_FILES + 2);
+        assert_eq!(trimmed.candidate.files_omitted, 501 - paths.len() as u64);
+        assert_eq!(trimmed.track_mapping.len(), 2);
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Torrent-side data: a search result (`TorrentCandidate`), its files, and the validated `InfoHash` newtype.
 //! Everything here may come from an indexer or a .torrent and is untrusted: deserialisation validates, never panics.
+//!
+//! Anyone who uploads to a public tracker controls a torrent's file list, so what is kept of it is bounded where it
+//! is read ([`FileListBound`]): only the files the matcher, converter and placer use (audio, CUE sheets, images,
+//! rip logs), at most [`MAX_LISTED_FILES`] of them and [`MAX_LISTED_PATH_BYTES`] of paths, with a count of the rest
+//! (`files_omitted`). What the admin is shown of a candidate is trimmed further ([`TorrentCandidate::trimmed`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -109,6 +114,123 @@ pub struct TorrentFile {
     pub size_bytes: u64,
 }
 
+/// Most audio files and CUE sheets kept in a candidate's file list (a ticket has at most 1,000 tracks).
+pub const MAX_LISTED_FILES: usize = 1_000;
+/// Most bytes of audio and CUE paths kept in a candidate's file list.
+pub const MAX_LISTED_PATH_BYTES: usize = 128 * 1024;
+/// Most images and rip logs kept in a candidate's file list (and bytes of their paths).
+pub const MAX_LISTED_EXTRAS: usize = 100;
+pub const MAX_LISTED_EXTRA_PATH_BYTES: usize = 16 * 1024;
+
+/// Extensions of the audio files the matcher maps (a superset of the release parser's audio formats).
+const AUDIO_EXTENSIONS: [&str; 15] =
+    ["flac", "mp3", "m4a", "aac", "mp4", "ogg", "oga", "opus", "wav", "ape", "wv", "aiff", "aif", "dsf", "dff"];
+/// Extensions of the other files worth keeping: images (covers), rip logs.
+const EXTRA_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "log"];
+
+/// What a listed file is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedKind {
+    /// Audio or a CUE sheet: what tracks are mapped to.
+    Audio,
+    /// An image or a rip log.
+    Extra,
+}
+
+/// The kind of a torrent file by its extension (case-insensitive); `None` for files nothing uses (NFO, text,
+/// video, archives, ...).
+pub fn listed_kind(path: &str) -> Option<ListedKind> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let (_, extension) = name.rsplit_once('.')?;
+    if extension.len() > 4 {
+        return None;
+    }
+    let lower = extension.to_ascii_lowercase();
+    if AUDIO_EXTENSIONS.contains(&lower.as_str()) || lower == "cue" {
+        Some(ListedKind::Audio)
+    } else if EXTRA_EXTENSIONS.contains(&lower.as_str()) {
+        Some(ListedKind::Extra)
+    } else {
+        None
+    }
+}
+
+/// Builds a bounded file list from a torrent's files, in their order: keeps what [`listed_kind`] names, within
+/// the caps per kind, and counts everything else. Memory stays bounded however many files are offered.
+#[derive(Debug, Default)]
+pub struct FileListBound {
+    kept: Vec<TorrentFile>,
+    audio: usize,
+    audio_bytes: usize,
+    extras: usize,
+    extra_bytes: usize,
+    omitted: u64,
+}
+
+impl FileListBound {
+    pub fn new() -> Self {
+        FileListBound::default()
+    }
+
+    /// Whether a file of `path` would be kept now (so a caller can avoid building it otherwise).
+    pub fn would_keep(&self, path_len: usize, kind: Option<ListedKind>) -> bool {
+        match kind {
+            Some(ListedKind::Audio) => {
+                self.audio < MAX_LISTED_FILES && self.audio_bytes.saturating_add(path_len) <= MAX_LISTED_PATH_BYTES
+            }
+            Some(ListedKind::Extra) => {
+                self.extras < MAX_LISTED_EXTRAS
+                    && self.extra_bytes.saturating_add(path_len) <= MAX_LISTED_EXTRA_PATH_BYTES
+            }
+            None => false,
+        }
+    }
+
+    /// Offers one file: kept or counted.
+    pub fn offer(&mut self, file: TorrentFile) {
+        let kind = listed_kind(&file.path);
+        if !self.would_keep(file.path.len(), kind) {
+            self.omitted = self.omitted.saturating_add(1);
+            return;
+        }
+        match kind {
+            Some(ListedKind::Audio) => {
+                self.audio += 1;
+                self.audio_bytes += file.path.len();
+            }
+            Some(ListedKind::Extra) => {
+                self.extras += 1;
+                self.extra_bytes += file.path.len();
+            }
+            None => {}
+        }
+        self.kept.push(file);
+    }
+
+    /// Counts a file that was not offered (the caller decided with [`Self::would_keep`]).
+    pub fn skip(&mut self) {
+        self.omitted = self.omitted.saturating_add(1);
+    }
+
+    /// The kept files and how many were left out.
+    pub fn finish(self) -> (Vec<TorrentFile>, u64) {
+        (self.kept, self.omitted)
+    }
+}
+
+/// A whole file list bounded at once (see [`FileListBound`]).
+pub fn bound_file_list(files: impl IntoIterator<Item = TorrentFile>) -> (Vec<TorrentFile>, u64) {
+    let mut bound = FileListBound::new();
+    for file in files {
+        bound.offer(file);
+    }
+    bound.finish()
+}
+
+/// Most files of a candidate shown to an admin besides the ones mapped to tracks (in `needs_approval`, the
+/// history, the WebSocket); the whole kept list is behind the admin route `.../candidates/{idx}/files`.
+pub const MAX_SHOWN_OTHER_FILES: usize = 50;
+
 /// One search result: a release that may hold the ticket's album.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TorrentCandidate {
@@ -125,9 +247,14 @@ pub struct TorrentCandidate {
     pub seeders: u32,
     #[serde(default)]
     pub leechers: u32,
-    /// `None` when the indexer gave no file list (the matcher can then only judge the title).
+    /// `None` when the indexer gave no file list (the matcher can then only judge the title). Bounded: see
+    /// [`FileListBound`].
     #[serde(default)]
     pub files: Option<Vec<TorrentFile>>,
+    /// Files of the torrent not in `files`: of no use (not audio, CUE, image or log), beyond the caps, or trimmed
+    /// from what an admin is shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files_omitted: u64,
     #[serde(default)]
     pub publish_date: Option<DateTime<Utc>>,
     /// The indexer's `.torrent` link (often Jackett's `/dl/` proxy), when there is one.
@@ -166,6 +293,7 @@ impl TorrentCandidate {
             seeders: 0,
             leechers: 0,
             files: None,
+            files_omitted: 0,
             publish_date: None,
             torrent_url: None,
             details_url: None,
@@ -178,6 +306,51 @@ impl TorrentCandidate {
             minimum_seed_time_secs: None,
         }
     }
+
+    /// The candidate as an admin is shown it: of its file list, the files in `keep` (those mapped to tracks), and
+    /// up to [`MAX_SHOWN_OTHER_FILES`] others in list order; the rest is added to `files_omitted`.
+    pub fn trimmed(mut self, keep: &std::collections::HashSet<&str>) -> TorrentCandidate {
+        if let Some(files) = self.files.take() {
+            let mut others = 0usize;
+            let mut dropped = 0u64;
+            let kept: Vec<TorrentFile> = files
+                .into_iter()
+                .filter(|file| {
+                    if keep.contains(file.path.as_str()) {
+                        return true;
+                    }
+                    others += 1;
+                    if others <= MAX_SHOWN_OTHER_FILES {
+                        true
+                    } else {
+                        dropped += 1;
+                        false
+                    }
+                })
+                .collect();
+            self.files_omitted = self.files_omitted.saturating_add(dropped);
+            self.files = Some(kept);
+        }
+        self
+    }
+
+    /// Whether `other` is the same release (same info hash, else the same indexer, title and links): how a
+    /// trimmed candidate is found again among the search results.
+    pub fn same_release(&self, other: &TorrentCandidate) -> bool {
+        match (&self.info_hash, &other.info_hash) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => {
+                self.title == other.title
+                    && self.indexer == other.indexer
+                    && self.torrent_url == other.torrent_url
+                    && self.magnet_uri == other.magnet_uri
+            }
+        }
+    }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[cfg(test)]
@@ -195,6 +368,47 @@ mod tests {
         // 20 zero bytes in base32 are 32 'A's.
         let hash: InfoHash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
         assert_eq!(hash.as_str(), "0".repeat(40));
+    }
+
+    fn file(path: &str) -> TorrentFile {
+        TorrentFile { path: path.into(), size_bytes: 1 }
+    }
+
+    #[test]
+    fn only_useful_files_are_kept_within_the_caps_and_the_rest_counted() {
+        let mut files = vec![file("A/info.nfo"), file("A/cover.JPG"), file("A/sample.mkv"), file("A/rip.log")];
+        files.extend((0..1_500).map(|n| file(&format!("A/{n:04} - Track.flac"))));
+        files.push(file("A/album.cue"));
+        files.extend((0..300).map(|n| file(&format!("A/Scans/{n:03}.png"))));
+        let (kept, omitted) = bound_file_list(files.clone());
+        let audio = kept.iter().filter(|f| listed_kind(&f.path) == Some(ListedKind::Audio)).count();
+        let extras = kept.iter().filter(|f| listed_kind(&f.path) == Some(ListedKind::Extra)).count();
+        assert_eq!(audio, MAX_LISTED_FILES);
+        assert_eq!(extras, MAX_LISTED_EXTRAS);
+        assert_eq!(kept.len() as u64 + omitted, files.len() as u64, "every file is kept or counted");
+        assert_eq!(kept[0].path, "A/cover.JPG", "the order is kept");
+        assert!(kept.iter().all(|f| !f.path.ends_with(".nfo") && !f.path.ends_with(".mkv")));
+        // Long names: the byte budget bounds the list before the count does.
+        let long: Vec<TorrentFile> = (0..1_000).map(|n| file(&format!("{}/{n}.flac", "x".repeat(400)))).collect();
+        let (kept, omitted) = bound_file_list(long);
+        assert!(kept.iter().map(|f| f.path.len()).sum::<usize>() <= MAX_LISTED_PATH_BYTES);
+        assert!(kept.len() < 400 && omitted > 600, "{} kept", kept.len());
+    }
+
+    #[test]
+    fn a_trimmed_candidate_keeps_mapped_files_and_counts_the_rest() {
+        let mut candidate = TorrentCandidate::with_title("t");
+        candidate.files = Some((0..200).map(|n| file(&format!("A/{n:03}.flac"))).collect());
+        candidate.files_omitted = 7;
+        let keep: std::collections::HashSet<&str> = ["A/150.flac", "A/199.flac"].into_iter().collect();
+        let trimmed = candidate.trimmed(&keep);
+        let files = trimmed.files.as_ref().unwrap();
+        assert_eq!(files.len(), MAX_SHOWN_OTHER_FILES + 2);
+        assert!(files.iter().any(|f| f.path == "A/150.flac") && files.iter().any(|f| f.path == "A/199.flac"));
+        assert_eq!(trimmed.files_omitted, 7 + 200 - 52);
+        let json = serde_json::to_value(&trimmed).unwrap();
+        assert_eq!(json["files_omitted"], 155);
+        assert!(serde_json::to_value(TorrentCandidate::with_title("t")).unwrap().get("files_omitted").is_none());
     }
 
     #[test]

@@ -12,7 +12,9 @@ use super::{unless_cancelled, Advance, StageContext, StageError};
 use crate::matcher::llm::refine::LlmRefiner;
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
-use crate::models::{ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile};
+use crate::models::{
+    bound_file_list, ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile,
+};
 use crate::queue::TicketRecord;
 use crate::searcher::TorrentSource;
 
@@ -55,9 +57,10 @@ pub async fn match_candidates(
         let mut filled = 0;
         for (idx, title, files) in fetched {
             match files {
-                Ok(files) if !files.is_empty() => {
+                Ok((files, omitted)) if !files.is_empty() || omitted > 0 => {
                     if let Some(candidate) = candidates.get_mut(idx) {
                         candidate.files = Some(files);
+                        candidate.files_omitted = omitted;
                         filled += 1;
                     }
                 }
@@ -95,21 +98,28 @@ pub async fn match_candidates(
     })
 }
 
-/// The file list of a candidate without downloading its payload.
-async fn fetch_file_list(ctx: &StageContext, candidate: &TorrentCandidate) -> Result<Vec<TorrentFile>, StageError> {
+/// The bounded file list of a candidate (and how many files it leaves out) without downloading its payload.
+async fn fetch_file_list(
+    ctx: &StageContext,
+    candidate: &TorrentCandidate,
+) -> Result<(Vec<TorrentFile>, u64), StageError> {
     match ctx.clients.searcher.torrent_source(candidate).await? {
         TorrentSource::TorrentFile(bytes) => parse_torrent(&bytes)
-            .map(|parsed| parsed.files)
+            .map(|parsed| (parsed.files, parsed.files_omitted))
             .map_err(|err| StageError::Inconsistent(format!("bad .torrent for {:?}: {err}", candidate.title))),
-        TorrentSource::Magnet(magnet) => Ok(ctx.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?),
+        TorrentSource::Magnet(magnet) => {
+            Ok(bound_file_list(ctx.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?))
+        }
     }
 }
 
 /// Turns the matcher's outcome into the next state.
 fn decide(outcome: MatchOutcome, mut work: TicketWork, threshold: f64) -> Advance {
     let now = Utc::now();
+    // What the state (and so the history and the WebSocket) carries is trimmed; the full lists stay in
+    // `work.search_results`, behind the admin route `.../candidates/{idx}/files`.
     let ranked: Vec<ScoredCandidate> =
-        outcome.candidates.into_iter().take(MAX_SHOWN_CANDIDATES).map(|ranked| ranked.scored).collect();
+        outcome.candidates.into_iter().take(MAX_SHOWN_CANDIDATES).map(|ranked| ranked.scored.trimmed()).collect();
     work.ranked = ranked.clone();
     match (outcome.decision, ranked.first()) {
         (MatchDecision::AutoApprove, Some(best)) => {

@@ -95,6 +95,7 @@ pub fn candidate_from_item(item: TorznabItem, endpoint_indexer: Option<&str>) ->
         seeders: clamp_u32(seeders),
         leechers: clamp_u32(leechers),
         files: None,
+        files_omitted: 0,
         publish_date: item.pub_date.as_deref().and_then(parse_pub_date),
         torrent_url,
         details_url,
@@ -210,6 +211,12 @@ fn merge_into(kept: &mut TorrentCandidate, other: TorrentCandidate) {
             best.categories.push(category);
         }
     }
+    // Both lists come from the same torrent (same hash): the longer one and its count of omitted files win.
+    best.files_omitted = match (&best.files, &rest.files) {
+        (Some(mine), Some(theirs)) if theirs.len() > mine.len() => rest.files_omitted,
+        (None, Some(_)) => rest.files_omitted,
+        _ => best.files_omitted,
+    };
     best.files = match (best.files.take(), rest.files) {
         (Some(mine), Some(theirs)) => {
             let (mut base, extra) = if theirs.len() > mine.len() { (theirs, mine) } else { (mine, theirs) };

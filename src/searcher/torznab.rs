@@ -50,9 +50,13 @@ const LINK_RESOLUTION_CONCURRENCY: usize = 4;
 const MAX_REDIRECT_HOPS: usize = 3;
 /// Cached `.torrent` files (count and total bytes).
 const TORRENT_CACHE_MAX_ENTRIES: usize = 256;
-const TORRENT_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
+const TORRENT_CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Cached query results.
 const RESULT_CACHE_MAX_ENTRIES: usize = 512;
+/// Approximate bytes of cached query results (file lists included).
+const RESULT_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Candidates one search returns (best seeded first): what a ticket keeps in its work and the matcher scores.
+pub const MAX_CANDIDATES_PER_TICKET: usize = 50;
 /// Audio: the parent category (Jackett expands it to its children).
 const AUDIO_CATEGORY: u32 = 3000;
 /// Query parameters whose values are secrets.
@@ -81,6 +85,28 @@ pub fn redact_url(url: &Url) -> String {
 /// A link string as it may be logged (unparseable links are shown as their scheme only).
 fn redact_link(link: &str) -> String {
     Url::parse(link).map(|url| redact_url(&url)).unwrap_or_else(|_| "<unparseable link>".into())
+}
+
+/// Query results kept for `cache_ttl_secs`, bounded in entries and bytes.
+#[derive(Default)]
+struct ResultCache {
+    entries: HashMap<String, (Instant, Vec<TorrentCandidate>, usize)>,
+}
+
+impl ResultCache {
+    fn bytes(&self) -> usize {
+        self.entries.values().map(|(_, _, size)| size).sum()
+    }
+}
+
+/// Roughly what a candidate holds in memory: its texts and its file list.
+fn approximate_size(candidate: &TorrentCandidate) -> usize {
+    let texts = [&candidate.magnet_uri, &candidate.torrent_url, &candidate.details_url, &candidate.guid]
+        .iter()
+        .map(|text| text.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    let files = candidate.files.as_ref().map_or(0, |files| files.iter().map(|f| f.path.len() + 48).sum());
+    256 + candidate.title.len() + candidate.indexer.len() + texts + files
 }
 
 /// Which server speaks at an endpoint.
@@ -185,7 +211,7 @@ pub struct TorznabSearcher {
     source_policy: SourcePolicy,
     limiter: SearchRateLimiter,
     cache_ttl: Duration,
-    result_cache: Mutex<HashMap<String, (Instant, Vec<TorrentCandidate>)>>,
+    result_cache: Mutex<ResultCache>,
     caps: Mutex<HashMap<String, Arc<Capabilities>>>,
     torrents: Mutex<TorrentCache>,
 }
@@ -230,7 +256,7 @@ impl TorznabSearcher {
             source_policy,
             limiter: SearchRateLimiter::new(config.searches_per_minute, Duration::from_secs(60)),
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
-            result_cache: Mutex::new(HashMap::new()),
+            result_cache: Mutex::new(ResultCache::default()),
             caps: Mutex::new(HashMap::new()),
             torrents: Mutex::new(TorrentCache::default()),
         })
@@ -412,7 +438,7 @@ impl TorznabSearcher {
             return None;
         }
         let cache = lock(&self.result_cache);
-        let (stored_at, list) = cache.get(key)?;
+        let (stored_at, list, _) = cache.entries.get(key)?;
         (stored_at.elapsed() < self.cache_ttl).then(|| list.clone())
     }
 
@@ -421,18 +447,25 @@ impl TorznabSearcher {
         if self.cache_ttl.is_zero() || candidates.is_empty() {
             return;
         }
+        let size: usize = candidates.iter().map(approximate_size).sum();
+        if size > RESULT_CACHE_MAX_BYTES / 4 {
+            return;
+        }
         let mut cache = lock(&self.result_cache);
-        if cache.len() >= RESULT_CACHE_MAX_ENTRIES {
-            let ttl = self.cache_ttl;
-            cache.retain(|_, (stored_at, _)| stored_at.elapsed() < ttl);
-            if cache.len() >= RESULT_CACHE_MAX_ENTRIES {
-                let oldest = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    cache.remove(&oldest);
+        let ttl = self.cache_ttl;
+        if cache.entries.len() >= RESULT_CACHE_MAX_ENTRIES || cache.bytes() + size > RESULT_CACHE_MAX_BYTES {
+            cache.entries.retain(|_, (stored_at, _, _)| stored_at.elapsed() < ttl);
+        }
+        while cache.entries.len() >= RESULT_CACHE_MAX_ENTRIES || cache.bytes() + size > RESULT_CACHE_MAX_BYTES {
+            let oldest = cache.entries.iter().min_by_key(|(_, (at, _, _))| *at).map(|(k, _)| k.clone());
+            match oldest {
+                Some(oldest) => {
+                    cache.entries.remove(&oldest);
                 }
+                None => break,
             }
         }
-        cache.insert(key, (Instant::now(), candidates.to_vec()));
+        cache.entries.insert(key, (Instant::now(), candidates.to_vec(), size));
     }
 
     /// Resolves the http links of the best-seeded candidates; a bad link only affects its own result.
@@ -471,10 +504,11 @@ impl TorznabSearcher {
                 }
                 tracing::debug!(
                     title = %candidate.title, name = %parsed.name, info_hash = %parsed.info_hash,
-                    files = parsed.files.len(), "release's .torrent read"
+                    files = parsed.files.len(), omitted = parsed.files_omitted, "release's .torrent read"
                 );
                 candidate.info_hash = Some(parsed.info_hash.clone());
                 candidate.files = Some(parsed.files.clone());
+                candidate.files_omitted = parsed.files_omitted;
                 if candidate.size_bytes == 0 {
                     candidate.size_bytes = parsed.total_size;
                 }
@@ -632,7 +666,17 @@ impl Searcher for TorznabSearcher {
         }
         match last_error {
             Some(err) if answered == 0 => Err(err),
-            _ => Ok(found.into_sorted()),
+            _ => {
+                let mut list = found.into_sorted();
+                if list.len() > MAX_CANDIDATES_PER_TICKET {
+                    tracing::info!(
+                        ticket = %ticket.ticket_id, found = list.len(), kept = MAX_CANDIDATES_PER_TICKET,
+                        "only the best-seeded candidates are kept"
+                    );
+                    list.truncate(MAX_CANDIDATES_PER_TICKET);
+                }
+                Ok(list)
+            }
         }
     }
 
@@ -763,12 +807,18 @@ async fn read_capped(
     if response.content_length().is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
         return Err(too_large());
     }
-    let mut body = Vec::new();
+    // Sized once when the length is announced (a growing buffer could hold twice the body).
+    let announced = response.content_length().and_then(|len| usize::try_from(len).ok()).unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(limit));
     while let Some(chunk) = response.chunk().await.map_err(|err| searcher.transport_error(err, shown))? {
         if body.len().saturating_add(chunk.len()) > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
+    }
+    // Cached `.torrent` bytes keep their buffer: no slack beyond a quarter.
+    if body.capacity() > body.len() + body.len() / 4 {
+        body.shrink_to_fit();
     }
     Ok(body)
 }

@@ -153,7 +153,8 @@ async fn an_admin_signs_in_watches_the_queue_and_decides_tickets_in_a_real_brows
 
     // Open it: every candidate side by side, in the state's order.
     browser.element("tr[data-ticket-id=\"ui-approve\"] a").await.click().await.unwrap();
-    let candidates = waiting["details"]["candidates"].as_array().unwrap().clone();
+    let candidates = service.ticket("ui-approve").await["state"]["candidates"].as_array().unwrap().clone();
+    assert_eq!(waiting["details"]["candidate_count"].as_u64(), Some(candidates.len() as u64));
     browser
         .wait_until(
             "the candidates to be shown",

@@ -17,6 +17,7 @@ mod llm_providers;
 mod llm_refine;
 mod matcher_cases;
 mod metrics;
+mod oversized_results;
 mod packaging;
 mod pipeline;
 mod pipeline_crash;

@@ -83,9 +83,17 @@ async fn streams_contract_messages_for_the_filtered_ticket() {
     assert_eq!(change["type"], "state_change");
     assert_eq!(change["new_state"], "needs_approval");
     assert_eq!(change["details"]["state"], "needs_approval");
+    // States and counts, never the candidate list (it is behind GET /ticket/{id}).
+    assert_eq!(change["details"]["candidate_count"], 1);
+    assert_eq!(change["details"]["recommended_title"], "Portishead - Dummy [FLAC]");
+    assert!(change["details"].get("candidates").is_none(), "{change}");
     let approval = next_json(&mut socket).await;
     assert_eq!(approval["type"], "needs_approval");
-    assert_eq!(approval["candidates"][0]["candidate"]["title"], "Portishead - Dummy [FLAC]");
+    assert_eq!(approval["candidate_count"], 1);
+    assert_eq!(approval["recommended_idx"], 0);
+    assert_eq!(approval["recommended_title"], "Portishead - Dummy [FLAC]");
+    assert_eq!(approval["reason"]["type"], "no_exact_match");
+    assert!(approval.get("candidates").is_none(), "{approval}");
 
     t.app.bus.publish(TicketEvent::Progress { ticket_id: "ws-1".into(), progress_pct: 42.5 });
     let progress = next_json(&mut socket).await;

@@ -545,7 +545,8 @@ function candidatesSection(view) {
         el('dt', {}, 'Seeders'), el('dd', {}, `${c.seeders} (${c.leechers} leechers)`),
         el('dt', {}, 'Quality'), el('dd', {}, review.quality || '?'),
         el('dt', {}, 'Files'), el('dd', {}, review.audio_files == null ? 'file list unknown' : `${review.audio_files} audio`
-          + ((review.unmapped_audio_files || []).length ? `, ${review.unmapped_audio_files.length} not mapped` : ''))),
+          + ((review.unmapped_audio_files || []).length ? `, ${review.unmapped_audio_files.length} not mapped` : '')
+          + (c.files_omitted ? `, ${c.files_omitted} more not listed` : ''))),
       (scored.hard_rejects || []).length
         ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, r))) : null,
       el('p.reasoning', {}, scored.reasoning),

@@ -1,0 +1,168 @@
+//! Oversized but legal indexer results, on the real binary: six legal `.torrent` files of ~9 MB with 20,000 files
+//! each (long names; audio, images and junk mixed), served by the Torznab test server for one ticket that goes
+//! to `needs_approval`. What the service keeps and shows must stay bounded: its peak RSS, the size of
+//! `GET /ticket/{id}`, the database's growth, and every WebSocket message; the whole kept lists are behind the
+//! admin route, with an honest count of the files left out. The figures are printed for the README.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::app::{CATALOG_TOKEN, UNUSED_QBITTORRENT_URL};
+use crate::support::pipeline::{ticket_for, EventRecorder, ServiceProcess, ServiceSetup, TorrentClientSetup};
+use crate::support::torrent_file::TorrentSpec;
+use crate::support::torznab_server::{Download, Release, TorznabServer};
+
+const TORRENTS: usize = 6;
+const FILES_PER_TORRENT: usize = 20_000;
+/// The aims of the acceptance line: bounds on behaviour (sizes), not timings.
+const MAX_RSS_BYTES: u64 = 128 * 1024 * 1024;
+const MAX_GET_BYTES: usize = 2 * 1024 * 1024;
+const MAX_DB_GROWTH_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A legal torrent of `FILES_PER_TORRENT` files with long names: three quarters FLAC, scans, and junk.
+fn huge_torrent(n: usize) -> TorrentSpec {
+    let long = |what: &str, i: usize| format!("{what} {i:05} {}lorem ipsum ", "lorem ipsum dolor sit amet ".repeat(4));
+    let files: Vec<(String, u64)> = (0..FILES_PER_TORRENT)
+        .map(|i| {
+            let folder = format!("{}/{}", long("Disc folder", i / 500), long("Sub folder", i / 50));
+            let name = match i % 50 {
+                0 => format!("{} scan.jpg", long("Booklet", i)),
+                k if k % 4 == 1 => format!("{} notes.txt", long("Notes", i)),
+                _ => format!("{:02} - {}.flac", i % 99 + 1, long("Track", i)),
+            };
+            (format!("{folder}/{name}"), 1_000_000 + i as u64)
+        })
+        .collect();
+    TorrentSpec::new(&format!("Glass Harbor - Tidal Lines - Complete Archive {n}"), files)
+}
+
+/// VmHWM (peak) and VmRSS of a process, in bytes.
+fn memory_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The database file with its WAL and shared-memory files.
+fn database_bytes(db: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", db.display())).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn six_huge_legal_torrents_keep_memory_views_and_database_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let torznab = TorznabServer::start().await;
+    let specs: Vec<TorrentSpec> = (0..TORRENTS).map(huge_torrent).collect();
+    let mut releases = Vec::new();
+    for (n, spec) in specs.iter().enumerate() {
+        let bytes = spec.to_bytes();
+        assert!((8_500_000..10_000_000).contains(&bytes.len()), "torrent {n} is {} bytes", bytes.len());
+        let mut release = Release::new(&format!("Glass Harbor - Tidal Lines (2019) [FLAC] archive {n}"), "orpheus")
+            .download(Download::TorrentFile(bytes))
+            .size(20_000_000_000)
+            .seeders(1, 1);
+        // Its own details page (the guid): six uploads, not one.
+        release.details = Some(format!("https://tracker.invalid/orpheus/archive-{n}"));
+        releases.push(release);
+    }
+    torznab.set_results(releases);
+
+    let mut setup = ServiceSetup::new(dir.path(), &torznab.url(), &torznab.api_key());
+    setup.torrent_client = TorrentClientSetup::External {
+        url: UNUSED_QBITTORRENT_URL.into(),
+        username: "admin".into(),
+        password: "unused".into(),
+        download_path: dir.path().join("downloads"),
+    };
+    let service = ServiceProcess::start(&setup).await;
+    let events = EventRecorder::connect(&service, None).await;
+    let db = setup.data_dir().join("downloader2.db");
+    let (_, rss_idle) = memory_of(service.pid());
+    let db_before = database_bytes(&db);
+
+    let tracks = vec![("Morning Fog".to_string(), 30.0), ("Salt Wind".to_string(), 30.0)];
+    let ticket = ticket_for("huge-1", &setup.media_root(), "Glass Harbor", "Tidal Lines", 2019, &tracks, 44_100);
+    service.create(&ticket).await;
+    events.wait_for("huge-1", "needs_approval", Duration::from_secs(180)).await;
+
+    // The ticket view.
+    let response =
+        service.http.get(service.url("/api/v1/ticket/huge-1")).bearer_auth(CATALOG_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.unwrap();
+    let view: Value = serde_json::from_slice(&body).unwrap();
+    let candidates = view["state"]["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), TORRENTS, "every release is a candidate");
+    for candidate in candidates {
+        let listed = candidate["candidate"]["files"].as_array().unwrap().len();
+        let mapped = candidate["track_mapping"].as_array().unwrap().len();
+        assert!(listed <= mapped + 50, "shown: {listed} files for {mapped} mapped");
+        let omitted = candidate["candidate"]["files_omitted"].as_u64().unwrap();
+        assert_eq!(listed as u64 + omitted, FILES_PER_TORRENT as u64, "every file is shown or counted");
+    }
+    for event in view["history"].as_array().unwrap() {
+        assert!(event["details"].get("candidates").is_none(), "the history counts candidates: {}", event["details"]);
+    }
+    let needs = view["history"].as_array().unwrap().iter().find(|e| e["to_state"] == "needs_approval").unwrap();
+    assert_eq!(needs["details"]["candidate_count"], TORRENTS);
+
+    // The whole kept list of a candidate, page by page, behind the admin route.
+    let hash_of = |title: &str| {
+        let n: usize = title.rsplit(' ').next().unwrap().parse().unwrap();
+        specs[n].info_hash()
+    };
+    let first = &candidates[0]["candidate"];
+    assert_eq!(first["info_hash"], hash_of(first["title"].as_str().unwrap()), "the real info hash");
+    let path = "/api/v1/ticket/huge-1/candidates/0/files";
+    let refused = service.http.get(service.url(path)).bearer_auth(CATALOG_TOKEN).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "the full lists are the admin's");
+    let page = service.get_json(&format!("{path}?offset=0&limit=1000")).await;
+    let total = page["total"].as_u64().unwrap();
+    let omitted = page["files_omitted"].as_u64().unwrap();
+    assert_eq!(total + omitted, FILES_PER_TORRENT as u64, "kept + omitted = every file of the torrent");
+    assert!(total > 50 && total <= 1_100, "the kept list is bounded: {total}");
+    let next = service.get_json(&format!("{path}?offset=100&limit=10")).await;
+    assert_eq!(next["files"][0], page["files"][100], "pages follow each other");
+    let kept: Vec<&str> = page["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(kept.iter().all(|p| p.ends_with(".flac") || p.ends_with(".jpg")), "only audio and images are kept");
+    assert!(kept.iter().any(|p| p.ends_with(".jpg")), "images are kept for the cover");
+
+    // The figures.
+    let (rss_peak, rss_now) = memory_of(service.pid());
+    let db_growth = database_bytes(&db).saturating_sub(db_before);
+    let messages = events.messages();
+    let largest_ws = messages.iter().map(|m| serde_json::to_string(m).unwrap().len()).max().unwrap_or(0);
+    eprintln!(
+        "six {FILES_PER_TORRENT}-file torrents: RSS idle {:.1} MiB, peak (VmHWM) {:.1} MiB, now {:.1} MiB; \
+         GET /ticket {:.1} KiB; database growth {:.2} MiB; {} WebSocket messages, largest {} bytes; \
+         candidate 0 keeps {total} files, {omitted} omitted",
+        mib(rss_idle),
+        mib(rss_peak),
+        mib(rss_now),
+        body.len() as f64 / 1024.0,
+        mib(db_growth),
+        messages.len(),
+        largest_ws
+    );
+    assert!(rss_peak < MAX_RSS_BYTES, "peak RSS {:.1} MiB", mib(rss_peak));
+    assert!(body.len() < MAX_GET_BYTES, "GET /ticket answered {} bytes", body.len());
+    assert!(db_growth < MAX_DB_GROWTH_BYTES, "the database grew {:.1} MiB", mib(db_growth));
+    assert!(largest_ws < MAX_WS_MESSAGE_BYTES, "a WebSocket message of {largest_ws} bytes");
+    for message in messages.iter().filter(|m| m["new_state"] == "needs_approval" || m["type"] == "needs_approval") {
+        assert!(message.get("candidates").is_none() && message["details"].get("candidates").is_none(), "{message}");
+    }
+}
