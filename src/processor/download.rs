@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
 use crate::converter::cue;
+use crate::models::torrent::{listed_kind, ListedKind};
 use crate::models::{ApprovalReason, InfoHash, ScoredCandidate, Ticket, TicketState, TicketWork, TorrentFile};
 use crate::placer::images::choose_image_file;
 use crate::queue::TicketRecord;
@@ -129,7 +130,12 @@ pub fn wanted_paths(ticket: &Ticket, selected: &ScoredCandidate, files: &[Client
             }
         }
     }
-    let torrent_files: Vec<TorrentFile> = files.iter().map(ClientFile::to_torrent_file).collect();
+    // Only images can be chosen for the ticket's images: no copy of a 20,000-file list.
+    let torrent_files: Vec<TorrentFile> = files
+        .iter()
+        .filter(|file| listed_kind(&file.path) == Some(ListedKind::Extra))
+        .map(ClientFile::to_torrent_file)
+        .collect();
     for image in &ticket.images {
         if let Some(path) = choose_image_file(&torrent_files, &image.image_type) {
             wanted.insert(path.to_string());

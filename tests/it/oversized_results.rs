@@ -166,3 +166,72 @@ async fn six_huge_legal_torrents_keep_memory_views_and_database_bounded() {
         assert!(message.get("candidates").is_none() && message["details"].get("candidates").is_none(), "{message}");
     }
 }
+
+/// Every file the pipeline reads survives the bound: the audio formats the release parser knows, CUE sheets, and
+/// every image the placer may choose (probed with a wide list of extensions, so a format added to either later
+/// fails here until the bound keeps it too).
+#[test]
+fn the_bound_keeps_every_kind_of_file_the_pipeline_reads() {
+    use downloader2::models::torrent::{bound_file_list, listed_kind};
+    use downloader2::models::{ImageType, TorrentFile};
+    use downloader2::placer::images::choose_image_file;
+    use downloader2::searcher::release::AudioFormat;
+
+    let probes = [
+        "flac", "FLAC", "mp3", "m4a", "aac", "mp4", "m4b", "ogg", "oga", "opus", "wav", "ape", "wv", "aiff", "aif",
+        "dsf", "dff", "wma", "alac", "mka", "tta", "mpc", "ac3", "dts", "cue", "jpg", "JPEG", "jpeg", "png", "webp",
+        "bmp", "gif", "tif", "tiff", "heic", "svg", "log", "nfo", "txt", "m3u", "sfv", "md5", "pdf", "mkv",
+    ];
+    for extension in probes {
+        let path = format!("Album/cover.{extension}");
+        let file = TorrentFile { path: path.clone(), size_bytes: 10 };
+        let read_as_audio = AudioFormat::from_extension(extension).is_some();
+        let read_as_image = choose_image_file(std::slice::from_ref(&file), &ImageType::CoverFront).is_some();
+        let read_as_cue = extension.eq_ignore_ascii_case("cue");
+        if read_as_audio || read_as_image || read_as_cue {
+            let (kept, omitted) = bound_file_list(vec![file]);
+            assert_eq!((kept.len(), omitted), (1, 0), "{path} is read by the pipeline but not kept");
+            assert!(listed_kind(&path).is_some());
+        }
+    }
+    let (kept, omitted) = bound_file_list(vec![TorrentFile { path: "Album/info.nfo".into(), size_bytes: 1 }]);
+    assert_eq!((kept.len(), omitted), (0, 1), "junk is counted, not kept");
+}
+
+/// A search that finds more releases than a ticket keeps returns the best-seeded ones only.
+#[tokio::test]
+async fn a_search_keeps_the_best_seeded_candidates_only() {
+    use downloader2::config::JackettConfig;
+    use downloader2::searcher::torznab::MAX_CANDIDATES_PER_TICKET;
+    use downloader2::searcher::{Searcher, TorznabSearcher};
+
+    let server = TorznabServer::start().await;
+    let releases: Vec<Release> = (0..120u64)
+        .map(|n| {
+            let title = format!("Glass Harbor - Tidal Lines (2019) [FLAC] upload {n}");
+            Release::new(&title, "1337x").magnet(&format!("{:040x}", n + 1)).seeders(n, n + 1)
+        })
+        .collect();
+    server.set_results(releases);
+    let config = JackettConfig {
+        url: server.url(),
+        api_key: server.api_key(),
+        timeout_secs: 5,
+        searches_per_minute: 1000,
+        ..JackettConfig::default()
+    };
+    let searcher = TorznabSearcher::new(&config).unwrap();
+    let ticket: downloader2::models::Ticket = serde_json::from_value(serde_json::json!({
+        "ticket_id": "many-1", "created_at": "2026-11-24T12:00:00Z",
+        "search": {"artist": "Glass Harbor", "album": "Tidal Lines", "year": 2019},
+        "tracks": [{"catalog_track_id": "1", "track_number": 1, "name": "Morning Fog", "duration_secs": 30.0,
+                    "dest_path": "/srv/music/one.flac"}],
+        "constraints": {"format": "flac"}
+    }))
+    .unwrap();
+    let found = searcher.search(&ticket, None).await.unwrap();
+    assert_eq!(found.len(), MAX_CANDIDATES_PER_TICKET);
+    let seeders: Vec<u32> = found.iter().map(|c| c.seeders).collect();
+    assert_eq!(seeders.first(), Some(&119), "the best seeded is kept");
+    assert!(seeders.iter().all(|s| *s >= 70), "only the best seeded are kept: {seeders:?}");
+}
