@@ -34,7 +34,8 @@ pub trait Searcher: Send + Sync {
     async fn search(&self, ticket: &Ticket, custom_query: Option<&str>) -> Result<Vec<TorrentCandidate>, SearchError>;
 
     /// What to hand the torrent client for a chosen candidate: its magnet or the .torrent bytes (fetched again
-    /// through its link if not cached).
+    /// through its link if not cached), without the trackers, web seeds, nodes and peers on internal addresses
+    /// (see [`host_policy`]).
     async fn torrent_source(&self, candidate: &TorrentCandidate) -> Result<TorrentSource, SearchError>;
 }
 
