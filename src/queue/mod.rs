@@ -1,6 +1,7 @@
 //! The persistent queue: the SQLite store (every SQL statement, including the leased claims the scheduler in
 //! `processor::scheduler` uses) and the one table of legal transitions.
 
+pub mod storage;
 pub mod store;
 pub mod transitions;
 
@@ -8,4 +9,5 @@ pub use store::{
     CachedLlmAnswer, CreateOutcome, LlmUsageStats, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
     TicketSummary, TransitionExtras, Transitioned,
 };
+pub use storage::{DatabaseHealth, StorageProblem};
 pub use transitions::{check_transition, is_legal, IllegalTransition};
