@@ -6,10 +6,12 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod extract;
 pub mod tickets;
 pub mod ui;
 pub mod ws;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,13 +22,62 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::app::App;
+use crate::queue::DatabaseHealth;
 use error::{ApiError, ErrorBody};
 
 /// What every handler gets.
 pub type AppState = Arc<App>;
+
+/// What the server puts into every request's extensions: the request's connection as a slot that a long-lived
+/// handler (the WebSocket) holds for as long as it uses the connection, so the server counts it as busy (never
+/// closed for room, still counted against `[server] max_connections`), and the server's shutdown signal.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    /// Requests and sockets in flight on the connection (the server reads it to find idle connections).
+    in_flight: Arc<AtomicUsize>,
+    /// Whatever keeps the connection's place in the server's count; released when the last holder drops it.
+    place: Arc<dyn std::any::Any + Send + Sync>,
+    /// Cancelled when the server shuts down: long-lived sockets close themselves.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlot").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSlot {
+    pub fn new(
+        in_flight: Arc<AtomicUsize>,
+        place: Arc<dyn std::any::Any + Send + Sync>,
+        shutdown: CancellationToken,
+    ) -> ConnectionSlot {
+        ConnectionSlot { in_flight, place, shutdown }
+    }
+
+    /// Marks the connection busy (and keeps its place) until the guard is dropped.
+    pub fn hold(&self) -> SlotHold {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        SlotHold { in_flight: self.in_flight.clone(), _place: self.place.clone() }
+    }
+}
+
+/// A busy mark on a connection; see `ConnectionSlot::hold`.
+pub struct SlotHold {
+    in_flight: Arc<AtomicUsize>,
+    _place: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -78,26 +129,24 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Answer of `GET /health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer.
+    /// `ok`, or `degraded` when the database does not answer or cannot be written (disk full, read-only, the
+    /// file deleted or replaced while running).
     pub status: &'static str,
     pub version: &'static str,
-    /// `ok` or the error.
+    /// `ok`, or what is wrong with the database and how to fix it.
     pub database: String,
 }
 
-/// Liveness and database health (no authentication).
+/// Liveness and database health (no authentication). Cheap: no write unless writes are already failing.
 #[utoipa::path(get, path = "/api/v1/health", tag = "service",
-    responses((status = 200, body = Health), (status = 503, description = "Database down", body = Health)))]
+    responses((status = 200, body = Health), (status = 503, description = "Database degraded", body = Health)))]
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION");
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "degraded", version, database: format!("error: {err}") }),
-            )
+    match app.store.health().await {
+        DatabaseHealth::Ok => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
+        // Not logged here (health is polled): the store warns about failing writes, rate-limited.
+        DatabaseHealth::Degraded(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "degraded", version, database: reason }))
         }
     }
 }
