@@ -1,12 +1,13 @@
 //! The admin's routes: approve, reject, retry, force-search, stats and the effective configuration.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::AdminAuth;
 use super::body::OptionalJsonBody;
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use super::tickets::TicketView;
 use super::AppState;
 use crate::queue::StoreStats;
@@ -50,7 +51,7 @@ fn clean_text(text: Option<String>) -> Option<String> {
 pub async fn approve(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<ApproveRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let candidate_idx = body.unwrap_or_default().candidate_idx;
@@ -67,7 +68,7 @@ pub async fn approve(
 pub async fn reject(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<RejectRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let reason = clean_text(body.unwrap_or_default().reason).unwrap_or_else(|| "rejected by admin".to_string());
@@ -84,7 +85,7 @@ pub async fn reject(
 pub async fn retry(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let record = app.retry(&id, &auth.actor).await?;
     tracing::info!("ticket retried");
@@ -99,7 +100,7 @@ pub async fn retry(
 pub async fn force_search(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<ForceSearchRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let query = clean_text(body.unwrap_or_default().query);

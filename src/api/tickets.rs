@@ -1,6 +1,6 @@
 //! The catalog's routes: create, read, list and cancel tickets. Handlers only translate HTTP to `App` commands.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{CatalogAuth, Role};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::app::CreateResult;
 use crate::matcher::review::{review_candidate, CandidateReview};
@@ -117,7 +118,7 @@ pub async fn create_ticket(
 pub async fn get_ticket(
     State(app): State<AppState>,
     _auth: CatalogAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
@@ -137,7 +138,7 @@ pub async fn get_ticket(
 pub async fn list_tickets(
     State(app): State<AppState>,
     _auth: CatalogAuth,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TicketList>, ApiError> {
     let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         Some(name) => Some(StateKind::parse(name).ok_or_else(|| {
@@ -169,7 +170,7 @@ pub async fn list_tickets(
 pub async fn cancel_ticket(
     State(app): State<AppState>,
     auth: CatalogAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let actor = match auth.0 {
         Role::Admin => "admin",
