@@ -15,8 +15,31 @@ use crate::queue::StoreStats;
 /// Body of `approve`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ApproveRequest {
-    /// Index into the `needs_approval` state's `candidates`; default: the recommended one.
+    /// Index into the `needs_approval` state's `candidates`; default: the recommended one. A JSON integer (`2`,
+    /// or `2.0`, which JSON Schema also calls an integer), 0 to 9999.
+    #[serde(default, deserialize_with = "candidate_index")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 9999)]
     pub candidate_idx: Option<usize>,
+}
+
+/// Largest `candidate_idx` accepted (far beyond any candidate list).
+const MAX_CANDIDATE_IDX: u64 = 9_999;
+
+/// `candidate_idx`: null, or a non-negative integral number up to `MAX_CANDIDATE_IDX` (`3.0` included).
+fn candidate_index<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    let integral = match (number.as_u64(), number.as_f64()) {
+        (Some(value), _) => Some(value),
+        (None, Some(value)) if value.fract() == 0.0 && (0.0..=MAX_CANDIDATE_IDX as f64).contains(&value) => {
+            format!("{:.0}", value.abs()).parse().ok()
+        }
+        (None, _) => None,
+    };
+    match integral.filter(|value| *value <= MAX_CANDIDATE_IDX).and_then(|value| usize::try_from(value).ok()) {
+        Some(index) => Ok(Some(index)),
+        None => Err(D::Error::custom(format!("must be an integer from 0 to {MAX_CANDIDATE_IDX}, not {number}"))),
+    }
 }
 
 /// Body of `reject`.

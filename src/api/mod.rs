@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod tickets;
@@ -20,13 +21,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::app::App;
 use crate::queue::DatabaseHealth;
+use contract::CommonAnswers;
 use error::{ApiError, ErrorBody};
 
 /// What every handler gets.
@@ -105,6 +107,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(contract::limit_uri_length))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             // The path only: query strings may carry a token.
@@ -190,6 +193,6 @@ impl utoipa::Modify for BearerSecurity {
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &CommonAnswers),
 )]
 pub struct ApiDoc;

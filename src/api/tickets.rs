@@ -64,14 +64,19 @@ impl TicketView {
 
 /// Query of `GET /tickets`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only tickets in this state.
+    /// Only tickets in this state (empty: all); the document lists the state names.
+    #[param(nullable = false)]
     pub state: Option<String>,
     /// Only tickets whose artist or album contains this text (case-insensitive).
+    #[param(nullable = false)]
     pub q: Option<String>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     pub limit: Option<i64>,
     /// Tickets to skip (default 0).
+    #[param(minimum = 0, nullable = false)]
     pub offset: Option<i64>,
 }
 

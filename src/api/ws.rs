@@ -13,9 +13,9 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, W
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Extension;
-use tokio_util::sync::CancellationToken;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::WebSocketAuth;
 use super::error::ApiError;

@@ -5,9 +5,9 @@ pub mod storage;
 pub mod store;
 pub mod transitions;
 
+pub use storage::{DatabaseHealth, StorageProblem};
 pub use store::{
     CachedLlmAnswer, CreateOutcome, LlmUsageStats, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
     TicketSummary, TransitionExtras, Transitioned,
 };
-pub use storage::{DatabaseHealth, StorageProblem};
 pub use transitions::{check_transition, is_legal, IllegalTransition};

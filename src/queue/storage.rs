@@ -224,8 +224,7 @@ impl StorageWatch {
             }
             _ => {
                 tracing::error!(path = %self.file.path.display(), "database writes failing: {}", problem.describe());
-                *failing =
-                    Some(Failing { problem, since: now, last_warned: now, suppressed: 0, last_probe: None });
+                *failing = Some(Failing { problem, since: now, last_warned: now, suppressed: 0, last_probe: None });
             }
         }
     }

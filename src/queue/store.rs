@@ -269,7 +269,8 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
         }
-        super::storage::make_private(path).map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
+        super::storage::make_private(path)
+            .map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
         let pool =
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(connect_options(path)).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;

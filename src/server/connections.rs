@@ -38,10 +38,8 @@ use crate::api::ConnectionSlot;
 
 /// File descriptors kept free of connections for everything else the service opens.
 pub const FD_RESERVE: u64 = 256;
-/// How long a new connection waits for a slot (after closing an idle one) before it is refused.
+/// How long the accept loop waits for a slot (after closing an idle connection) before refusing the newcomer.
 const ADMISSION_WAIT: Duration = Duration::from_secs(2);
-/// New connections waiting for a slot at once; beyond this they are closed right away (each holds a descriptor).
-const MAX_WAITING: usize = 64;
 /// A connection idle (no request in flight) this long past the header timeout is closed: hyper's header timer does
 /// not run while an answer is being written to a client that does not read.
 const STALL_GRACE: Duration = Duration::from_secs(5);
@@ -105,7 +103,6 @@ struct Registry {
     slots: Arc<Semaphore>,
     live: Mutex<HashMap<u64, Weak<Activity>>>,
     next_id: AtomicU64,
-    waiting: AtomicUsize,
     started: Instant,
 }
 
@@ -166,20 +163,16 @@ impl Registry {
         evicted
     }
 
-    /// A slot for a new connection: a free one, else one freed by closing the longest-idle connection. None when
-    /// every connection is busy (or too many newcomers are already waiting).
+    /// A slot for a connection just accepted: a free one, else one freed by closing the longest-idle connection
+    /// (waiting up to `ADMISSION_WAIT` for it to close). None when every connection is busy. Called by the accept
+    /// loop itself, one newcomer at a time, so a flood waits in the kernel's backlog (costing no descriptor)
+    /// instead of in tasks.
     async fn admit(self: &Arc<Self>) -> Option<Arc<Activity>> {
         let slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return None;
-                }
                 self.evict_idle(1);
-                let slot = tokio::time::timeout(ADMISSION_WAIT, self.slots.clone().acquire_owned()).await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                slot.ok()?.ok()?
+                tokio::time::timeout(ADMISSION_WAIT, self.slots.clone().acquire_owned()).await.ok()?.ok()?
             }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -215,7 +208,6 @@ pub async fn serve_connections(
         slots: Arc::new(Semaphore::new(limits.max_connections)),
         live: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
-        waiting: AtomicUsize::new(0),
         started: Instant::now(),
     });
     let tracker = TaskTracker::new();
@@ -229,6 +221,14 @@ pub async fn serve_connections(
         match accepted {
             Ok((stream, _peer)) => {
                 errors.succeeded();
+                let admitted = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    admitted = registry.admit() => admitted,
+                };
+                let Some(activity) = admitted else {
+                    tracing::debug!("connection refused: every connection has a request in flight");
+                    continue;
+                };
                 let connection = Connection {
                     registry: registry.clone(),
                     router: router.clone(),
@@ -236,7 +236,7 @@ pub async fn serve_connections(
                     shutdown: shutdown.clone(),
                     hard_stop: hard_stop.clone(),
                 };
-                tracker.spawn(connection.serve(stream));
+                tracker.spawn(connection.serve(stream, activity));
             }
             Err(err) if is_per_connection_error(&err) => {}
             Err(err) => {
@@ -319,11 +319,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream) {
-        let Some(activity) = self.registry.admit().await else {
-            tracing::debug!("connection refused: every slot is busy");
-            return;
-        };
+    async fn serve(self, stream: TcpStream, activity: Arc<Activity>) {
         let _ = stream.set_nodelay(true);
         let place: Arc<dyn std::any::Any + Send + Sync> = activity.clone();
         let slot = ConnectionSlot::new(activity.in_flight.clone(), place, self.shutdown.clone());

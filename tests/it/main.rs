@@ -22,5 +22,6 @@ mod pipeline_load;
 mod placer;
 mod searcher;
 mod service;
+mod slow_clients;
 mod torrent_client;
 mod ws;

@@ -6,5 +6,6 @@ pub mod browser;
 pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
+pub mod service_process;
 pub mod swarm;
 pub mod torznab_server;
