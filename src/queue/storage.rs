@@ -120,17 +120,38 @@ struct OpenedFile {
 #[derive(Debug)]
 pub struct StorageWatch {
     file: OpenedFile,
-    failing: Mutex<Option<Failing>>,
+    state: Mutex<WatchState>,
 }
 
-/// Writes failing since `since` with `problem`; `suppressed` warnings not logged since `last_warned`.
+#[derive(Debug, Default)]
+struct WatchState {
+    /// Writes failing since the last success, if they are.
+    failing: Option<Failing>,
+    /// The last warning logged (a failing period starting, still failing, or over), for the rate limit: writes
+    /// that alternate between failing and succeeding (a nearly full disk) must not log a line each.
+    last_warned: Option<Instant>,
+    /// Failed writes not mentioned in a warning yet.
+    unreported: u64,
+}
+
+/// Writes failing since `since` with `problem`.
 #[derive(Debug, Clone, Copy)]
 struct Failing {
     problem: StorageProblem,
     since: Instant,
-    last_warned: Instant,
-    suppressed: u64,
     last_probe: Option<Instant>,
+}
+
+impl WatchState {
+    /// Whether a warning may be logged now (and if so, records that it is).
+    fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if self.last_warned.is_some_and(|at| now.duration_since(at) < WARN_INTERVAL) {
+            return false;
+        }
+        self.last_warned = Some(now);
+        true
+    }
 }
 
 /// Answer of `StorageWatch::health`.
@@ -151,7 +172,7 @@ impl StorageWatch {
     pub fn new(path: &Path) -> StorageWatch {
         StorageWatch {
             file: OpenedFile { path: path.to_path_buf(), identity: identity_of(path).ok() },
-            failing: Mutex::new(None),
+            state: Mutex::new(WatchState::default()),
         }
     }
 
@@ -194,38 +215,38 @@ impl StorageWatch {
 
     /// Records a successful write: ends a failing period.
     pub fn note_success(&self) {
-        let Ok(mut failing) = self.failing.lock() else { return };
-        if let Some(ended) = failing.take() {
-            tracing::warn!(
-                failing_for_secs = ended.since.elapsed().as_secs_f64(),
-                "database writes work again ({} is over)",
-                short_name(ended.problem)
-            );
+        let Ok(mut state) = self.state.lock() else { return };
+        if let Some(ended) = state.failing.take() {
+            if state.may_warn() {
+                tracing::warn!(
+                    failing_for_secs = ended.since.elapsed().as_secs_f64(),
+                    failed_writes = state.unreported,
+                    "database writes work again ({} is over)",
+                    short_name(ended.problem)
+                );
+                state.unreported = 0;
+            }
         }
     }
 
     fn note_failure(&self, problem: StorageProblem) {
-        let Ok(mut failing) = self.failing.lock() else { return };
+        let Ok(mut state) = self.state.lock() else { return };
         let now = Instant::now();
-        match failing.as_mut() {
-            Some(current) if current.problem == problem => {
-                if now.duration_since(current.last_warned) >= WARN_INTERVAL {
-                    tracing::warn!(
-                        failing_for_secs = now.duration_since(current.since).as_secs(),
-                        failed_writes = current.suppressed + 1,
-                        "database writes still failing: {}",
-                        problem.describe()
-                    );
-                    current.last_warned = now;
-                    current.suppressed = 0;
-                } else {
-                    current.suppressed += 1;
-                }
-            }
-            _ => {
-                tracing::error!(path = %self.file.path.display(), "database writes failing: {}", problem.describe());
-                *failing = Some(Failing { problem, since: now, last_warned: now, suppressed: 0, last_probe: None });
-            }
+        state.unreported += 1;
+        let new_problem = state.failing.is_none_or(|current| current.problem != problem);
+        if new_problem {
+            state.failing = Some(Failing { problem, since: now, last_probe: None });
+        }
+        if state.may_warn() {
+            let since = state.failing.map_or(now, |failing| failing.since);
+            tracing::error!(
+                path = %self.file.path.display(),
+                failing_for_secs = now.duration_since(since).as_secs(),
+                failed_writes = state.unreported,
+                "database writes failing: {}",
+                problem.describe()
+            );
+            state.unreported = 0;
         }
     }
 
@@ -237,8 +258,8 @@ impl StorageWatch {
             return DatabaseHealth::Degraded(problem.describe().to_string());
         }
         let probe_due = {
-            let Ok(mut failing) = self.failing.lock() else { return DatabaseHealth::Ok };
-            match failing.as_mut() {
+            let Ok(mut state) = self.state.lock() else { return DatabaseHealth::Ok };
+            match state.failing.as_mut() {
                 None => return DatabaseHealth::Ok,
                 Some(current) if !current.problem.may_clear_by_itself() => {
                     return DatabaseHealth::Degraded(current.problem.describe().to_string())

@@ -9,6 +9,7 @@ mod admin_ui;
 mod api;
 mod api_validation;
 mod converter;
+mod database_storage;
 mod llm_cases;
 mod llm_providers;
 mod llm_refine;
