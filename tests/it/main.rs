@@ -7,6 +7,7 @@ mod support;
 
 mod admin_ui;
 mod api;
+mod api_contract;
 mod api_validation;
 mod converter;
 mod database_storage;
@@ -24,5 +25,6 @@ mod placer;
 mod searcher;
 mod service;
 mod slow_clients;
+mod tokens;
 mod torrent_client;
 mod ws;
