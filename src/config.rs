@@ -659,6 +659,26 @@ mod tests {
     }
 
     #[test]
+    fn token_rules_are_length_and_distinctness_wherever_tokens_come_from() {
+        let long = "x".repeat(MIN_TOKEN_LEN);
+        let other = "y".repeat(MIN_TOKEN_LEN);
+        assert!(check_bearer_tokens(&[("a", &long), ("b", &other), ("c", "")]).is_ok());
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", "short")]).unwrap_err();
+        assert_eq!(name, "b");
+        assert!(message.contains("16"), "{message}");
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", &other), ("c", &long)]).unwrap_err();
+        assert_eq!((name, message.as_str()), ("c", "must differ from a"));
+        let err = Config::load_with_env(
+            None,
+            &env(&[("DOWNLOADER2_SERVER_AUTH_TOKEN", &long), ("DOWNLOADER2_SERVER_METRICS_TOKEN", &long)]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.metrics_token"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_SERVER_MAX_CONNECTIONS", "3")])).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
+    }
+
+    #[test]
     fn redaction_hides_every_secret() {
         let mut config = Config::default();
         config.server.auth_token = "catalog-secret-123456".into();

@@ -380,3 +380,35 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_up_to_a_second_and_reset_on_success() {
+        let mut errors = AcceptErrors::default();
+        let emfile = std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        assert!(is_out_of_descriptors(&emfile));
+        assert!(!is_per_connection_error(&emfile));
+        let pauses: Vec<Duration> = (0..10).map(|_| errors.failed(&emfile)).collect();
+        assert_eq!(pauses[0], FIRST_ACCEPT_BACKOFF);
+        assert!(pauses.windows(2).all(|pair| pair[1] >= pair[0]), "{pauses:?}");
+        assert_eq!(*pauses.last().unwrap(), MAX_ACCEPT_BACKOFF);
+        // One line for the ten errors; the next line would carry the count.
+        assert_eq!(errors.since_logged, 9);
+        errors.succeeded();
+        assert_eq!(errors.failed(&emfile), FIRST_ACCEPT_BACKOFF);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_per_connection_error(&reset) && !is_out_of_descriptors(&reset));
+    }
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_everything_else() {
+        let config = crate::config::ServerConfig::default();
+        assert_eq!(ConnectionLimits::new(&config, Some(1024)).max_connections, 1024 - 256);
+        assert_eq!(ConnectionLimits::new(&config, Some(65_536)).max_connections, config.max_connections);
+        assert_eq!(ConnectionLimits::new(&config, None).max_connections, config.max_connections);
+        assert_eq!(ConnectionLimits::new(&config, Some(100)).max_connections, crate::config::MIN_CONNECTIONS);
+    }
+}

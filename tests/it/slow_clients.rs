@@ -200,3 +200,67 @@ async fn slow_and_idle_clients_are_closed_and_health_answers_under_1100_idle_con
     // Still healthy after the flood.
     assert_eq!(client.get(service.url("/api/v1/health")).send().await.unwrap().status(), 200);
 }
+
+/// The WebSocket is exempt from the HTTP timeouts but has its own: a client that answers pings stays connected far
+/// past the header timeout; one that stays silent is closed with 1008 after two ping intervals.
+#[tokio::test]
+async fn a_websocket_outlives_the_http_timeouts_but_a_silent_client_is_closed() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        server_toml: "header_read_timeout_secs = 1\nbody_timeout_secs = 1\nwebsocket_ping_secs = 1",
+        ..ServiceOptions::in_dir(dir.path())
+    };
+    let service = ServiceProcess::start(dir.path(), &options).await;
+    let url = format!("{}/api/v1/ws?token={CATALOG_TOKEN}", service.base.replace("http://", "ws://"));
+
+    // Answering: reading the stream makes tungstenite answer every ping.
+    let (mut answering, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut pings = 0;
+    while Instant::now() < until {
+        match tokio::time::timeout(until - Instant::now(), answering.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("a WebSocket answering pings was closed after {pings} pings: {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "pinged every second: {pings} pings in 6 s");
+
+    // Silent: never read (so never pong) for 5 s, then see what the server did: a close frame (1008), or, when
+    // tungstenite first tries to answer a queued ping, a connection the server already closed.
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut ended = None;
+    let mut pings_queued = 0;
+    while let Ok(next) = tokio::time::timeout(Duration::from_secs(10), silent.next()).await {
+        match next {
+            Some(Ok(Message::Ping(_))) => pings_queued += 1,
+            Some(Ok(Message::Close(frame))) => {
+                ended = Some(format!("close {:?}", frame.map(|frame| u16::from(frame.code))));
+                break;
+            }
+            Some(Ok(other)) => panic!("unexpected message {other:?}"),
+            Some(Err(err)) => {
+                ended = Some(format!("error {err}"));
+                break;
+            }
+            None => {
+                ended = Some("end of stream".into());
+                break;
+            }
+        }
+    }
+    let ended = ended.expect("the silent client was still connected 15 s later");
+    assert!(
+        ended == "close Some(1008)"
+            || ended.contains("Broken pipe")
+            || ended.contains("reset")
+            || ended == "end of stream",
+        "closed by the server: {ended}"
+    );
+    assert!(pings_queued <= 3, "closed after two unanswered pings, not later: {pings_queued} pings");
+}
