@@ -42,7 +42,9 @@ async fn schemathesis_with_all_checks_finds_nothing_in_the_served_openapi_docume
         .arg("--config-file")
         .arg(&config)
         .arg("run")
-        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--workers", "2"])
+        // One worker: CPython 3.11's AST code that hypothesis calls is not thread-safe ("AST constructor recursion
+        // depth mismatch", a tool error, not a finding, seen with two workers).
+        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--workers", "1"])
         .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
         .args(["--url", &service.base])
         .arg("--report-dir")
