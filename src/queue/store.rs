@@ -43,6 +43,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create database directory {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
+    /// Creating the database file (mode 0600) or making an existing one private failed.
+    #[error("cannot create or protect database file {path}: {source}")]
+    CreateFile { path: String, source: std::io::Error },
     /// The store is shutting down.
     #[error("the ticket store is closed")]
     Closed,
@@ -68,6 +71,7 @@ impl StoreError {
             | StoreError::Refused { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
+            | StoreError::CreateFile { .. }
             | StoreError::Closed
             | StoreError::Corrupt { .. } => false,
         }
@@ -86,6 +90,7 @@ impl StoreError {
             | StoreError::VersionConflict { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
+            | StoreError::CreateFile { .. }
             | StoreError::Closed
             | StoreError::Corrupt { .. } => None,
         }
@@ -270,7 +275,7 @@ impl Store {
                 .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
         }
         super::storage::make_private(path)
-            .map_err(|source| StoreError::CreateDir { path: path.display().to_string(), source })?;
+            .map_err(|source| StoreError::CreateFile { path: path.display().to_string(), source })?;
         let pool =
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(connect_options(path)).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
