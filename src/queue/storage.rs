@@ -106,6 +106,8 @@ impl StorageProblem {
 
 /// How long between two warnings about the same failing writes (the first failure is always logged).
 const WARN_INTERVAL: Duration = Duration::from_secs(30);
+/// Below this much free space on the database's filesystem, health says the disk is full.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
 /// While writes are failing, the health check tries a tiny write at most this often to see whether they work again.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -189,6 +191,16 @@ impl StorageWatch {
         }
     }
 
+    /// Bytes an unprivileged writer may still use on the database's filesystem (one `statvfs`), if known.
+    fn free_bytes(&self) -> Option<u64> {
+        let dir = match self.file.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let stats = rustix::fs::statvfs(dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
     /// Refuses a write before it starts when the database file is gone or replaced.
     pub fn before_write(&self) -> Result<(), StoreError> {
         self.check_file().map_err(|problem| {
@@ -250,12 +262,17 @@ impl StorageWatch {
         }
     }
 
-    /// The storage's health for `GET /api/v1/health`: the file's identity, then (only while writes are failing,
-    /// at most every `PROBE_INTERVAL`) a one-row write on `probe_pool` to see whether they work again.
+    /// The storage's health for `GET /api/v1/health`: the file's identity, the free space of its filesystem, then
+    /// (only while writes are failing, at most every `PROBE_INTERVAL`) a one-row write on `probe_pool` to see
+    /// whether they work again.
     pub async fn health(&self, probe_pool: &SqlitePool) -> DatabaseHealth {
         if let Err(problem) = self.check_file() {
             self.note_failure(problem);
             return DatabaseHealth::Degraded(problem.describe().to_string());
+        }
+        // A full disk shows before a write fails (and while small writes still fit in the WAL's free frames).
+        if let Some(free) = self.free_bytes().filter(|free| *free < MIN_FREE_BYTES) {
+            return DatabaseHealth::Degraded(format!("{} ({free} bytes free)", StorageProblem::DiskFull.describe()));
         }
         let probe_due = {
             let Ok(mut state) = self.state.lock() else { return DatabaseHealth::Ok };

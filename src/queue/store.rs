@@ -306,8 +306,9 @@ impl Store {
     }
 
     /// Health for `GET /api/v1/health`, cheap: a `SELECT 1` on the health connection, one `stat` of the database
-    /// file (deleted or replaced while running?), and, only while writes are failing, a one-row probe write at
-    /// most every 2 s to notice as soon as they work again.
+    /// file (deleted or replaced while running?), one `statvfs` of its filesystem (under 1 MiB free is a full disk)
+    /// and, only while writes are failing, a one-row probe write at most every 2 s to notice as soon as they work
+    /// again.
     pub async fn health(&self) -> DatabaseHealth {
         if let Err(err) = self.ping().await {
             return DatabaseHealth::Degraded(match err.storage_problem() {
