@@ -40,6 +40,17 @@ pub struct ServerConfig {
     pub admin_token: String,
     /// Bearer token that may read `/metrics` only (besides the admin token). Empty: admin token only.
     pub metrics_token: String,
+    /// A connection must deliver a request's headers within this many seconds of opening, or of its previous
+    /// answer (the keep-alive idle limit); else it is closed. Slow-header and idle clients cannot hold a slot.
+    pub header_read_timeout_secs: u64,
+    /// A request body must arrive completely within this many seconds once its headers are in (408 otherwise).
+    pub body_timeout_secs: u64,
+    /// Connections served at once (WebSockets included). Capped further by the open-file limit (leaving room for
+    /// the database, qBittorrent and ffmpeg); when full, the connection idle the longest is closed to admit a new
+    /// one, so `/api/v1/health` still answers under a flood of idle connections.
+    pub max_connections: usize,
+    /// The WebSocket pings its client this often; a client silent for two intervals is closed.
+    pub websocket_ping_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +61,10 @@ impl Default for ServerConfig {
             auth_token: String::new(),
             admin_token: String::new(),
             metrics_token: String::new(),
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            websocket_ping_secs: 30,
         }
     }
 }
@@ -298,6 +313,30 @@ impl ConfigError {
 const SECTIONS: [&str; 8] =
     ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer"];
 
+/// The shortest bearer token accepted, from the configuration or from `tokens.toml`.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The rules every bearer token obeys wherever it comes from (the configuration or `tokens.toml`): at least
+/// `MIN_TOKEN_LEN` characters, and no two roles sharing one. Empty tokens are skipped (the caller decides whether
+/// empty is allowed). On failure: the name of the offending token and what is wrong.
+pub fn check_bearer_tokens<'a>(tokens: &[(&'a str, &str)]) -> Result<(), (&'a str, String)> {
+    for (index, (name, token)) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            continue;
+        }
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err((name, format!("must be at least {MIN_TOKEN_LEN} characters")));
+        }
+        if let Some((other, _)) = tokens[..index].iter().find(|(_, other)| other == token) {
+            return Err((name, format!("must differ from {other}")));
+        }
+    }
+    Ok(())
+}
+
+/// The smallest `[server] max_connections`: a few for the catalog, the admin page, its WebSocket and health.
+pub const MIN_CONNECTIONS: usize = 16;
+
 /// The LLM providers `[matcher] llm_provider` accepts.
 pub const LLM_PROVIDERS: [&str; 4] = ["none", "anthropic", "openai", "local"];
 
@@ -331,17 +370,25 @@ impl Config {
         if self.server.host.trim().is_empty() {
             return Err(ConfigError::invalid("server.host", "must not be empty"));
         }
-        for (key, token) in [
+        check_bearer_tokens(&[
             ("server.auth_token", &self.server.auth_token),
             ("server.admin_token", &self.server.admin_token),
             ("server.metrics_token", &self.server.metrics_token),
+        ])
+        .map_err(|(key, message)| {
+            ConfigError::invalid(key, format!("{message} (or leave it empty to have one generated)"))
+        })?;
+        for (key, value) in [
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.websocket_ping_secs", self.server.websocket_ping_secs),
         ] {
-            if !token.is_empty() && token.len() < 16 {
-                return Err(ConfigError::invalid(key, "must be at least 16 characters (or empty to generate one)"));
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be >= 1"));
             }
         }
-        if !self.server.auth_token.is_empty() && self.server.auth_token == self.server.admin_token {
-            return Err(ConfigError::invalid("server.admin_token", "must differ from server.auth_token"));
+        if self.server.max_connections < MIN_CONNECTIONS {
+            return Err(ConfigError::invalid("server.max_connections", format!("must be >= {MIN_CONNECTIONS}")));
         }
         if self.database.path.as_os_str().is_empty() {
             return Err(ConfigError::invalid("database.path", "must not be empty"));
@@ -628,6 +675,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn token_rules_are_length_and_distinctness_wherever_tokens_come_from() {
+        let long = "x".repeat(MIN_TOKEN_LEN);
+        let other = "y".repeat(MIN_TOKEN_LEN);
+        assert!(check_bearer_tokens(&[("a", &long), ("b", &other), ("c", "")]).is_ok());
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", "short")]).unwrap_err();
+        assert_eq!(name, "b");
+        assert!(message.contains("16"), "{message}");
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", &other), ("c", &long)]).unwrap_err();
+        assert_eq!((name, message.as_str()), ("c", "must differ from a"));
+        let err = Config::load_with_env(
+            None,
+            &env(&[("DOWNLOADER2_SERVER_AUTH_TOKEN", &long), ("DOWNLOADER2_SERVER_METRICS_TOKEN", &long)]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.metrics_token"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_SERVER_MAX_CONNECTIONS", "3")])).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,10 @@ mod support;
 
 mod admin_ui;
 mod api;
+mod api_contract;
 mod api_validation;
 mod converter;
+mod database_storage;
 mod hostile_destinations;
 mod hostile_logs;
 mod internal_addresses;
@@ -26,5 +28,7 @@ mod pipeline_load;
 mod placer;
 mod searcher;
 mod service;
+mod slow_clients;
+mod tokens;
 mod torrent_client;
 mod ws;

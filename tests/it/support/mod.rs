@@ -7,6 +7,7 @@ pub mod canary;
 pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
+pub mod service_process;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;
