@@ -167,15 +167,16 @@ pub struct CandidateFiles {
 /// The whole kept file list of candidate `idx` of a `needs_approval` ticket, a page at a time.
 #[utoipa::path(get, path = "/api/v1/ticket/{id}/candidates/{idx}/files", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "ticket_id"),
-           ("idx" = usize, Path, description = "index into the needs_approval state's candidates"), FilesQuery),
+           ("idx" = u32, Path, description = "index into the needs_approval state's candidates"), FilesQuery),
     responses((status = 200, body = CandidateFiles), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, description = "Not waiting for approval", body = ErrorBody)))]
 pub async fn candidate_files(
     State(app): State<AppState>,
     _auth: AdminAuth,
-    ApiPath((id, idx)): ApiPath<(String, usize)>,
+    ApiPath((id, idx)): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<FilesQuery>,
 ) -> Result<Json<CandidateFiles>, ApiError> {
+    let idx = usize::try_from(idx).unwrap_or(usize::MAX);
     let limit = query.limit.unwrap_or(DEFAULT_FILES_PAGE);
     if !(1..=MAX_FILES_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_FILES_PAGE}")));

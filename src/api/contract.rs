@@ -100,6 +100,11 @@ fn constrain_parameters(operation: &mut Operation) {
                     .into(),
             ));
         }
+        if parameter.name == "idx" && parameter.parameter_in == ParameterIn::Path {
+            parameter.schema = Some(RefOr::T(
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u32::MAX)).into(),
+            ));
+        }
         if parameter.name == "state" && parameter.parameter_in == ParameterIn::Query {
             let names = std::iter::once("").chain(StateKind::ALL.iter().map(|kind| kind.as_str()));
             parameter.schema =
