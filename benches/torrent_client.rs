@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
 
+#[path = "../tests/it/support/qbittorrent_root.rs"]
+mod qbittorrent_root;
 #[path = "../tests/it/support/swarm.rs"]
 mod swarm;
 

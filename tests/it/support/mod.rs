@@ -6,5 +6,6 @@ pub mod browser;
 pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
+pub mod qbittorrent_root;
 pub mod swarm;
 pub mod torznab_server;
