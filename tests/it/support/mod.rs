@@ -7,5 +7,6 @@ pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
 pub mod qbittorrent_root;
+pub mod reverse_proxy;
 pub mod swarm;
 pub mod torznab_server;

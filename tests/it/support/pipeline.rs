@@ -125,6 +125,8 @@ pub struct ServiceSetup {
     pub llm: Option<(String, String, String)>,
     /// `--log-format json` (one JSON object per line, with the spans) instead of text.
     pub json_logs: bool,
+    /// More `[qbittorrent]` lines, verbatim (e.g. `path_mappings = [...]`).
+    pub qbittorrent_extra_toml: String,
 }
 
 impl ServiceSetup {
@@ -144,6 +146,7 @@ impl ServiceSetup {
             rest_retry_after_secs: 86_400,
             llm: None,
             json_logs: false,
+            qbittorrent_extra_toml: String::new(),
         }
     }
 
@@ -185,6 +188,7 @@ cache_ttl_secs = 600
 [qbittorrent]
 {qbittorrent}stall_timeout_secs = {stall}
 timeout_secs = 10
+{qbittorrent_extra}
 
 [matcher]
 auto_approve_threshold = {threshold}
@@ -208,6 +212,7 @@ allowed_roots = ["{media}"]
             torznab = self.torznab_url,
             key = self.torznab_api_key,
             stall = self.stall_timeout_secs,
+            qbittorrent_extra = self.qbittorrent_extra_toml,
             threshold = self.auto_approve_threshold,
             llm = match &self.llm {
                 Some((provider, base_url, api_key)) => format!(
