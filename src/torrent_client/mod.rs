@@ -203,7 +203,8 @@ pub trait TorrentClient: Send + Sync {
     async fn remove_torrent(&self, hash: &InfoHash, delete_files: bool) -> Result<(), TorrentClientError>;
 
     /// Status of every torrent in the `downloader2` category, in one request. A `fetch_metadata` torrent still in
-    /// flight shows with empty `ticket_ids`: skip those.
+    /// flight shows with empty `ticket_ids`: skip those. The first call also removes the metadata-only torrents an
+    /// earlier run abandoned when it was killed during a fetch.
     async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError>;
 }
 

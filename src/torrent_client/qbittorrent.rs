@@ -136,6 +136,8 @@ pub struct QbittorrentClient {
     watches: Mutex<HashMap<InfoHash, ProgressWatch>>,
     /// Set when a request could not reach qBittorrent; the next answer means it came back (maybe restarted).
     outage_seen: AtomicBool,
+    /// Whether the first `poll_all` already removed the metadata torrents an earlier run abandoned.
+    swept_abandoned: AtomicBool,
     /// When qBittorrent last came back: stall clocks wait [`RECONNECT_GRACE`] from then.
     reconnected_at: Mutex<Option<Instant>>,
     /// [`RECONNECT_GRACE`] (a field so unit tests can shorten it).
@@ -265,6 +267,7 @@ impl QbittorrentClient {
             reconnect_grace: RECONNECT_GRACE,
             metadata_fetches: Mutex::new(HashMap::new()),
             metadata_cache: Mutex::new(HashMap::new()),
+            swept_abandoned: AtomicBool::new(false),
         })
     }
 
@@ -902,6 +905,38 @@ impl QbittorrentClient {
     }
 }
 
+impl QbittorrentClient {
+    /// Removes the metadata-only torrents an earlier run abandoned (killed during `fetch_metadata`): in our
+    /// category, tagged [`METADATA_TAG`], no ticket tag, not being fetched by this process. Failures are logged;
+    /// the next run tries again.
+    async fn remove_abandoned_metadata_fetches(&self, ours: &[InfoJson]) {
+        for info in ours {
+            let is_metadata_fetch = info.tags.split(',').any(|tag| tag.trim() == METADATA_TAG);
+            if !is_metadata_fetch || !ticket_ids_of(&info.tags).is_empty() {
+                continue;
+            }
+            let raw = if info.infohash_v1.is_empty() { info.hash.as_str() } else { info.infohash_v1.as_str() };
+            let in_flight = match raw.parse::<InfoHash>() {
+                Ok(hash) => self.metadata_fetches.lock().map_or(true, |fetches| fetches.contains_key(&hash)),
+                Err(_) => false,
+            };
+            if in_flight {
+                continue;
+            }
+            let removed = self
+                .post_form("torrents/delete", &[("hashes", info.hash.as_str()), ("deleteFiles", "true")])
+                .await
+                .and_then(|reply| self.expect_success("torrents/delete", reply));
+            match removed {
+                Ok(()) => {
+                    tracing::info!(hash = %info.hash, name = %info.name, "removed a metadata fetch an earlier run abandoned")
+                }
+                Err(error) => tracing::warn!(hash = %info.hash, "cannot remove an abandoned metadata fetch: {error}"),
+            }
+        }
+    }
+}
+
 fn poisoned(what: &str) -> TorrentClientError {
     TorrentClientError::UnexpectedResponse { url: String::new(), reason: format!("internal lock poisoned: {what}") }
 }
@@ -1023,6 +1058,9 @@ impl TorrentClient for QbittorrentClient {
 
     async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError> {
         let infos: Vec<InfoJson> = self.get_json("torrents/info", &[("category", CATEGORY)]).await?.unwrap_or_default();
+        if !self.swept_abandoned.swap(true, Ordering::SeqCst) {
+            self.remove_abandoned_metadata_fetches(&infos).await;
+        }
         let mut statuses = Vec::with_capacity(infos.len());
         for info in infos {
             let raw = if info.infohash_v1.is_empty() { info.hash.as_str() } else { info.infohash_v1.as_str() };

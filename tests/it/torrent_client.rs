@@ -134,6 +134,29 @@ async fn magnet_metadata_then_only_selected_files_download_and_match_the_seed(ve
     let gone = client.get_progress(&hash).await.unwrap_err();
     assert!(matches!(gone, TorrentClientError::TorrentNotFound { .. }), "{gone}");
     assert!(!gone.is_retryable());
+
+    // A metadata fetch abandoned by a killed run (as the WebUI shows one) is removed by the next run's first poll.
+    let leftover_dir = qbt.download_root().join(".metadata").join(hash.as_str());
+    let leftover_path = leftover_dir.display().to_string();
+    let form = [
+        ("urls", album.magnet.as_str()),
+        ("savepath", &leftover_path),
+        ("category", CATEGORY),
+        ("tags", "downloader2-metadata"),
+        ("stopCondition", "MetadataReceived"),
+    ];
+    raw_post_form(&qbt.managed, "torrents/add", &form).await;
+    let info_path = format!("torrents/info?hashes={hash}");
+    wait_for("the leftover to be listed", DEADLINE, || async {
+        raw_get_json(&qbt.managed, &info_path).await.as_array().is_some_and(|list| !list.is_empty()).then_some(())
+    })
+    .await;
+    let next_run = qbt.managed.client(&qbt.config).unwrap();
+    next_run.poll_all().await.unwrap();
+    wait_for("the abandoned metadata fetch to be removed", DEADLINE, || async {
+        raw_get_json(&qbt.managed, &info_path).await.as_array().is_some_and(|list| list.is_empty()).then_some(())
+    })
+    .await;
 }
 
 async fn torrent_file_add_stop_start_share_limits_and_session_expiry(version: QbtVersion) {

@@ -114,6 +114,7 @@ bind() {{ mkdir -p "$1" "$merged$2" && mount --bind "$1" "$merged$2"; }}
 
 /// `on_every_qbittorrent!(name, ...)`: for each `async fn name(version: QbtVersion)` in scope, a module `name` with
 /// the tests `qbittorrent_4_5` and `qbittorrent_5_1` running it (filter one version with `cargo test qbittorrent_5_1`).
+#[allow(unused_macros)]
 macro_rules! on_every_qbittorrent {
     ($($name:ident),* $(,)?) => {
         $(
