@@ -307,6 +307,16 @@ impl Seeder {
             matches!(state.as_str(), "uploading" | "stalledUP" | "forcedUP").then_some(())
         })
         .await;
+        // Until its first announce went through, the tracker answers downloaders without it, and they only ask
+        // again much later: wait for it, so every test's first contact is prompt.
+        wait_for("the seeder's announce to reach the tracker", Duration::from_secs(30), || async {
+            let trackers = raw_get_json(&self.managed, &format!("torrents/trackers?hash={hash}")).await;
+            let working = trackers.as_array().is_some_and(|list| {
+                list.iter().any(|t| t["url"].as_str().is_some_and(|u| u.starts_with("http")) && t["status"] == 2)
+            });
+            working.then_some(())
+        })
+        .await;
     }
 
     /// The seeder's own `torrents/info` entry for a hash (its view, independent of the client under test).
