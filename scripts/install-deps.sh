@@ -28,8 +28,11 @@ if [ "${1:-}" = "--for-tests" ]; then
     root="${DOWNLOADER2_QBITTORRENT5_ROOT:-/var/cache/downloader2/qbittorrent-5.1-root}"
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    runs_5_1() { [ -x "$1/usr/bin/qbittorrent-nox" ] && [[ "$($sudo chroot "$1" qbittorrent-nox --version 2>/dev/null)" == *" v5.1."* ]]; }
-    if ! runs_5_1 "$root"; then
+    # Re-used when its package database says 5.1 (read from outside: running the program would write into it).
+    has_5_1() { [ -x "$1/usr/bin/qbittorrent-nox" ] \
+        && [[ "$(dpkg-query --admindir="$1/var/lib/dpkg" -W -f='${Version}' qbittorrent-nox 2>/dev/null)" == 5.1.* ]]; }
+    runs_5_1() { [[ "$($sudo chroot "$1" qbittorrent-nox --version 2>/dev/null)" == *" v5.1."* ]]; }
+    if ! has_5_1 "$root"; then
         mirror=""
         if [ -f /etc/apt/sources.list.d/debian.sources ]; then
             mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
@@ -40,7 +43,8 @@ if [ "${1:-}" = "--for-tests" ]; then
         $sudo rm -rf "$building"
         $sudo mkdir -p "$(dirname "$root")"
         $sudo debootstrap --variant=minbase --include=qbittorrent-nox trixie "$building" "$mirror"
-        runs_5_1 "$building" || { echo "the root at $building does not run qbittorrent-nox 5.1" >&2; exit 1; }
+        { has_5_1 "$building" && runs_5_1 "$building"; } \
+            || { echo "the root at $building does not run qbittorrent-nox 5.1" >&2; exit 1; }
         $sudo rm -rf "$root"
         $sudo mv "$building" "$root"
     fi
