@@ -34,6 +34,8 @@ use crate::models::{InfoHash, TorrentFile};
 
 /// Tag of the short-lived torrents `fetch_metadata` adds (not a ticket tag: those start with `d2-`).
 const METADATA_TAG: &str = "downloader2-metadata";
+/// What qBittorrent appends to files it has not finished (option "Append .!qB extension to incomplete files").
+const INCOMPLETE_EXTENSION: &str = ".!qB";
 /// qBittorrent's "infinite" ETA.
 const MAX_ETA: i64 = 8_640_000;
 /// How long an accepted add may take to show up in `torrents/info` (libtorrent adds asynchronously).
@@ -819,21 +821,20 @@ impl QbittorrentClient {
 
     /// Checks that every wanted file of a complete torrent is where downloader2 will read it (the local form of
     /// qBittorrent's save path). A missing one means qBittorrent sees the folder under another path than this
-    /// machine: [`TorrentClientError::DownloadNotVisible`] names both paths and `path_mappings`.
-    async fn check_visible(&self, hash: &InfoHash, info: &InfoJson, local: &Path) -> Result<(), TorrentClientError> {
+    /// machine: [`TorrentClientError::DownloadNotVisible`] names both paths and `path_mappings`. Returns false
+    /// while a file still carries qBittorrent's incomplete-file extension (visible, just not renamed yet).
+    async fn check_visible(&self, hash: &InfoHash, info: &InfoJson, local: &Path) -> Result<bool, TorrentClientError> {
         let files = self.files_by_id(hash, &info.hash).await?;
-        for file in files.iter().filter(|file| file.priority > 0 && file.size > 0) {
-            let Some(path) = join_torrent_path(local, &file.path) else { continue };
-            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-                return Err(TorrentClientError::DownloadNotVisible {
-                    hash: hash.clone(),
-                    remote_path: info.save_path.clone(),
-                    local_path: local.display().to_string(),
-                    missing: path.display().to_string(),
-                });
-            }
+        match visibility(local, &files).await {
+            Visibility::Visible => Ok(true),
+            Visibility::Renaming => Ok(false),
+            Visibility::Missing(path) => Err(TorrentClientError::DownloadNotVisible {
+                hash: hash.clone(),
+                remote_path: info.save_path.clone(),
+                local_path: local.display().to_string(),
+                missing: path.display().to_string(),
+            }),
         }
-        Ok(())
     }
 
     async fn wait_until_gone(&self, hash: &InfoHash, deadline: Instant) -> Result<(), TorrentClientError> {
@@ -842,6 +843,33 @@ impl QbittorrentClient {
         }
         Ok(())
     }
+}
+
+/// Whether the wanted files of a torrent are on this machine.
+#[derive(Debug, PartialEq, Eq)]
+enum Visibility {
+    Visible,
+    /// A wanted file is there under qBittorrent's incomplete-file name only.
+    Renaming,
+    /// This wanted file is not there at all.
+    Missing(PathBuf),
+}
+
+/// Looks for every wanted (priority > 0), non-empty file under `local`. Unsafe torrent paths are not looked at.
+async fn visibility(local: &Path, files: &[ClientFile]) -> Visibility {
+    for file in files.iter().filter(|file| file.priority > 0 && file.size > 0) {
+        let Some(path) = join_torrent_path(local, &file.path) else { continue };
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            continue;
+        }
+        let mut incomplete = path.clone().into_os_string();
+        incomplete.push(INCOMPLETE_EXTENSION);
+        if tokio::fs::try_exists(&incomplete).await.unwrap_or(false) {
+            return Visibility::Renaming;
+        }
+        return Visibility::Missing(path);
+    }
+    Visibility::Visible
 }
 
 /// The last 300 characters of a body, for error messages.
@@ -1003,8 +1031,9 @@ impl TorrentClient for QbittorrentClient {
         if let Some(quiet) = stalled_for {
             return Err(TorrentClientError::Stalled { hash: hash.clone(), secs: quiet.as_secs() });
         }
-        if progress.is_complete {
-            self.check_visible(hash, &info, &progress.save_path).await?;
+        if progress.is_complete && !self.check_visible(hash, &info, &progress.save_path).await? {
+            // Complete, but qBittorrent is still renaming `<file>.!qB`: not done for a reader yet.
+            return Ok(TorrentProgress { is_complete: false, ..progress });
         }
         Ok(progress)
     }
@@ -1127,6 +1156,32 @@ mod tests {
         assert!(client.observe(&hash, 10, 0, true).is_none(), "still within the grace");
         client.reconnect_grace = Duration::ZERO;
         assert!(client.observe(&hash, 10, 0, true).is_some(), "after the grace the stall clock counts again");
+    }
+
+    #[tokio::test]
+    async fn wanted_files_must_exist_locally_and_renaming_ones_are_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |path: &str, priority: u8, size: u64| ClientFile {
+            index: 0,
+            path: path.into(),
+            size,
+            progress: 1.0,
+            priority,
+        };
+        std::fs::create_dir_all(dir.path().join("A")).unwrap();
+        std::fs::write(dir.path().join("A/01.flac"), b"x").unwrap();
+        let present = [file("A/01.flac", 1, 1), file("A/skipped.log", 0, 5), file("A/empty.txt", 1, 0)];
+        assert_eq!(visibility(dir.path(), &present).await, Visibility::Visible);
+        std::fs::write(dir.path().join("A/02.flac.!qB"), b"x").unwrap();
+        let renaming = [file("A/01.flac", 1, 1), file("A/02.flac", 1, 1)];
+        assert_eq!(visibility(dir.path(), &renaming).await, Visibility::Renaming);
+        let missing = [file("A/01.flac", 1, 1), file("A/03.flac", 6, 1)];
+        assert_eq!(visibility(dir.path(), &missing).await, Visibility::Missing(dir.path().join("A/03.flac")));
+        let elsewhere = [file("A/01.flac", 1, 1)];
+        assert_eq!(
+            visibility(&dir.path().join("not-mounted"), &elsewhere).await,
+            Visibility::Missing(dir.path().join("not-mounted/A/01.flac"))
+        );
     }
 
     #[test]
