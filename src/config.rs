@@ -157,6 +157,21 @@ pub struct QbittorrentConfig {
     /// default, because a managed instance must reach real peers to download anything; its WebUI is always
     /// loopback-only, and UPnP and LSD are always off.
     pub managed_loopback_only: bool,
+    /// An external qBittorrent that sees the download folder under another path (another container, a NAS): each
+    /// entry says that what qBittorrent calls `remote` is `local` here. Paths it reports are translated before
+    /// downloader2 reads files; save paths it is sent are translated the other way. Longest prefix wins, whole
+    /// path components only. Empty: both sides see the same paths.
+    pub path_mappings: Vec<PathMapping>,
+}
+
+/// One `[qbittorrent] path_mappings` entry (the *arr "remote path mapping" convention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMapping {
+    /// The folder as qBittorrent sees it, e.g. `/downloads`.
+    pub remote: PathBuf,
+    /// The same folder as downloader2 sees it, e.g. `/mnt/nas/downloads`.
+    pub local: PathBuf,
 }
 
 impl Default for QbittorrentConfig {
@@ -172,6 +187,7 @@ impl Default for QbittorrentConfig {
             stall_timeout_secs: 600,
             timeout_secs: 30,
             managed_loopback_only: false,
+            path_mappings: Vec::new(),
         }
     }
 }
@@ -424,6 +440,22 @@ impl Config {
         if self.qbittorrent.seed_time_limit_mins < -1 {
             return Err(ConfigError::invalid("qbittorrent.seed_time_limit_mins", "must be -1 (no limit) or >= 0"));
         }
+        for mapping in &self.qbittorrent.path_mappings {
+            for (side, path) in [("remote", &mapping.remote), ("local", &mapping.local)] {
+                if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                    return Err(ConfigError::invalid(
+                        "qbittorrent.path_mappings",
+                        format!("{side} = {:?} must be an absolute path without '..'", path.display().to_string()),
+                    ));
+                }
+            }
+        }
+        if !self.qbittorrent.path_mappings.is_empty() && self.qbittorrent.url.is_empty() {
+            return Err(ConfigError::invalid(
+                "qbittorrent.path_mappings",
+                "only applies to an external qBittorrent ([qbittorrent] url); the managed one sees the same paths",
+            ));
+        }
         if !LLM_PROVIDERS.contains(&self.matcher.llm_provider.as_str()) {
             return Err(ConfigError::invalid(
                 "matcher.llm_provider",
@@ -637,6 +669,49 @@ mod tests {
         assert_eq!(config.placer.allowed_roots, vec![PathBuf::from("/music"), PathBuf::from("/media")]);
         assert_eq!(config.processing.retry_max_attempts, 3);
         assert!((config.qbittorrent.seed_ratio_limit - 1.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn path_mappings_come_from_the_file_or_the_environment_and_must_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[qbittorrent]\nurl = \"http://127.0.0.1:8080/\"\n\
+             path_mappings = [{ remote = \"/downloads\", local = \"/mnt/nas/downloads\" }]\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(Some(&path), &[]).unwrap();
+        let expected = PathMapping { remote: "/downloads".into(), local: "/mnt/nas/downloads".into() };
+        assert_eq!(config.qbittorrent.path_mappings, vec![expected]);
+
+        let variable =
+            "[{ remote = \"/data\", local = \"/srv/data\" }, { remote = \"/data/music\", local = \"/music\" }]";
+        let config = Config::load_with_env(
+            None,
+            &env(&[
+                ("DOWNLOADER2_QBITTORRENT_URL", "http://127.0.0.1:8080/"),
+                ("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", variable),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.qbittorrent.path_mappings.len(), 2);
+        assert_eq!(config.qbittorrent.path_mappings[1].local, PathBuf::from("/music"));
+
+        for bad in ["[{ remote = \"downloads\", local = \"/x\" }]", "[{ remote = \"/d\", local = \"/x/../y\" }]"] {
+            let err = Config::load_with_env(
+                None,
+                &env(&[
+                    ("DOWNLOADER2_QBITTORRENT_URL", "http://127.0.0.1:8080/"),
+                    ("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", bad),
+                ]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("qbittorrent.path_mappings"), "{err}");
+        }
+        let managed =
+            Config::load_with_env(None, &env(&[("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", variable)])).unwrap_err();
+        assert!(managed.to_string().contains("external qBittorrent"), "{managed}");
     }
 
     #[test]

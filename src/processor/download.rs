@@ -220,6 +220,8 @@ pub async fn follow_download(
                 hash = attach(ctx, &record.ticket, &selected).await?;
                 work.torrent_hash = Some(hash.clone());
             }
+            // Complete in qBittorrent but not visible here (path_mappings): not an outage to wait out.
+            Err(err @ TorrentClientError::DownloadNotVisible { .. }) => return Err(err.into()),
             Err(err) if err.is_retryable() => {
                 let since = *outage_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > CLIENT_OUTAGE_TOLERANCE {

@@ -25,6 +25,7 @@ mod pipeline;
 mod pipeline_crash;
 mod pipeline_faults;
 mod pipeline_load;
+mod pipeline_qbittorrent;
 mod placer;
 mod searcher;
 mod service;

@@ -8,6 +8,8 @@ pub mod llm_server;
 pub mod pipeline;
 pub mod prometheus;
 pub mod service_process;
+pub mod qbittorrent_root;
+pub mod reverse_proxy;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;

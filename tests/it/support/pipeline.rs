@@ -130,6 +130,8 @@ pub struct ServiceSetup {
     /// `[jackett] allowed_tracker_hosts`: by default the test swarm's tracker host (opentracker on 127.0.0.1),
     /// which the service's default policy would remove from every torrent.
     pub allowed_tracker_hosts: Vec<String>,
+    /// More `[qbittorrent]` lines, verbatim (e.g. `path_mappings = [...]`).
+    pub qbittorrent_extra_toml: String,
 }
 
 impl ServiceSetup {
@@ -151,6 +153,7 @@ impl ServiceSetup {
             json_logs: false,
             allowed_link_hosts: Vec::new(),
             allowed_tracker_hosts: vec!["127.0.0.1".to_string()],
+            qbittorrent_extra_toml: String::new(),
         }
     }
 
@@ -194,6 +197,7 @@ allowed_tracker_hosts = {tracker_hosts}
 [qbittorrent]
 {qbittorrent}stall_timeout_secs = {stall}
 timeout_secs = 10
+{qbittorrent_extra}
 
 [matcher]
 auto_approve_threshold = {threshold}
@@ -219,6 +223,7 @@ allowed_roots = ["{media}"]
             link_hosts = toml_strings(&self.allowed_link_hosts),
             tracker_hosts = toml_strings(&self.allowed_tracker_hosts),
             stall = self.stall_timeout_secs,
+            qbittorrent_extra = self.qbittorrent_extra_toml,
             threshold = self.auto_approve_threshold,
             llm = match &self.llm {
                 Some((provider, base_url, api_key)) => format!(
