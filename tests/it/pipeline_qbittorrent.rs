@@ -19,6 +19,7 @@ use crate::support::qbittorrent_root::{on_every_qbittorrent, QbtVersion};
 use crate::support::reverse_proxy::ReverseProxy;
 use crate::support::swarm::{raw_get_json, raw_post_form, sha256_file, wait_for, QbittorrentUnderTest};
 use crate::support::torznab_server::Release;
+use downloader2::models::torrent::listed_kind;
 
 const NAMES: AlbumNames = AlbumNames {
     artist: "Copper Lanterns",
@@ -65,9 +66,13 @@ async fn magnet_only_release_is_fetched_chosen_downloaded_and_delivered(version:
     let chosen = &approved["details"]["selected"]["candidate"];
     assert_eq!(chosen["title"], right.name.as_str(), "the right release was chosen");
     let fetched: Vec<&str> = chosen["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    // The fetched list keeps what the pipeline reads (audio, CUE, images, logs) and counts the rest.
     let seeded: Vec<&str> = right.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(fetched.len(), seeded.len(), "the file list came from the fetched metadata: {fetched:?}");
-    assert!(seeded.iter().all(|path| fetched.contains(path)), "{fetched:?} vs {seeded:?}");
+    let kept: Vec<&str> = seeded.iter().copied().filter(|path| listed_kind(path).is_some()).collect();
+    assert!(kept.len() < seeded.len(), "the fixture seeds files the bound leaves out: {seeded:?}");
+    assert_eq!(fetched.len(), kept.len(), "the file list came from the fetched metadata: {fetched:?}");
+    assert!(kept.iter().all(|path| fetched.contains(path)), "{fetched:?} vs {kept:?}");
+    assert_eq!(chosen["files_omitted"].as_u64(), Some((seeded.len() - kept.len()) as u64), "{chosen}");
     fixture.assert_delivered(&ticket, 44_100);
 
     // Neither the metadata fetches nor the download are left in qBittorrent or on disk.
