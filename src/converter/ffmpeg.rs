@@ -14,8 +14,16 @@
 //! - **Channels**: kept (up to 8) for Vorbis, Opus, AAC and FLAC; MP3 is at most stereo, so multichannel sources
 //!   are downmixed to 2 channels for it; sources with more than 8 channels are downmixed to 8 (5.1/7.1 stay as they
 //!   are).
+//! - **Lossy sources** (MP3, AAC, Vorbis, Opus, ...): a lossy target never gets more bits than the source had
+//!   (no invented bits): the bitrate is capped at the source's audio bitrate (+3 % for measurement slack, then the
+//!   codec rules above), and the plan records the cap. A lossy source is never made into FLAC: the converter
+//!   refuses that before encoding (see `is_lossless_codec`).
 //! - **FLAC** keeps the source's bit depth class: 16-bit (or lossy) sources give 16-bit FLAC, deeper ones 24-bit.
 //! - Source tags, chapters, pictures and every non-audio stream are dropped; tags are written later with lofty.
+//! - ffmpeg decodes with one thread (`-threads 1`): the converter runs `max_parallel_conversions` encodes side by
+//!   side, so a second decoding thread per encode only competes for the same cores.
+//! - The encode logs at `info` with level prefixes: the converter reads the audio payload size from ffmpeg's final
+//!   statistics line (`audio:123kB`) instead of probing the output again.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -35,6 +43,31 @@ const AAC_RATES_HZ: [u32; 12] =
     [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000];
 const OPUS_RATE_HZ: u32 = 48_000;
 const MAX_CHANNELS: u32 = 8;
+/// Log level of encodes and scans: `info` (for the final statistics and filter reports), every line prefixed with
+/// its level so errors stay recognisable.
+const ENCODE_LOG_LEVEL: &str = "level+info";
+/// Below this level (dBFS) audio counts as silence when a low bitrate is explained.
+pub const SILENCE_THRESHOLD_DB: i32 = -60;
+/// Slack on a lossy source's measured bitrate before it caps the target, in percent (a 192 kbit/s MP3 measures
+/// 191-193).
+const SOURCE_BITRATE_SLACK_PERCENT: u64 = 103;
+
+/// Decoded codecs that are lossless (as ffprobe names them; `pcm_*` are all lossless). Everything else is lossy.
+const LOSSLESS_CODECS: [&str; 9] = ["flac", "alac", "ape", "wavpack", "tta", "mlp", "truehd", "shorten", "tak"];
+
+/// Whether a source codec (ffprobe's name) is lossless: PCM, FLAC, ALAC, APE, WavPack, TTA, ... or DSD.
+pub fn is_lossless_codec(codec: &str) -> bool {
+    codec.starts_with("pcm_") || codec.starts_with("dsd_") || LOSSLESS_CODECS.contains(&codec)
+}
+
+/// A target bitrate lowered to what a lossy source holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitrateCap {
+    /// What the ticket asked (or the codec default), kbit/s.
+    pub asked_kbps: u32,
+    /// The source's audio bitrate, kbit/s.
+    pub source_kbps: u32,
+}
 
 /// How one track is encoded: the result of the rules above for one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +81,11 @@ pub struct EncodePlan {
     pub resample: bool,
     /// FLAC only: 16 or 24.
     pub flac_bits: Option<u32>,
+    /// Set when the bitrate was lowered to a lossy source's (recorded in the ticket's history).
+    pub capped: Option<BitrateCap>,
+    /// Vorbis only: hard rate management (`-maxrate`), used for a second encode when libvorbis' bitrate estimate
+    /// overshot the target (white-noise-like material); it costs about four times the CPU, so never by default.
+    pub hard_rate_limit: bool,
 }
 
 impl EncodePlan {
@@ -60,6 +98,20 @@ impl EncodePlan {
             OutputFormat::Flac => "flac",
             OutputFormat::Aac => "aac",
         }
+    }
+
+    /// Whether the codec holds a constant bitrate (MP3 here: LAME in CBR mode) rather than spending bits as the
+    /// material needs (Vorbis, Opus, AAC), which decides how the output's bitrate is checked.
+    pub fn is_constant_bitrate(&self) -> bool {
+        match self.format {
+            OutputFormat::Mp3 => true,
+            OutputFormat::OggVorbis | OutputFormat::Opus | OutputFormat::Aac | OutputFormat::Flac => false,
+        }
+    }
+
+    /// Whether a second encode with [`EncodePlan::hard_rate_limit`] can bring an overshooting bitrate down.
+    pub fn can_limit_rate_harder(&self) -> bool {
+        self.format == OutputFormat::OggVorbis && !self.hard_rate_limit
     }
 
     /// The file extension of the work file (the destination's own extension is the ticket's business).
@@ -93,19 +145,30 @@ pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePl
             source.channels.min(MAX_CHANNELS)
         }
     };
+    let source_kbps = source_bitrate_cap_kbps(source);
+    let asked = |default: u32| constraints.bitrate_kbps.unwrap_or(default);
+    let wanted = |default: u32| source_kbps.map_or(asked(default), |cap| asked(default).min(cap));
     let bitrate_kbps = match format {
-        OutputFormat::OggVorbis => Some(constraints.bitrate_kbps.unwrap_or(256).clamp(64, 500)),
-        OutputFormat::Opus => {
-            Some(constraints.bitrate_kbps.unwrap_or(160).clamp(6, 510.min(256 * channels.max(1)).max(6)))
-        }
+        OutputFormat::OggVorbis => Some(wanted(256).clamp(64, 500)),
+        OutputFormat::Opus => Some(wanted(160).clamp(6, 510.min(256 * channels.max(1)).max(6))),
         OutputFormat::Mp3 => {
             let legal = if sample_rate_hz >= 32_000 { &MP3_MPEG1_KBPS } else { &MP3_MPEG2_KBPS };
-            Some(largest_at_most(legal, constraints.bitrate_kbps.unwrap_or(320)))
+            Some(largest_at_most(legal, wanted(320)))
         }
-        OutputFormat::Aac => {
-            Some(constraints.bitrate_kbps.unwrap_or(256).clamp(32, 512.min(256 * channels.max(1)).max(32)))
-        }
+        OutputFormat::Aac => Some(wanted(256).clamp(32, 512.min(256 * channels.max(1)).max(32))),
         OutputFormat::Flac => None,
+    };
+    let default_kbps = match format {
+        OutputFormat::OggVorbis | OutputFormat::Aac => 256,
+        OutputFormat::Opus => 160,
+        OutputFormat::Mp3 => 320,
+        OutputFormat::Flac => 0,
+    };
+    let capped = match (source_kbps, bitrate_kbps) {
+        (Some(source_kbps), Some(_)) if source_kbps < asked(default_kbps) => {
+            Some(BitrateCap { asked_kbps: asked(default_kbps), source_kbps })
+        }
+        _ => None,
     };
     let flac_bits = match format {
         OutputFormat::Flac => Some(if source.bits_per_sample.is_some_and(|bits| bits > 16) { 24 } else { 16 }),
@@ -118,7 +181,20 @@ pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePl
         channels,
         resample: sample_rate_hz != source.sample_rate_hz,
         flac_bits,
+        capped,
+        hard_rate_limit: false,
     }
+}
+
+/// The most kbit/s a lossy target may spend on `source`: its audio bitrate plus the measurement slack; `None` for
+/// lossless sources and lossy ones whose bitrate is unknown.
+fn source_bitrate_cap_kbps(source: &SourceInfo) -> Option<u32> {
+    if is_lossless_codec(&source.codec) {
+        return None;
+    }
+    let bps = source.bit_rate_bps.filter(|bps| *bps > 0)?;
+    let kbps = bps.saturating_mul(SOURCE_BITRATE_SLACK_PERCENT).div_ceil(100_000);
+    Some(u32::try_from(kbps).unwrap_or(u32::MAX))
 }
 
 /// The largest value of the ascending `set` not above `wanted`, else the smallest of the set.
@@ -140,13 +216,13 @@ fn os(items: &[&str]) -> Vec<OsString> {
 /// The start of every ffmpeg command that reads a file from a torrent: no stdin, no progress noise, only the `file`
 /// protocol, only the whitelisted demuxers, and the demuxer ffprobe chose named explicitly (never guessed from a
 /// hostile name). The caller adds input options, then `-i` and the `file:` URL.
-fn hardened_input_prefix(allowed_demuxers: &str, input_format: &str) -> Vec<OsString> {
+fn hardened_input_prefix(allowed_demuxers: &str, input_format: &str, log_level: &str) -> Vec<OsString> {
     os(&[
         "-hide_banner",
         "-nostdin",
         "-nostats",
         "-loglevel",
-        "error",
+        log_level,
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
@@ -166,20 +242,12 @@ pub fn transcode_args(
     plan: &EncodePlan,
     output: &Path,
 ) -> Vec<OsString> {
-    let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format);
-    args.push("-i".into());
+    let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format, ENCODE_LOG_LEVEL);
+    args.extend(os(&["-threads", "1", "-i"]));
     args.push(file_url(input));
     args.extend(os(&["-map", "0:a:0", "-map_metadata", "-1", "-map_chapters", "-1", "-vn", "-sn", "-dn"]));
 
-    let mut filters = Vec::new();
-    if let Some(range) = range {
-        let mut trim = format!("atrim=start_sample={}", range.start_sample);
-        if let Some(end) = range.end_sample {
-            trim.push_str(&format!(":end_sample={end}"));
-        }
-        filters.push(trim);
-        filters.push("asetpts=PTS-STARTPTS".to_string());
-    }
+    let mut filters = range_filters(range);
     if plan.resample {
         filters.push(format!(
             "aresample=resampler=soxr:precision=28:dither_method=triangular:osr={}",
@@ -197,7 +265,12 @@ pub fn transcode_args(
 
     let bitrate = plan.bitrate_kbps.map(|kbps| format!("{kbps}k"));
     match plan.format {
-        OutputFormat::OggVorbis => args.extend(os(&["-c:a", "libvorbis"])),
+        OutputFormat::OggVorbis => {
+            args.extend(os(&["-c:a", "libvorbis"]));
+            if let (true, Some(bitrate)) = (plan.hard_rate_limit, &bitrate) {
+                args.extend(os(&["-maxrate", bitrate]));
+            }
+        }
         OutputFormat::Opus => args.extend(os(&["-c:a", "libopus", "-vbr", "constrained"])),
         OutputFormat::Mp3 => args.extend(os(&["-c:a", "libmp3lame", "-abr", "0"])),
         OutputFormat::Aac => args.extend(os(&["-c:a", "aac"])),
@@ -226,10 +299,39 @@ pub fn transcode_args(
     args
 }
 
+/// The filters that cut `range` out of a source (none for a whole file).
+fn range_filters(range: Option<SampleRange>) -> Vec<String> {
+    let Some(range) = range else {
+        return Vec::new();
+    };
+    let mut trim = format!("atrim=start_sample={}", range.start_sample);
+    if let Some(end) = range.end_sample {
+        trim.push_str(&format!(":end_sample={end}"));
+    }
+    vec![trim, "asetpts=PTS-STARTPTS".to_string()]
+}
+
+/// ffmpeg arguments that decode the first audio stream of `input` (or its `range`, lasting `secs`) and report its
+/// silent stretches (`silencedetect` below `SILENCE_THRESHOLD_DB` for at least a second, or a quarter of a short
+/// track) on stderr, writing nothing. Used only when a variable-bitrate output came out far below its target, to
+/// tell a silent track from a broken encode.
+pub fn silence_scan_args(input: &Path, input_format: &str, range: Option<SampleRange>, secs: f64) -> Vec<OsString> {
+    let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format, ENCODE_LOG_LEVEL);
+    args.extend(os(&["-threads", "1", "-i"]));
+    args.push(file_url(input));
+    args.extend(os(&["-map", "0:a:0", "-vn", "-sn", "-dn", "-af"]));
+    let mut filters = range_filters(range);
+    let min_silence = (secs / 4.0).clamp(0.01, 1.0);
+    filters.push(format!("silencedetect=noise={SILENCE_THRESHOLD_DB}dB:duration={min_silence:.3}"));
+    args.push(filters.join(",").into());
+    args.extend(os(&["-f", "null", "-"]));
+    args
+}
+
 /// ffmpeg arguments that turn the single image `input` (read with the demuxer `input_format` ffprobe chose) into a
 /// baseline JPEG at `output` whose longest side is at most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
 pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Vec<OsString> {
-    let mut args = hardened_input_prefix(IMAGE_DEMUXERS, input_format);
+    let mut args = hardened_input_prefix(IMAGE_DEMUXERS, input_format, "error");
     if input_format == "image2" {
         // Only image2 knows this option (ffmpeg refuses options no component uses).
         args.extend(os(&IMAGE_INPUT_OPTIONS));
@@ -249,6 +351,45 @@ pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lossy(codec: &str, kbps: u64) -> SourceInfo {
+        SourceInfo { codec: codec.into(), bit_rate_bps: Some(kbps * 1000), ..source(44_100, 2, None) }
+    }
+
+    #[test]
+    fn lossy_sources_cap_the_bitrate_and_lossless_ones_do_not() {
+        let mp3_192 = lossy("mp3", 191);
+        let plan = plan_encoding(&constraints(OutputFormat::OggVorbis, Some(320), None), &mp3_192);
+        assert_eq!(plan.bitrate_kbps, Some(197), "191 kbit/s measured + 3 %");
+        assert_eq!(plan.capped, Some(BitrateCap { asked_kbps: 320, source_kbps: 197 }));
+        let plan = plan_encoding(&constraints(OutputFormat::Mp3, Some(320), None), &mp3_192);
+        assert_eq!(plan.bitrate_kbps, Some(192), "a legal MP3 bitrate not above the source's");
+        let plan = plan_encoding(&constraints(OutputFormat::Opus, Some(128), None), &mp3_192);
+        assert_eq!((plan.bitrate_kbps, plan.capped), (Some(128), None), "asked below the source: nothing to cap");
+        let plan = plan_encoding(&constraints(OutputFormat::Aac, None, None), &lossy("aac", 128));
+        assert_eq!(plan.capped.map(|cap| cap.asked_kbps), Some(256), "the codec default counts as asked");
+        let unknown = SourceInfo { bit_rate_bps: None, ..lossy("vorbis", 0) };
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(320), None), &unknown).capped, None);
+        let flac = SourceInfo { bit_rate_bps: Some(900_000), ..source(44_100, 2, Some(16)) };
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(320), None), &flac).bitrate_kbps, Some(320));
+        assert!(is_lossless_codec("pcm_s24le") && is_lossless_codec("alac") && is_lossless_codec("wavpack"));
+        assert!(!is_lossless_codec("mp3") && !is_lossless_codec("aac") && !is_lossless_codec("opus"));
+    }
+
+    #[test]
+    fn vorbis_gets_hard_rate_management_only_when_asked() {
+        let cd = source(44_100, 2, Some(16));
+        let mut plan = plan_encoding(&constraints(OutputFormat::OggVorbis, Some(320), None), &cd);
+        let output = Path::new("/w/o.ogg");
+        assert!(!transcode_args(Path::new("/s.flac"), "flac", None, &plan, output).iter().any(|a| a == "-maxrate"));
+        assert!(plan.can_limit_rate_harder());
+        plan.hard_rate_limit = true;
+        let args = transcode_args(Path::new("/s.flac"), "flac", None, &plan, output);
+        assert!(args.windows(2).any(|pair| pair[0] == "-maxrate" && pair[1] == "320k"));
+        assert!(!plan.can_limit_rate_harder());
+        let mp3 = plan_encoding(&constraints(OutputFormat::Mp3, Some(320), None), &cd);
+        assert!(mp3.is_constant_bitrate() && !mp3.can_limit_rate_harder());
+    }
 
     fn source(rate: u32, channels: u32, bits: Option<u32>) -> SourceInfo {
         SourceInfo {

@@ -94,12 +94,16 @@ pub fn write_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8
         .map_err(|err| TagWriteError::Write { path: shown, message: err.to_string() })
 }
 
-/// Reads `path` back and checks that the title, track/disc numbers and the cover are what was written.
-pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8]>) -> Result<(), TagWriteError> {
+/// Checks that the tags of `tagged` (the file at `path`, read back after writing) hold the title, track/disc
+/// numbers, the album fields and the cover that were written.
+pub fn verify_tags(
+    tagged: &lofty::file::TaggedFile,
+    path: &Path,
+    tags: Option<&TrackTags>,
+    cover_jpeg: Option<&[u8]>,
+) -> Result<(), TagWriteError> {
     let shown = path.display().to_string();
     let read_back = |message: String| TagWriteError::ReadBack { path: shown.clone(), message };
-    let tagged = lofty::read_from_path(path)
-        .map_err(|err| TagWriteError::Read { path: shown.clone(), message: err.to_string() })?;
     let Some(tag) = tagged.primary_tag() else {
         return if tags.is_none() && cover_jpeg.is_none() { Ok(()) } else { Err(read_back("no tag found".into())) };
     };
@@ -109,6 +113,14 @@ pub fn verify_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u
         }
         if tag.track() != Some(tags.track_number) || tag.disk() != Some(tags.disc_number) {
             return Err(read_back(format!("track {:?} disc {:?}", tag.track(), tag.disk())));
+        }
+        for (key, value) in &tags.album_fields {
+            let item_key = item_key_for(key);
+            // Free-form keys only survive in Vorbis comments (see the module doc).
+            let kept = tag.get_string(&item_key).is_some() || matches!(item_key, ItemKey::Unknown(_));
+            if !kept {
+                return Err(read_back(format!("{key} ({value:?}) missing")));
+            }
         }
     }
     if let Some(jpeg) = cover_jpeg {
