@@ -2,11 +2,11 @@
 # Installs the programs downloader2 runs (Debian/Ubuntu): ffmpeg/ffprobe for conversion, qbittorrent-nox for
 # downloads. With --for-tests also what the tests run for real: opentracker + mktorrent for the local BitTorrent
 # swarm, docker-compose to validate docker/docker-compose.yml (no Docker engine needed), chromium + chromium-driver
-# for the admin page test.
+# for the admin page test, fluidsynth + fluid-soundfont-gm to render the realistic music of the audio corpus.
 set -euo pipefail
 packages=(ffmpeg qbittorrent-nox ca-certificates)
 if [ "${1:-}" = "--for-tests" ]; then
-    packages+=(opentracker mktorrent docker-compose chromium chromium-driver)
+    packages+=(opentracker mktorrent docker-compose chromium chromium-driver fluidsynth fluid-soundfont-gm)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -182,8 +182,9 @@ mod tests {
     #[tokio::test]
     async fn reports_missing_program_and_failure_with_stderr() {
         let cancel = CancellationToken::new();
-        let err =
-            run_program(&program("downloader2-no-such-program"), &[], Duration::from_secs(5), &cancel).await.unwrap_err();
+        let err = run_program(&program("downloader2-no-such-program"), &[], Duration::from_secs(5), &cancel)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProcessError::NotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("apt-get install coreutils"), "{err}");
         let args = vec![OsString::from("-c"), OsString::from("echo broken input >&2; exit 3")];

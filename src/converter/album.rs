@@ -5,9 +5,10 @@
 //!
 //! Speed budget: the whole album should cost at most 10 % more than its plain ffmpeg encodes. So per track there is
 //! exactly one program run (the encode); its statistics give the audio payload size, lofty writes the tags and
-//! cover and reads the file's headers back once for the checks of `validate.rs`. Only outliers cost more: a Vorbis
-//! output above its target is encoded once more with hard rate management, and a variable-bitrate output far below
-//! its target gets a silence scan of its source.
+//! cover (FLAC: the encode itself does, as a lofty rewrite of a whole FLAC file costs too much; its cover is then
+//! prepared before the encodes) and reads the file's headers back once for the checks of `validate.rs`. Only
+//! outliers cost more: a Vorbis output above its target is encoded once more with hard rate management, and a
+//! variable-bitrate output far below its target gets a silence scan of its source.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,8 @@ use super::images::PictureSource;
 use super::probe::SourceInfo;
 use super::validate::{self, Check, Failure, OutputFacts};
 use super::{
-    check_source_duration, inspect, io_error, tags, track_totals, ConversionJob, ConversionOutput,
-    ConversionProgress, ConvertError, ConvertedFile, FfmpegConverter, TrackSource,
+    check_source_duration, inspect, io_error, tags, track_totals, ConversionJob, ConversionOutput, ConversionProgress,
+    ConvertError, ConvertedFile, FfmpegConverter, TrackSource,
 };
 use crate::models::{ImageType, OutputFormat, TicketTrack};
 
@@ -47,6 +48,10 @@ struct TrackWork {
     /// `track (<torrent file>)`, for messages.
     shown: String,
     output: PathBuf,
+    /// What is written into the file (`None` without `embed_metadata`).
+    tags: Option<tags::TrackTags>,
+    /// FLAC: the Vorbis comments the encode writes itself (then lofty only reads them back).
+    encode_comments: Option<Vec<(String, String)>>,
 }
 
 /// A track whose encode finished, waiting to be tagged and checked.
@@ -57,12 +62,13 @@ struct Encoded {
     log: String,
 }
 
-/// What every track of the album shares when it is finished.
-#[derive(Debug, Clone)]
-struct AlbumTags {
-    cover: Option<Arc<Vec<u8>>>,
-    per_disc: HashMap<u32, u32>,
-    discs: u32,
+/// The ticket's prepared images: placed files, ids with no source, the front cover's bytes and file when it is
+/// to be embedded.
+#[derive(Debug, Clone, Default)]
+struct PreparedImages {
+    images: Vec<ConvertedFile>,
+    missing_image_ids: Vec<String>,
+    cover: Option<(Arc<Vec<u8>>, PathBuf)>,
 }
 
 impl FfmpegConverter {
@@ -111,6 +117,7 @@ impl FfmpegConverter {
             .try_collect()
             .await?;
 
+        let (per_disc, discs) = track_totals(ticket);
         let mut works = Vec::new();
         let mut adjustments = Vec::new();
         for (idx, track, source) in located {
@@ -134,7 +141,36 @@ impl FfmpegConverter {
                 ));
             }
             let output = work_dir.join(format!("track-{idx:04}.{}", plan.work_extension()));
-            works.push(TrackWork { idx, track, source, info, range, source_secs, plan, shown, output });
+            let tags = ticket.constraints.embed_metadata.then(|| tags::TrackTags {
+                title: track.name.clone(),
+                track_number: track.track_number,
+                track_total: per_disc.get(&track.disc_number).copied().unwrap_or(1),
+                disc_number: track.disc_number,
+                disc_total: discs,
+                album_fields: ticket
+                    .metadata_to_embed
+                    .iter()
+                    .filter_map(|(key, value)| tags::value_text(value).map(|text| (key.clone(), text)))
+                    .collect(),
+            });
+            let encode_comments = match (&tags, plan.format) {
+                (Some(tags), OutputFormat::Flac) => tags::flac_comments(tags),
+                (None, OutputFormat::Flac) => Some(Vec::new()),
+                _ => None,
+            };
+            works.push(TrackWork {
+                idx,
+                track,
+                source,
+                info,
+                range,
+                source_secs,
+                plan,
+                shown,
+                output,
+                tags,
+                encode_comments,
+            });
         }
         let embedded: Vec<PictureSource> = works
             .iter()
@@ -142,16 +178,27 @@ impl FfmpegConverter {
             .map(|work| PictureSource { path: work.source.path.clone(), shown: work.source.shown.clone() })
             .collect();
 
+        // FLAC embeds its cover in the encode, so its images come first (a few milliseconds for a JPEG cover);
+        // otherwise images are prepared beside the first encodes.
+        let early_images = if works.iter().any(|work| work.encode_comments.is_some()) {
+            Some(self.prepare_images(job, work_dir, &embedded).await?)
+        } else {
+            None
+        };
+        let encode_cover =
+            early_images.as_ref().and_then(|prepared| prepared.cover.as_ref()).map(|(_, path)| path.clone());
+
         // Encodes run in the shared slots; images and the finishing of each encoded track run beside them.
         let total_tracks = ticket.tracks.len();
         let (finished_sender, finished_receiver) = futures::channel::mpsc::unbounded::<Encoded>();
+        let encode_cover = encode_cover.as_deref();
         let encodes = async move {
             let count = works.len().max(1);
             stream::iter(works)
                 .map(|work| {
                     let sender = finished_sender.clone();
                     async move {
-                        let log = self.encode(job, &work, total_tracks, progress).await?;
+                        let log = self.encode(job, &work, encode_cover, total_tracks, progress).await?;
                         // The receiver only goes away when finishing failed; that error is the one reported.
                         let _ = sender.unbounded_send(Encoded { work, log });
                         Ok::<(), ConvertError>(())
@@ -166,15 +213,17 @@ impl FfmpegConverter {
             Ok::<(), ConvertError>(())
         };
         let finishing = async {
-            let (images, missing_image_ids, cover) = self.prepare_images(job, work_dir, &embedded).await?;
-            let (per_disc, discs) = track_totals(ticket);
-            let album = AlbumTags { cover, per_disc, discs };
+            let prepared = match early_images {
+                Some(prepared) => prepared,
+                None => self.prepare_images(job, work_dir, &embedded).await?,
+            };
+            let cover = prepared.cover.as_ref().map(|(bytes, _)| bytes.clone());
             let tracks: Vec<(usize, ConvertedFile)> = finished_receiver
-                .map(|encoded| self.finish(job, encoded, &album, total_tracks, progress))
+                .map(|encoded| self.finish(job, encoded, cover.clone(), encode_cover, total_tracks, progress))
                 .buffer_unordered(FINISH_CONCURRENCY)
                 .try_collect()
                 .await?;
-            Ok::<_, ConvertError>((images, missing_image_ids, tracks))
+            Ok::<_, ConvertError>((prepared.images, prepared.missing_image_ids, tracks))
         };
         let ((), (images, missing_image_ids, mut tracks)) = tokio::try_join!(encodes, finishing)?;
         tracks.sort_by_key(|(idx, _)| *idx);
@@ -189,14 +238,13 @@ impl FfmpegConverter {
         })
     }
 
-    /// The ticket's images, and the front cover's bytes when it is to be embedded.
-    #[allow(clippy::type_complexity)]
+    /// The ticket's images, and the front cover when it is to be embedded.
     async fn prepare_images(
         &self,
         job: &ConversionJob,
         work_dir: &Path,
         embedded: &[PictureSource],
-    ) -> Result<(Vec<ConvertedFile>, Vec<String>, Option<Arc<Vec<u8>>>), ConvertError> {
+    ) -> Result<PreparedImages, ConvertError> {
         let ticket = &job.ticket;
         // The front cover serves both the embedded art and the `cover_front` destination.
         let wants_front = ticket.images.iter().any(|image| image.image_type == ImageType::CoverFront);
@@ -227,11 +275,14 @@ impl FfmpegConverter {
                 None => missing_image_ids.push(image.catalog_image_id.clone()),
             }
         }
-        let cover = match (&front, ticket.constraints.embed_cover) {
-            (Some(path), true) => Some(Arc::new(tokio::fs::read(path).await.map_err(|source| io_error(path, source))?)),
+        let cover = match (front, ticket.constraints.embed_cover) {
+            (Some(path), true) => {
+                let bytes = tokio::fs::read(&path).await.map_err(|source| io_error(&path, source))?;
+                Some((Arc::new(bytes), path))
+            }
             _ => None,
         };
-        Ok((images, missing_image_ids, cover))
+        Ok(PreparedImages { images, missing_image_ids, cover })
     }
 
     /// Encodes one track in a slot (reporting it as started once it has one); returns ffmpeg's log.
@@ -239,11 +290,20 @@ impl FfmpegConverter {
         &self,
         job: &ConversionJob,
         work: &TrackWork,
+        cover: Option<&Path>,
         total_tracks: usize,
         progress: Progress<'_>,
     ) -> Result<String, ConvertError> {
-        let args =
-            ffmpeg::transcode_args(&work.source.path, &work.info.format_name, work.range, &work.plan, &work.output);
+        let embedded =
+            work.encode_comments.as_deref().map(|comments| ffmpeg::EmbeddedTags { comments, cover_jpeg: cover });
+        let args = ffmpeg::transcode_args(
+            &work.source.path,
+            &work.info.format_name,
+            work.range,
+            &work.plan,
+            &work.output,
+            embedded,
+        );
         let _slot = self.acquire_slot(&job.cancel).await?;
         progress(ConversionProgress { track_idx: work.idx, total_tracks, track_name: work.track.name.clone() });
         let output = self.run_ffmpeg_in_slot(&args, work.source_secs, &work.shown, &job.cancel).await?;
@@ -256,33 +316,20 @@ impl FfmpegConverter {
         &self,
         job: &ConversionJob,
         encoded: Encoded,
-        album: &AlbumTags,
+        cover: Option<Arc<Vec<u8>>>,
+        encode_cover: Option<&Path>,
         total_tracks: usize,
         progress: Progress<'_>,
     ) -> Result<(usize, ConvertedFile), ConvertError> {
         let Encoded { mut work, mut log } = encoded;
-        let ticket = &job.ticket;
-        let track_total = album.per_disc.get(&work.track.disc_number).copied().unwrap_or(1);
-        let track_tags = ticket.constraints.embed_metadata.then(|| tags::TrackTags {
-            title: work.track.name.clone(),
-            track_number: work.track.track_number,
-            track_total,
-            disc_number: work.track.disc_number,
-            disc_total: album.discs,
-            album_fields: ticket
-                .metadata_to_embed
-                .iter()
-                .filter_map(|(key, value)| tags::value_text(value).map(|text| (key.clone(), text)))
-                .collect(),
-        });
         let facts = loop {
-            let facts = self.tag_and_read_back(&work, &log, track_tags.clone(), album.cover.clone()).await?;
+            let facts = self.tag_and_read_back(&work, &log, cover.clone()).await?;
             match validate::check_output(&work.plan, &facts, work.source_secs) {
                 Ok(()) => break facts,
                 Err(failure) if failure.check == Check::BitrateCeiling && work.plan.can_limit_rate_harder() => {
                     tracing::info!(track = %work.shown, detail = %failure.detail, "encoding again with hard rate management");
                     work.plan.hard_rate_limit = true;
-                    log = self.encode(job, &work, total_tracks, progress).await?;
+                    log = self.encode(job, &work, encode_cover, total_tracks, progress).await?;
                 }
                 Err(failure) => return Err(self.judge_failure(&work, &log, failure, Some(facts.duration_secs))),
             }
@@ -304,15 +351,16 @@ impl FfmpegConverter {
         ))
     }
 
-    /// Writes the tags and cover with lofty (when any), then reads the file's headers back once: the tags are
-    /// verified and the audio properties returned with the payload size from ffmpeg's statistics.
+    /// Writes the tags and cover with lofty (unless the encode did), then reads the file's headers back once: the
+    /// tags are verified and the audio properties returned with the payload size from ffmpeg's statistics.
     async fn tag_and_read_back(
         &self,
         work: &TrackWork,
         log: &str,
-        track_tags: Option<tags::TrackTags>,
         cover: Option<Arc<Vec<u8>>>,
     ) -> Result<OutputFacts, ConvertError> {
+        let track_tags = work.tags.clone();
+        let tagged_by_encode = work.encode_comments.is_some();
         let audio_bytes = validate::audio_bytes_from_stats(log).ok_or_else(|| {
             self.judge_failure(
                 work,
@@ -324,7 +372,7 @@ impl FfmpegConverter {
         let path = work.output.clone();
         let read_back = tokio::task::spawn_blocking(move || {
             let cover = cover.as_deref().map(Vec::as_slice);
-            if track_tags.is_some() || cover.is_some() {
+            if !tagged_by_encode && (track_tags.is_some() || cover.is_some()) {
                 tags::write_tags(&path, track_tags.as_ref(), cover).map_err(Err)?;
             }
             let view = inspect::read_headers(&path).map_err(Ok)?;

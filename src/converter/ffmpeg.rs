@@ -6,9 +6,14 @@
 //! - **Sample rate**: the ticket's `sample_rate_hz` wins when it is at most the source's rate; a higher request is
 //!   ignored (no silent upsampling) and the source rate is kept. Then the codec's limits apply: Opus always encodes
 //!   at 48 kHz (libopus works at 48 kHz internally; decoders output 48 kHz), MP3 and AAC use the largest rate of
-//!   their standard set that is not above the wanted one. Resampling uses soxr (precision 28, triangular dither).
-//! - **Bitrate** (`bitrate_kbps`, total for the stream; ignored for FLAC), clamped per codec: Vorbis 64..=500
-//!   (libvorbis' managed range), Opus 6..=min(510, 256 x channels), MP3 rounded down to a legal Layer III CBR
+//!   their standard set that is not above the wanted one, and Vorbis stays at or below 48 kHz (libvorbis refuses
+//!   to set up a bitrate-managed encoder at 88.2/96 kHz): 88.2 and 176.4 kHz become 44.1 kHz, other rates above
+//!   48 kHz become 48 kHz. Resampling uses soxr (precision 28, triangular dither).
+//! - **Bitrate** (`bitrate_kbps`, total for the stream; ignored for FLAC), clamped per codec: Vorbis to what
+//!   libvorbis can set up at the output's rate and channel count (32 kbit/s per channel at least; at most 240 per
+//!   channel at 44.1/48 kHz - 500 for stereo -, 190 at 32 kHz, 90 at 22.05/24 kHz, 100 at 16 kHz, 50 at 11 kHz,
+//!   42 at 8 kHz, measured with libvorbis 1.3.7: above it the encoder refuses to start), Opus 6..=min(510, 256 x
+//!   channels), MP3 rounded down to a legal Layer III CBR
 //!   bitrate (MPEG-1 32..=320 at 32 kHz and above; MPEG-2 8..=160 below), AAC 32..=min(512, 256 x channels).
 //!   Defaults without a request: Vorbis 256, Opus 160, MP3 320, AAC 256.
 //! - **Channels**: kept (up to 8) for Vorbis, Opus, AAC and FLAC; MP3 is at most stereo, so multichannel sources
@@ -42,6 +47,7 @@ const MP3_RATES_HZ: [u32; 9] = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 3
 const AAC_RATES_HZ: [u32; 12] =
     [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000];
 const OPUS_RATE_HZ: u32 = 48_000;
+const VORBIS_MAX_RATE_HZ: u32 = 48_000;
 const MAX_CHANNELS: u32 = 8;
 /// Log level of encodes and scans: `info` (for the final statistics and filter reports), every line prefixed with
 /// its level so errors stay recognisable.
@@ -137,6 +143,13 @@ pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePl
         OutputFormat::Opus => OPUS_RATE_HZ,
         OutputFormat::Mp3 => largest_at_most(&MP3_RATES_HZ, wanted_rate),
         OutputFormat::Aac => largest_at_most(&AAC_RATES_HZ, wanted_rate),
+        OutputFormat::OggVorbis if wanted_rate > VORBIS_MAX_RATE_HZ => {
+            if wanted_rate % 44_100 == 0 {
+                44_100
+            } else {
+                VORBIS_MAX_RATE_HZ
+            }
+        }
         OutputFormat::OggVorbis | OutputFormat::Flac => wanted_rate,
     };
     let channels = match format {
@@ -149,7 +162,10 @@ pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePl
     let asked = |default: u32| constraints.bitrate_kbps.unwrap_or(default);
     let wanted = |default: u32| source_kbps.map_or(asked(default), |cap| asked(default).min(cap));
     let bitrate_kbps = match format {
-        OutputFormat::OggVorbis => Some(wanted(256).clamp(64, 500)),
+        OutputFormat::OggVorbis => {
+            let (min, max) = vorbis_bitrate_range(sample_rate_hz, channels);
+            Some(wanted(256).clamp(min, max))
+        }
         OutputFormat::Opus => Some(wanted(160).clamp(6, 510.min(256 * channels.max(1)).max(6))),
         OutputFormat::Mp3 => {
             let legal = if sample_rate_hz >= 32_000 { &MP3_MPEG1_KBPS } else { &MP3_MPEG2_KBPS };
@@ -184,6 +200,22 @@ pub fn plan_encoding(constraints: &Constraints, source: &SourceInfo) -> EncodePl
         capped,
         hard_rate_limit: false,
     }
+}
+
+/// The total bitrates (kbit/s) libvorbis 1.3 sets up a managed encoder for at `rate_hz` with `channels`.
+fn vorbis_bitrate_range(rate_hz: u32, channels: u32) -> (u32, u32) {
+    let channels = channels.max(1);
+    let per_channel_max = match rate_hz {
+        40_000.. => 240,
+        26_000..=39_999 => 190,
+        20_000..=25_999 => 90,
+        15_000..=19_999 => 100,
+        11_000..=14_999 => 50,
+        _ => 42,
+    };
+    let max = if channels == 2 && rate_hz >= 40_000 { 500 } else { per_channel_max * channels };
+    let min = (32 * channels).min(max);
+    (min, max)
 }
 
 /// The most kbit/s a lossy target may spend on `source`: its audio bitrate plus the measurement slack; `None` for
@@ -232,20 +264,55 @@ fn hardened_input_prefix(allowed_demuxers: &str, input_format: &str, log_level: 
     ])
 }
 
+/// Tags and cover written by the encoding run itself (FLAC: see `tags::flac_comments`).
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedTags<'a> {
+    /// Vorbis comments, key and value.
+    pub comments: &'a [(String, String)],
+    /// The front cover, a JPEG of our own work dir, written as a `PICTURE` block of type "Cover (front)".
+    pub cover_jpeg: Option<&'a Path>,
+}
+
 /// ffmpeg arguments that encode the first audio stream of `input` (absolute path, read with the demuxer
 /// `input_format` that ffprobe chose) into `output` (an absolute path of our own work dir) following `plan`,
-/// optionally only `range`.
+/// optionally only `range`, and with `embedded` tags and cover (FLAC only; other muxers get their tags later).
 pub fn transcode_args(
     input: &Path,
     input_format: &str,
     range: Option<SampleRange>,
     plan: &EncodePlan,
     output: &Path,
+    embedded: Option<EmbeddedTags<'_>>,
 ) -> Vec<OsString> {
+    let embedded = embedded.filter(|_| plan.format == OutputFormat::Flac);
     let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format, ENCODE_LOG_LEVEL);
     args.extend(os(&["-threads", "1", "-i"]));
     args.push(file_url(input));
-    args.extend(os(&["-map", "0:a:0", "-map_metadata", "-1", "-map_chapters", "-1", "-vn", "-sn", "-dn"]));
+    let cover = embedded.and_then(|embedded| embedded.cover_jpeg);
+    if let Some(cover) = cover {
+        args.extend(os(&["-format_whitelist", "image2", "-f", "image2"]));
+        args.extend(os(&IMAGE_INPUT_OPTIONS));
+        args.push("-i".into());
+        args.push(file_url(cover));
+    }
+    args.extend(os(&["-map", "0:a:0", "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn"]));
+    match cover {
+        Some(_) => args.extend(os(&[
+            "-map",
+            "1:v:0",
+            "-c:v",
+            "copy",
+            "-disposition:v:0",
+            "attached_pic",
+            "-metadata:s:v:0",
+            "comment=Cover (front)",
+        ])),
+        None => args.push("-vn".into()),
+    }
+    for (key, value) in embedded.map_or(&[][..], |embedded| embedded.comments) {
+        args.push("-metadata".into());
+        args.push(format!("{key}={value}").into());
+    }
 
     let mut filters = range_filters(range);
     if plan.resample {
@@ -381,10 +448,12 @@ mod tests {
         let cd = source(44_100, 2, Some(16));
         let mut plan = plan_encoding(&constraints(OutputFormat::OggVorbis, Some(320), None), &cd);
         let output = Path::new("/w/o.ogg");
-        assert!(!transcode_args(Path::new("/s.flac"), "flac", None, &plan, output).iter().any(|a| a == "-maxrate"));
+        assert!(!transcode_args(Path::new("/s.flac"), "flac", None, &plan, output, None)
+            .iter()
+            .any(|a| a == "-maxrate"));
         assert!(plan.can_limit_rate_harder());
         plan.hard_rate_limit = true;
-        let args = transcode_args(Path::new("/s.flac"), "flac", None, &plan, output);
+        let args = transcode_args(Path::new("/s.flac"), "flac", None, &plan, output, None);
         assert!(args.windows(2).any(|pair| pair[0] == "-maxrate" && pair[1] == "320k"));
         assert!(!plan.can_limit_rate_harder());
         let mp3 = plan_encoding(&constraints(OutputFormat::Mp3, Some(320), None), &cd);
@@ -421,6 +490,10 @@ mod tests {
         assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, None, None), &cd).sample_rate_hz, 48_000);
         assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, None, None), &hires).sample_rate_hz, 48_000);
         assert_eq!(plan_encoding(&constraints(OutputFormat::Aac, None, Some(50_000)), &hires).sample_rate_hz, 48_000);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::Aac, None, None), &hires).sample_rate_hz, 96_000);
+        assert_eq!(plan_encoding(&constraints(OutputFormat::OggVorbis, None, None), &hires).sample_rate_hz, 48_000);
+        let hires_cd = source(88_200, 2, Some(24));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::OggVorbis, None, None), &hires_cd).sample_rate_hz, 44_100);
     }
 
     #[test]
@@ -429,6 +502,23 @@ mod tests {
         assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(300), None), &cd).bitrate_kbps, Some(256));
         assert_eq!(plan_encoding(&constraints(OutputFormat::Mp3, Some(512), None), &cd).bitrate_kbps, Some(320));
         assert_eq!(plan_encoding(&constraints(OutputFormat::OggVorbis, Some(32), None), &cd).bitrate_kbps, Some(64));
+        assert_eq!(plan_encoding(&constraints(OutputFormat::OggVorbis, Some(600), None), &cd).bitrate_kbps, Some(500));
+        // libvorbis refuses 192 kbit/s at 22.05 kHz stereo and 320 for mono (measured limits).
+        let low_rate = source(22_050, 2, Some(16));
+        assert_eq!(
+            plan_encoding(&constraints(OutputFormat::OggVorbis, Some(192), None), &low_rate).bitrate_kbps,
+            Some(180)
+        );
+        let mono_cd = source(44_100, 1, Some(16));
+        assert_eq!(
+            plan_encoding(&constraints(OutputFormat::OggVorbis, Some(320), None), &mono_cd).bitrate_kbps,
+            Some(240)
+        );
+        let surround = source(48_000, 6, Some(16));
+        assert_eq!(
+            plan_encoding(&constraints(OutputFormat::OggVorbis, Some(128), None), &surround).bitrate_kbps,
+            Some(192)
+        );
         assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, Some(512), None), &cd).bitrate_kbps, Some(510));
         let mono = source(44_100, 1, Some(16));
         assert_eq!(plan_encoding(&constraints(OutputFormat::Opus, Some(320), None), &mono).bitrate_kbps, Some(256));
@@ -444,9 +534,30 @@ mod tests {
     }
 
     #[test]
+    fn flac_carries_its_tags_and_cover_in_the_encode() {
+        let cd = source(44_100, 2, Some(16));
+        let comments = vec![("TITLE".to_string(), "A = B".to_string())];
+        let embedded = EmbeddedTags { comments: &comments, cover_jpeg: Some(Path::new("/work/image-front.jpg")) };
+        let plan = plan_encoding(&constraints(OutputFormat::Flac, None, None), &cd);
+        let args = transcode_args(Path::new("/s.flac"), "flac", None, &plan, Path::new("/w/o.flac"), Some(embedded));
+        let text: Vec<String> = args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let cover_input = text.iter().position(|arg| arg == "file:/work/image-front.jpg").unwrap();
+        assert_eq!(text[cover_input - 1], "-i");
+        assert!(text.windows(2).any(|pair| pair[0] == "-map" && pair[1] == "1:v:0"));
+        assert!(text.windows(2).any(|pair| pair[0] == "-disposition:v:0" && pair[1] == "attached_pic"));
+        assert!(text.windows(2).any(|pair| pair[0] == "-metadata" && pair[1] == "TITLE=A = B"));
+        assert!(!text.contains(&"-vn".to_string()), "-vn would drop the mapped cover");
+        // Other formats ignore it (lofty tags them after the encode).
+        let mp3 = plan_encoding(&constraints(OutputFormat::Mp3, None, None), &cd);
+        let args = transcode_args(Path::new("/s.flac"), "flac", None, &mp3, Path::new("/w/o.mp3"), Some(embedded));
+        assert!(!args.iter().any(|arg| arg == "file:/work/image-front.jpg") && args.iter().any(|arg| arg == "-vn"));
+    }
+
+    #[test]
     fn hostile_names_stay_behind_file_urls() {
         let plan = plan_encoding(&constraints(OutputFormat::Mp3, None, None), &source(44_100, 2, None));
-        let args = transcode_args(Path::new("/in/-i evil|x.flac"), "flac", None, &plan, Path::new("/work/out.mp3"));
+        let args =
+            transcode_args(Path::new("/in/-i evil|x.flac"), "flac", None, &plan, Path::new("/work/out.mp3"), None);
         let position = args.iter().position(|arg| arg == "file:/in/-i evil|x.flac").unwrap();
         assert_eq!(args[position - 1], "-i");
         assert_eq!(args.last().unwrap(), "file:/work/out.mp3");

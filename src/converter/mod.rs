@@ -314,7 +314,8 @@ impl FfmpegConverter {
         shown: &str,
         cancel: &CancellationToken,
     ) -> Result<ProgramOutput, ConvertError> {
-        match crate::process::run_program(&self.ffmpeg, args, crate::process::time_limit_for(media_secs), cancel).await {
+        match crate::process::run_program(&self.ffmpeg, args, crate::process::time_limit_for(media_secs), cancel).await
+        {
             Ok(output) => Ok(output),
             Err(ProcessError::Cancelled { .. }) => Err(ConvertError::Cancelled),
             Err(source) => Err(ConvertError::Program { path: shown.to_string(), source }),
@@ -526,10 +527,17 @@ mod tests {
         assert!(!ConvertError::DurationMismatch { catalog_track_id: "t".into(), expected_secs: 1.0, found_secs: 9.0 }
             .is_retryable());
         assert!(!ConvertError::Cancelled.is_retryable());
-        let validation = ConvertError::Validation { path: "track t1 (01.flac)".into(), check: Check::BitrateCeiling, detail: "x".into() };
+        let validation = ConvertError::Validation {
+            path: "track t1 (01.flac)".into(),
+            check: Check::BitrateCeiling,
+            detail: "x".into(),
+        };
         assert!(validation.is_retryable(), "our own output's fault is never the album's");
         let message = validation.to_string();
-        assert!(message.contains("01.flac") && message.contains("bitrate ceiling") && message.contains("retried"), "{message}");
+        assert!(
+            message.contains("01.flac") && message.contains("bitrate ceiling") && message.contains("retried"),
+            "{message}"
+        );
         let lossy = ConvertError::LossySourceForLossless { path: "01.mp3".into(), codec: "mp3".into() };
         assert!(!lossy.is_retryable());
         assert!(lossy.to_string().contains("approve a lossless release"), "{lossy}");

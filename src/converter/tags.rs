@@ -3,6 +3,10 @@
 //! `METADATA_BLOCK_PICTURE` comment — and iTunes `ilst` atoms for M4A). Only ever touches files of our own work
 //! dir; must never hand-write a container.
 //!
+//! FLAC outputs get their tags and cover from the encoding ffmpeg run instead (see [`flac_comments`]): lofty
+//! rewrites a whole FLAC file to add a cover, which costs several percent of a FLAC encode; for the other formats the
+//! rewrite is a fraction of a percent of the encode and lofty writes them.
+//!
 //! `metadata_to_embed` keys are matched case-insensitively: `artist`, `album`, `album_artist`/`albumartist`,
 //! `year`/`date` (written as the recording date), `genre`, `label`/`publisher`, `composer`, `comment`,
 //! `copyright`, `catalog_number`, `conductor`, `lyricist`. Other keys are written as free-form fields where the
@@ -69,6 +73,31 @@ pub fn value_text(value: &serde_json::Value) -> Option<String> {
         }
         serde_json::Value::Null | serde_json::Value::Object(_) => None,
     }
+}
+
+/// The Vorbis comments of a FLAC track as ffmpeg is to write them (`-metadata KEY=value`, the keys lofty reads
+/// back as the same items), or `None` when ffmpeg would not write them faithfully: it renames `COMMENT` to
+/// `DESCRIPTION`, so a ticket with a comment is tagged by lofty after the encode.
+pub fn flac_comments(tags: &TrackTags) -> Option<Vec<(String, String)>> {
+    let mut comments = vec![
+        ("TITLE".to_string(), tags.title.clone()),
+        ("TRACKNUMBER".to_string(), tags.track_number.to_string()),
+        ("TRACKTOTAL".to_string(), tags.track_total.to_string()),
+        ("DISCNUMBER".to_string(), tags.disc_number.to_string()),
+        ("DISCTOTAL".to_string(), tags.disc_total.to_string()),
+    ];
+    for (key, value) in &tags.album_fields {
+        let item_key = item_key_for(key);
+        if item_key == ItemKey::Comment {
+            return None;
+        }
+        let name = item_key.map_key(lofty::tag::TagType::VorbisComments, true)?;
+        if name.eq_ignore_ascii_case("comment") || name.is_empty() || name.contains('=') {
+            return None;
+        }
+        comments.push((name.to_string(), value.clone()));
+    }
+    Some(comments)
 }
 
 /// Replaces every tag of `path` with `tags` (when given) and `cover_jpeg` as the front cover (when given).

@@ -226,7 +226,10 @@ fn field_after(line: &str, key: &str) -> Option<f64> {
 /// Lines of a `level+info` ffmpeg log at `error` or worse, for messages (source decoding trouble is logged but
 /// does not fail a track: a single damaged MP3 frame is common and harmless).
 pub fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|line| line.contains("[error]") || line.contains("[fatal]") || line.contains("[panic]")).collect()
+    stderr
+        .lines()
+        .filter(|line| line.contains("[error]") || line.contains("[fatal]") || line.contains("[panic]"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -328,6 +331,9 @@ mod tests {
                     [silencedetect @ 0x1] [info] silence_start: 50.25\n";
         assert!((silent_secs_from_scan(scan, 60.0) - 22.25).abs() < 1e-9);
         assert_eq!(silent_secs_from_scan("", 60.0), 0.0);
-        assert_eq!(error_lines("[info] ok\n[mp3 @ 0x1] [error] Header missing\n"), vec!["[mp3 @ 0x1] [error] Header missing"]);
+        assert_eq!(
+            error_lines("[info] ok\n[mp3 @ 0x1] [error] Header missing\n"),
+            vec!["[mp3 @ 0x1] [error] Header missing"]
+        );
     }
 }

@@ -3,7 +3,9 @@
 pub mod app;
 pub mod audio;
 pub mod browser;
+pub mod corpus;
 pub mod llm_server;
+pub mod music;
 pub mod pipeline;
 pub mod prometheus;
 pub mod swarm;
