@@ -14,7 +14,7 @@ use crate::support::app::ADMIN_TOKEN;
 use crate::support::audio;
 use crate::support::corpus::Corpus;
 use crate::support::pipeline::{external_client, ticket_for, EventRecorder, ServiceProcess, ServiceSetup};
-use crate::support::swarm::{require_program, wait_for, QbittorrentUnderTest, Swarm};
+use crate::support::swarm::{require_program, QbittorrentUnderTest, Swarm};
 use crate::support::torznab_server::{Download, Release, TorznabServer};
 
 const STAGE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -189,10 +189,11 @@ async fn mono_recording_completes_as_vorbis_at_192_256_and_320_and_leaves_no_dow
 
     // The torrent goes once no ticket needs it, and with it the ticket's folder under the download dir.
     let downloads = setup.data_dir().join("downloads");
-    wait_for("the download dir to be empty", Duration::from_secs(90), || async {
-        entries_under(&downloads).is_empty().then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !entries_under(&downloads).is_empty() {
+        assert!(Instant::now() < deadline, "left under the download dir: {:?}", entries_under(&downloads));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(entries_under(&setup.data_dir().join("work")), Vec::<String>::new(), "no work dir left");
 }
 
