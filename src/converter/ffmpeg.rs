@@ -239,6 +239,17 @@ fn largest_at_most(set: &[u32], wanted: u32) -> u32 {
 pub struct SampleRange {
     pub start_sample: u64,
     pub end_sample: Option<u64>,
+    /// The source's sample rate the positions count in.
+    pub sample_rate_hz: u32,
+}
+
+impl SampleRange {
+    /// Whole seconds ffmpeg may seek the input to before decoding (so track 12 of an image does not decode
+    /// tracks 1-11 first): the start rounded down, which keeps the cut sample-exact (ffmpeg's accurate seek drops
+    /// the samples before a whole second exactly; `atrim` cuts the rest).
+    fn input_seek_secs(&self) -> u64 {
+        self.start_sample / u64::from(self.sample_rate_hz.max(1))
+    }
 }
 
 fn os(items: &[&str]) -> Vec<OsString> {
@@ -286,6 +297,7 @@ pub fn transcode_args(
 ) -> Vec<OsString> {
     let embedded = embedded.filter(|_| plan.format == OutputFormat::Flac);
     let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format, ENCODE_LOG_LEVEL);
+    args.extend(seek_option(range));
     args.extend(os(&["-threads", "1", "-i"]));
     args.push(file_url(input));
     let cover = embedded.and_then(|embedded| embedded.cover_jpeg);
@@ -366,14 +378,23 @@ pub fn transcode_args(
     args
 }
 
-/// The filters that cut `range` out of a source (none for a whole file).
+/// The input option that seeks to `range`'s whole second (none for a whole file or a start in the first second).
+fn seek_option(range: Option<SampleRange>) -> Vec<OsString> {
+    match range.map(|range| range.input_seek_secs()) {
+        Some(secs) if secs > 0 => vec!["-ss".into(), secs.to_string().into()],
+        _ => Vec::new(),
+    }
+}
+
+/// The filters that cut `range` out of a source (none for a whole file), counting from the input seek point.
 fn range_filters(range: Option<SampleRange>) -> Vec<String> {
     let Some(range) = range else {
         return Vec::new();
     };
-    let mut trim = format!("atrim=start_sample={}", range.start_sample);
+    let skipped = range.input_seek_secs() * u64::from(range.sample_rate_hz);
+    let mut trim = format!("atrim=start_sample={}", range.start_sample - skipped);
     if let Some(end) = range.end_sample {
-        trim.push_str(&format!(":end_sample={end}"));
+        trim.push_str(&format!(":end_sample={}", end.saturating_sub(skipped)));
     }
     vec![trim, "asetpts=PTS-STARTPTS".to_string()]
 }
@@ -384,6 +405,7 @@ fn range_filters(range: Option<SampleRange>) -> Vec<String> {
 /// tell a silent track from a broken encode.
 pub fn silence_scan_args(input: &Path, input_format: &str, range: Option<SampleRange>, secs: f64) -> Vec<OsString> {
     let mut args = hardened_input_prefix(AUDIO_DEMUXERS, input_format, ENCODE_LOG_LEVEL);
+    args.extend(seek_option(range));
     args.extend(os(&["-threads", "1", "-i"]));
     args.push(file_url(input));
     args.extend(os(&["-map", "0:a:0", "-vn", "-sn", "-dn", "-af"]));
@@ -551,6 +573,24 @@ mod tests {
         let mp3 = plan_encoding(&constraints(OutputFormat::Mp3, None, None), &cd);
         let args = transcode_args(Path::new("/s.flac"), "flac", None, &mp3, Path::new("/w/o.mp3"), Some(embedded));
         assert!(!args.iter().any(|arg| arg == "file:/work/image-front.jpg") && args.iter().any(|arg| arg == "-vn"));
+    }
+
+    #[test]
+    fn image_tracks_seek_to_their_second_and_trim_the_rest() {
+        let plan = plan_encoding(&constraints(OutputFormat::Flac, None, None), &source(44_100, 2, Some(16)));
+        let range = SampleRange { start_sample: 110_250, end_sample: Some(200_000), sample_rate_hz: 44_100 };
+        let args = transcode_args(Path::new("/i.flac"), "flac", Some(range), &plan, Path::new("/w/o.flac"), None);
+        let text: Vec<String> = args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let seek = text.iter().position(|arg| arg == "-ss").unwrap();
+        assert_eq!(text[seek + 1], "2", "2.5 s rounds down to a whole second");
+        assert!(seek < text.iter().position(|arg| arg == "-i").unwrap(), "an input option");
+        assert!(
+            text.contains(&"atrim=start_sample=22050:end_sample=111800,asetpts=PTS-STARTPTS".to_string()),
+            "{text:?}"
+        );
+        let first = SampleRange { start_sample: 0, end_sample: Some(1_000), sample_rate_hz: 44_100 };
+        let args = silence_scan_args(Path::new("/i.flac"), "flac", Some(first), 1.0);
+        assert!(!args.iter().any(|arg| arg == "-ss"), "nothing to skip in the first second");
     }
 
     #[test]

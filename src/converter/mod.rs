@@ -43,6 +43,8 @@ pub use validate::{Check, BITRATE_TOLERANCE, CONTAINER_ALLOWANCE_BYTES};
 
 /// Prefix of every per-ticket work directory under the work root; start-up cleanup removes only these.
 pub const WORK_DIR_PREFIX: &str = "d2-work-";
+/// How long an in-process header read of a source may take before ffprobe decides instead.
+const HEADER_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// One catalog track being converted: what the `converting` state shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +280,9 @@ impl FfmpegConverter {
     ) -> Result<SourceInfo, ConvertError> {
         if !exact {
             let owned = path.to_path_buf();
-            if let Ok(Some(info)) = tokio::task::spawn_blocking(move || inspect::read_source_info(&owned)).await {
+            let reading = tokio::task::spawn_blocking(move || inspect::read_source_info(&owned));
+            // A header parser stuck on a hostile file is abandoned to ffprobe, which has a time limit.
+            if let Ok(Ok(Some(info))) = tokio::time::timeout(HEADER_READ_LIMIT, reading).await {
                 return Ok(info);
             }
         }

@@ -30,21 +30,41 @@ struct OneRelease {
 }
 
 impl OneRelease {
-    /// Seeds `title` holding `files` (torrent-relative name, file) whose first `tracks.len()` are the tracks.
+    /// Seeds `title` holding `files` (torrent-relative name, file) whose first `tracks.len()` are the tracks, offered
+    /// as a .torrent link. With `decoy`, a live album of random bytes is seeded too and offered as a magnet, as real
+    /// indexers do (the matcher then fetches its metadata into the download dir).
     async fn seed(
         dir: tempfile::TempDir,
         title: &str,
         tracks: Vec<(String, f64)>,
         files: Vec<(String, PathBuf)>,
+        decoy: Option<&str>,
     ) -> Self {
-        let swarm = Swarm::builder().album_from_files(title, &files).build().await;
+        let mut builder = Swarm::builder().album_from_files(title, &files);
+        let decoy_files: Vec<(String, u64)> = tracks
+            .iter()
+            .enumerate()
+            .map(|(n, (name, _))| (format!("{:02} - {name} (Live).flac", n + 1), 700_000))
+            .collect();
+        if let Some(decoy) = decoy {
+            let refs: Vec<(&str, u64)> = decoy_files.iter().map(|(name, size)| (name.as_str(), *size)).collect();
+            builder = builder.album(decoy, &refs);
+        }
+        let swarm = builder.build().await;
         let torznab = TorznabServer::start().await;
+        let size = |album: &crate::support::swarm::Album| album.files.iter().map(|file| file.size).sum::<u64>();
         let album = &swarm.albums[0];
-        let size = album.files.iter().map(|file| file.size).sum::<u64>();
-        torznab.set_results(vec![Release::new(title, "orpheus")
+        let mut releases = vec![Release::new(title, "orpheus")
             .download(Download::TorrentFile(album.torrent.to_vec()))
-            .size(size)
-            .seeders(5, 6)]);
+            .size(size(album))
+            .seeders(5, 6)];
+        if let (Some(decoy), Some(album)) = (decoy, swarm.albums.get(1)) {
+            let mut live = Release::new(decoy, "1337x").size(size(album)).seeders(9, 9);
+            live.magnet = Some(album.magnet.clone());
+            live.infohash = Some(album.info_hash.to_string());
+            releases.insert(0, live);
+        }
+        torznab.set_results(releases);
         OneRelease { dir, _swarm: swarm, torznab, title: title.to_string(), tracks }
     }
 
@@ -147,7 +167,8 @@ async fn mono_recording_completes_as_vorbis_at_192_256_and_320_and_leaves_no_dow
     let dir = tempfile::tempdir().unwrap();
     let (tracks, files) = mono_album(&dir.path().join("sources"), 3, 40.0);
     let title = "Harbour Mono - Dust Records (1958) [FLAC]";
-    let release = OneRelease::seed(dir, title, tracks, files).await;
+    let decoy = "Harbour Mono - Live at the Pier (1961) [FLAC]";
+    let release = OneRelease::seed(dir, title, tracks, files, Some(decoy)).await;
     let setup = release.setup();
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, None).await;
@@ -263,7 +284,7 @@ async fn sigkilled_service_leaves_no_ffmpeg_running() {
         files.push((file, path));
     }
     let title = "Drone Choir - Long Form (2019) [FLAC]";
-    let release = OneRelease::seed(dir, title, tracks, files).await;
+    let release = OneRelease::seed(dir, title, tracks, files, None).await;
     // A test-started qBittorrent: the SIGKILL must not orphan a managed one.
     let qbt = QbittorrentUnderTest::start(|_| {}).await;
     let mut setup = release.setup();
