@@ -233,6 +233,7 @@ pub fn error_lines(stderr: &str) -> Vec<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::models::OutputFormat;

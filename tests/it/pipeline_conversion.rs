@@ -120,7 +120,10 @@ fn entries_under(dir: &Path) -> Vec<String> {
 
 /// A mono recording: `count` tracks cut from the corpus music, folded to one channel and written twice (left =
 /// right), 16-bit FLAC, plus a cover.
-fn mono_album(dir: &Path, count: usize, secs: f64) -> (Vec<(String, f64)>, Vec<(String, PathBuf)>) {
+/// An album's tracks (name, seconds) and files (torrent-relative name, file on disk).
+type AlbumParts = (Vec<(String, f64)>, Vec<(String, PathBuf)>);
+
+fn mono_album(dir: &Path, count: usize, secs: f64) -> AlbumParts {
     let corpus = Corpus::get();
     let music = corpus.source("music").path.clone();
     std::fs::create_dir_all(dir).unwrap();
