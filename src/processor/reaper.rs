@@ -60,20 +60,29 @@ async fn remove_download_folder(status: &TorrentStatus) {
         let path = folder.clone();
         match tokio::task::spawn_blocking(move || remove_empty_tree(&path)).await {
             Ok(Ok(true)) => {
-                tracing::debug!(path = %folder.display(), "download folder removed");
+                tracing::debug!(path = %folder.display(), ticket_ids = ?status.ticket_ids, "download folder removed");
                 return;
             }
             Ok(Ok(false)) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
             Ok(Ok(false)) => {
-                tracing::warn!(path = %folder.display(), "download folder still holds files: left alone");
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids,
+                    "download folder still holds files: left alone"
+                );
                 return;
             }
             Ok(Err(err)) => {
-                tracing::warn!(path = %folder.display(), error = %err, "cannot remove download folder");
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids, error = %err,
+                    "cannot remove download folder"
+                );
                 return;
             }
             Err(err) => {
-                tracing::warn!(path = %folder.display(), error = %err, "download folder removal failed");
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids, error = %err,
+                    "download folder removal failed"
+                );
                 return;
             }
         }
