@@ -407,19 +407,24 @@ impl FfmpegConverter {
         Ok((work.source_secs - validate::silent_secs_from_scan(&log, work.source_secs)).max(0.0))
     }
 
-    /// Turns a failed check into the error the ticket gets. An output shorter than its source while ffmpeg
-    /// reported decoding errors is a damaged source (the album's problem, back to an admin); anything else is a
-    /// converter or resource fault (retried).
+    /// Turns a failed check into the error the ticket gets. An output shorter than its source is a source that
+    /// decodes to less than its header promises (damaged or incomplete: ffmpeg writes all it decodes), the album's
+    /// problem; anything else is a converter or resource fault (retried).
     fn judge_failure(&self, work: &TrackWork, log: &str, failure: Failure, decoded_secs: Option<f64>) -> ConvertError {
-        let errors = validate::error_lines(log);
         match decoded_secs {
-            Some(decoded_secs) if failure.check == Check::Duration && !errors.is_empty() => {
+            Some(decoded_secs) if failure.check == Check::Duration && decoded_secs < work.source_secs => {
+                let errors = validate::error_lines(log);
+                let detail = if errors.is_empty() {
+                    failure.detail
+                } else {
+                    format!("{}; ffmpeg: {}", failure.detail, last_lines(&errors, 3))
+                };
                 return ConvertError::DamagedSource {
                     catalog_track_id: work.track.catalog_track_id.clone(),
                     path: work.source.shown.clone(),
                     expected_secs: work.track.duration_secs,
                     decoded_secs,
-                    detail: format!("{}; ffmpeg: {}", failure.detail, last_lines(&errors, 3)),
+                    detail,
                 };
             }
             _ => {}

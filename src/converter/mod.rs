@@ -132,8 +132,8 @@ pub enum ConvertError {
     )]
     DurationMismatch { catalog_track_id: String, expected_secs: f64, found_secs: f64 },
     #[error(
-        "track {catalog_track_id}: {path:?} is damaged or incomplete ({detail}); approve another release, or \
-         download this one again"
+        "track {catalog_track_id}: {path:?} is damaged or incomplete ({detail}); this release cannot be used: search \
+         again (force-search) or reject it"
     )]
     DamagedSource { catalog_track_id: String, path: String, expected_secs: f64, decoded_secs: f64, detail: String },
     #[error(

@@ -1,8 +1,8 @@
 //! The `converting` stage: hands the downloaded files and the chosen mapping to the converter (which probes every
 //! source, checks its duration against the ticket before spending CPU, and encodes into the ticket's work dir),
-//! reports each track as it starts, and records the outputs for `placing`. A duration that does not fit the ticket,
-//! or a source that decodes to less than its header promises (damaged or incomplete), sends the ticket back to an
-//! admin (`needs_approval` with `duration_mismatch`), the torrent kept. What the conversion adjusted (a bitrate
+//! reports each track as it starts, and records the outputs for `placing`. A duration that does not fit the ticket
+//! sends the ticket back to an admin (`needs_approval` with `duration_mismatch`), the torrent kept; a source that
+//! decodes to less than its header promises (damaged) fails the ticket, not retryable, naming the file. What the conversion adjusted (a bitrate
 //! capped at a lossy source's) is noted in the history of the transition to `placing`.
 
 use chrono::Utc;
@@ -79,14 +79,6 @@ pub async fn convert(ctx: &StageContext, record: &TicketRecord, mut work: Ticket
             let message = ConvertError::DurationMismatch { catalog_track_id, expected_secs, found_secs }.to_string();
             tracing::warn!("{message}");
             Ok(duration_mismatch(work, selected, expected_secs, found_secs).note("error", message))
-        }
-        Err(damaged @ ConvertError::DamagedSource { .. }) => {
-            let message = damaged.to_string();
-            tracing::warn!("{message}");
-            let ConvertError::DamagedSource { expected_secs, decoded_secs, .. } = damaged else {
-                return Err(StageError::Inconsistent("damaged source changed shape".into()));
-            };
-            Ok(duration_mismatch(work, selected, expected_secs, decoded_secs).note("error", message))
         }
         Err(ConvertError::Cancelled) => Err(StageError::Stopped),
         Err(err) => Err(err.into()),
