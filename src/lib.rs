@@ -12,7 +12,8 @@
 //! | [`searcher`] | Torznab indexers (Jackett, Prowlarr) and release-title parsing |
 //! | [`matcher`] | scoring candidates and mapping files to tracks |
 //! | [`torrent_client`] | qBittorrent's WebUI API and the managed qbittorrent-nox |
-//! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting |
+//! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting, output validation |
+//! | [`process`] | the one place that spawns programs: argument vectors, time limits, death with the service |
 //! | [`placer`] | atomic placement inside the allowed roots |
 //! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |
@@ -32,6 +33,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod models;
 pub mod placer;
+pub mod process;
 pub mod processor;
 pub mod queue;
 pub mod searcher;

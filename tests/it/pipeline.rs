@@ -117,9 +117,8 @@ async fn posted_ticket_flows_from_pending_to_completed_with_real_components() {
     assert_eq!(value(&metrics, "downloader2_downloaded_bytes_total", &[]), downloaded as f64);
     assert_eq!(value(&metrics, "downloader2_written_bytes_total", &[]), stats["final_size_bytes"].as_f64().unwrap());
     assert_eq!(value(&metrics, "downloader2_tickets", &[("state", "completed")]), 1.0);
-    for (system, at_least) in
-        [("torznab", 1.0), ("qbittorrent", 1.0), ("ffprobe", 1.0), ("ffmpeg", TRACKS.len() as f64)]
-    {
+    // No ffprobe: FLAC sources and a small JPEG cover are read in-process (issue 14's speed budget).
+    for (system, at_least) in [("torznab", 1.0), ("qbittorrent", 1.0), ("ffmpeg", TRACKS.len() as f64)] {
         let ok = value(&metrics, "downloader2_external_calls_total", &[("system", system), ("outcome", "ok")]);
         assert!(ok >= at_least, "{system}: {ok} successful calls counted, expected at least {at_least}");
         let timed = histogram_count(&metrics, "downloader2_external_call_seconds", &[("system", system)]);
