@@ -303,11 +303,6 @@ impl ServiceProcess {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
-    /// The service's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL: no clean-up of any kind runs.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
