@@ -14,6 +14,7 @@
 //! | [`torrent_client`] | qBittorrent's WebUI API and the managed qbittorrent-nox |
 //! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting |
 //! | [`placer`] | atomic placement inside the allowed roots |
+//! | [`notify`] | the catalog webhook: signed POSTs of ticket events, backoff |
 //! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |
 //! | [`app`] | `App`, built once and shared: the commands the API calls |
@@ -31,6 +32,7 @@ pub mod logging;
 pub mod matcher;
 pub mod metrics;
 pub mod models;
+pub mod notify;
 pub mod placer;
 pub mod processor;
 pub mod queue;
