@@ -237,7 +237,14 @@ mod tests {
             failed_at: at(4),
         };
         go(&store, "a", 4, failed).await.unwrap();
-        go(&store, "c", 5, TicketState::Cancelled { cancelled_at: at(5) }).await.unwrap();
+        // Nanoseconds: the history keeps milliseconds, and the event must name the same instant.
+        let precise = at(5) + chrono::Duration::nanoseconds(123_456_789);
+        store
+            .transition("c", None, precise, TransitionExtras::default(), move |_| {
+                Ok(TicketState::Cancelled { cancelled_at: precise })
+            })
+            .await
+            .unwrap();
 
         let events = store.outbox_events().await.unwrap();
         let reported: Vec<(&str, StateKind)> =

@@ -539,7 +539,9 @@ impl Store {
             // The webhook event of this transition commits with it, or not at all.
             if self.webhook_events.contains(&to) {
                 let event_id = uuid::Uuid::new_v4().to_string();
-                let event = WebhookEvent::for_transition(event_id, id, from, &next, history_seq, now);
+                // The history keeps milliseconds: the event says the same instant as its history entry.
+                let at = from_millis(millis);
+                let event = WebhookEvent::for_transition(event_id, id, from, &next, history_seq, at);
                 super::outbox::insert_event(&mut tx, &event, now).await?;
             }
             Ok(Transitioned {
