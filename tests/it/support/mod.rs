@@ -13,3 +13,4 @@ pub mod service_process;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;
+pub mod webhook_receiver;
