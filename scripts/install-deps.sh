@@ -3,13 +3,13 @@
 # downloads. With --for-tests also what the tests run for real: opentracker + mktorrent for the local BitTorrent
 # swarm, docker-compose to validate docker/docker-compose.yml (no Docker engine needed), chromium + chromium-driver
 # for the admin page test, fluidsynth + fluid-soundfont-gm to render the realistic music of the audio corpus,
-# schemathesis (PyPI, pinned) for the API contract test, and a Debian 13 root running qbittorrent-nox 5.1 (built
-# once, cached).
+# schemathesis (PyPI, pinned) for the API contract test, openssl for the webhook test (it runs the README's receiver
+# snippets), and a Debian 13 root running qbittorrent-nox 5.1 (built once, cached).
 set -euo pipefail
 packages=(ffmpeg qbittorrent-nox ca-certificates)
 if [ "${1:-}" = "--for-tests" ]; then
     packages+=(opentracker mktorrent docker-compose chromium chromium-driver fluidsynth fluid-soundfont-gm python3-pip
-        debootstrap)
+        debootstrap openssl)
 fi
 missing=()
 for package in "${packages[@]}"; do

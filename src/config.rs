@@ -24,6 +24,7 @@ pub struct Config {
     pub converter: ConverterConfig,
     pub processing: ProcessingConfig,
     pub placer: PlacerConfig,
+    pub notify: NotifyConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -297,6 +298,62 @@ impl Default for PlacerConfig {
     }
 }
 
+/// `[notify]`: the catalog webhook. One signed POST per event, from a persisted outbox, delivered at least once
+/// and in commit order (see `crate::notify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Where events are POSTed (http or https). Empty: no webhook, no events recorded.
+    pub url: String,
+    /// Key of the HMAC-SHA256 signature of every body (`X-Downloader2-Signature: sha256=<hex>`). Required with a
+    /// `url`, at least `MIN_WEBHOOK_SECRET_LEN` characters.
+    pub secret: String,
+    /// The states whose entry is reported: any of `completed`, `failed`, `needs_approval`, `cancelled`, `rejected`.
+    pub events: Vec<String>,
+    /// Per delivery attempt (connect, send, answer).
+    pub timeout_secs: u64,
+    /// The first retry of a failed delivery waits this long; each further one twice as long, up to
+    /// `retry_max_delay_secs`. Retries never stop: an event is kept until the receiver accepts it.
+    pub retry_initial_delay_secs: u64,
+    pub retry_max_delay_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            url: String::new(),
+            secret: String::new(),
+            events: crate::models::WEBHOOK_STATES.iter().map(|kind| kind.as_str().to_string()).collect(),
+            timeout_secs: 10,
+            retry_initial_delay_secs: 1,
+            retry_max_delay_secs: 300,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Whether a webhook is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// The states whose entry produces an event: `events` when a `url` is set, else none. Names that are not
+    /// webhook states are skipped (`validate` refuses them).
+    pub fn event_kinds(&self) -> std::collections::BTreeSet<crate::models::StateKind> {
+        if !self.enabled() {
+            return std::collections::BTreeSet::new();
+        }
+        self.events
+            .iter()
+            .filter_map(|name| crate::models::StateKind::parse(name))
+            .filter(|kind| crate::models::WEBHOOK_STATES.contains(kind))
+            .collect()
+    }
+}
+
+/// The shortest `[notify] secret` accepted.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -326,8 +383,8 @@ impl ConfigError {
     }
 }
 
-const SECTIONS: [&str; 8] =
-    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer"];
+const SECTIONS: [&str; 9] =
+    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer", "notify"];
 
 /// The shortest bearer token accepted, from the configuration or from `tokens.toml`.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -522,6 +579,53 @@ impl Config {
                 ));
             }
         }
+        self.validate_notify()
+    }
+
+    /// `[notify]`: a webhook URL needs a secret (an unsigned event could be forged by anyone reaching the
+    /// receiver), and only the five webhook states may be listed.
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let notify = &self.notify;
+        let allowed: Vec<&str> = crate::models::WEBHOOK_STATES.iter().map(|kind| kind.as_str()).collect();
+        for name in &notify.events {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "notify.events",
+                    format!("{name:?} is not a webhook event; use any of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        if notify.timeout_secs == 0 {
+            return Err(ConfigError::invalid("notify.timeout_secs", "must be >= 1"));
+        }
+        if notify.retry_initial_delay_secs == 0 {
+            return Err(ConfigError::invalid("notify.retry_initial_delay_secs", "must be >= 1"));
+        }
+        if notify.retry_max_delay_secs < notify.retry_initial_delay_secs {
+            return Err(ConfigError::invalid(
+                "notify.retry_max_delay_secs",
+                "must be >= notify.retry_initial_delay_secs",
+            ));
+        }
+        if !notify.enabled() {
+            return Ok(());
+        }
+        check_http_url("notify.url", &notify.url)?;
+        if notify.secret.chars().count() < MIN_WEBHOOK_SECRET_LEN {
+            return Err(ConfigError::invalid(
+                "notify.secret",
+                format!(
+                    "must be at least {MIN_WEBHOOK_SECRET_LEN} characters when notify.url is set (the receiver checks \
+                     every event's signature with it; e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if notify.events.is_empty() {
+            return Err(ConfigError::invalid(
+                "notify.events",
+                format!("lists no event while notify.url is set; use any of {}", allowed.join(", ")),
+            ));
+        }
         Ok(())
     }
 
@@ -539,6 +643,8 @@ impl Config {
         hide(&mut copy.jackett.api_key);
         hide(&mut copy.qbittorrent.password);
         hide(&mut copy.matcher.api_key);
+        hide(&mut copy.notify.secret);
+        copy.notify.url = redact_url_credentials(&copy.notify.url);
         copy
     }
 
@@ -558,6 +664,19 @@ impl Config {
         } else {
             self.qbittorrent.download_path.clone()
         }
+    }
+}
+
+/// `url` with the password of its user info (if any) replaced by `<redacted>`.
+fn redact_url_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some(REDACTED)).is_err() {
+                return REDACTED.to_string();
+            }
+            parsed.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -636,6 +755,7 @@ fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::StateKind;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -773,6 +893,50 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_needs_an_http_url_a_secret_and_known_events() {
+        let secret = "s".repeat(MIN_WEBHOOK_SECRET_LEN);
+        let config = Config::load_with_env(
+            None,
+            &env(&[
+                ("DOWNLOADER2_NOTIFY_URL", "https://catalog.lan:8443/hooks/downloader2"),
+                ("DOWNLOADER2_NOTIFY_SECRET", &secret),
+                ("DOWNLOADER2_NOTIFY_EVENTS", "completed,failed"),
+                ("DOWNLOADER2_NOTIFY_RETRY_MAX_DELAY_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.notify.events, ["completed", "failed"]);
+        assert_eq!(config.notify.retry_max_delay_secs, 60);
+        let kinds: Vec<StateKind> = config.notify.event_kinds().into_iter().collect();
+        assert_eq!(kinds, [StateKind::Completed, StateKind::Failed]);
+        assert!(Config::default().notify.event_kinds().is_empty(), "no url: no events recorded");
+
+        let refused = |pairs: &[(&str, &str)]| Config::load_with_env(None, &env(pairs)).unwrap_err().to_string();
+        for url in ["ftp://catalog.lan/hook", "catalog.lan/hook", "http://"] {
+            let err = refused(&[("DOWNLOADER2_NOTIFY_URL", url), ("DOWNLOADER2_NOTIFY_SECRET", &secret)]);
+            assert!(err.contains("notify.url"), "{url}: {err}");
+        }
+        let err = refused(&[("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook")]);
+        assert!(err.contains("notify.secret") && err.contains("openssl rand"), "{err}");
+        let err =
+            refused(&[("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook"), ("DOWNLOADER2_NOTIFY_SECRET", "short")]);
+        assert!(err.contains("notify.secret"), "{err}");
+        let err = refused(&[("DOWNLOADER2_NOTIFY_EVENTS", "completed,downloading")]);
+        assert!(err.contains("notify.events") && err.contains("\"downloading\""), "{err}");
+        let err = refused(&[
+            ("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook"),
+            ("DOWNLOADER2_NOTIFY_SECRET", &secret),
+            ("DOWNLOADER2_NOTIFY_EVENTS", "[]"),
+        ]);
+        assert!(err.contains("notify.events"), "{err}");
+        let err = refused(&[
+            ("DOWNLOADER2_NOTIFY_RETRY_INITIAL_DELAY_SECS", "10"),
+            ("DOWNLOADER2_NOTIFY_RETRY_MAX_DELAY_SECS", "5"),
+        ]);
+        assert!(err.contains("notify.retry_max_delay_secs"), "{err}");
+    }
+
+    #[test]
     fn redaction_hides_every_secret() {
         let mut config = Config::default();
         config.server.auth_token = "catalog-secret-123456".into();
@@ -780,8 +944,19 @@ mod tests {
         config.jackett.api_key = "jackett-secret".into();
         config.qbittorrent.password = "qb-secret".into();
         config.matcher.api_key = "llm-secret".into();
+        config.notify.secret = "webhook-secret".into();
+        config.notify.url = "https://hook-user:hook-password@catalog.lan/hook".into();
         let shown = serde_json::to_string(&config.redacted()).unwrap();
-        for secret in ["catalog-secret", "admin-secret", "jackett-secret", "qb-secret", "llm-secret"] {
+        assert!(shown.contains("https://hook-user:%3Credacted%3E@catalog.lan/hook"), "{shown}");
+        for secret in [
+            "catalog-secret",
+            "admin-secret",
+            "jackett-secret",
+            "qb-secret",
+            "llm-secret",
+            "webhook-secret",
+            "hook-password",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
     }

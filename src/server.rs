@@ -1,7 +1,8 @@
 //! Starting and stopping the service: open the store, settle the bearer tokens (generating them on first start
 //! when none are configured, so the service never starts open), start the managed qbittorrent-nox when no
 //! `[qbittorrent] url` is configured, serve the router on a given listener until the shutdown future resolves,
-//! then stop qbittorrent-nox and close the store. `main.rs` and the integration tests both go through `run`.
+//! then stop qbittorrent-nox and close the store. The background tasks (the scheduler, the webhook delivery) are
+//! spawned here and stopped through one cancellation token. `main.rs` and the integration tests both go through `run`.
 //! How connections are accepted and served (timeouts, the connection cap) is `connections.rs`.
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::converter::FfmpegConverter;
+use crate::processor::webhook::WebhookDeliveryTask;
 use crate::processor::{Clients, Scheduler};
 use crate::queue::{Store, StoreError};
 use crate::searcher::TorznabSearcher;
@@ -170,7 +172,8 @@ fn write_token_file(path: &Path, tokens: &Tokens) -> std::io::Result<()> {
 pub async fn prepare(config: Config) -> Result<Arc<App>, ServeError> {
     let store = Store::open(&config.database.path)
         .await
-        .map_err(|source| ServeError::Database { path: config.database.path.display().to_string(), source })?;
+        .map_err(|source| ServeError::Database { path: config.database.path.display().to_string(), source })?
+        .with_webhook_events(config.notify.event_kinds());
     let (tokens, token_file) = settle_tokens(&config)?;
     if let Some(path) = token_file {
         tracing::info!(path = %path.display(), "bearer tokens not configured: using the generated ones stored in this file");
@@ -249,6 +252,8 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "downloader2 listening");
     }
+    let webhook = WebhookDeliveryTask::new(app.store.clone(), &app.config.notify)
+        .map_err(|err| ServeError::Stage { stage: "the webhook", message: err.to_string() })?;
     let stop = CancellationToken::new();
     let scheduler = if app.config.processing.paused {
         tracing::warn!("[processing] paused = true: tickets are accepted but no work starts");
@@ -257,6 +262,8 @@ pub async fn serve(
         let scheduler = Scheduler::new(app.clone());
         Some(tokio::spawn(scheduler.run(stop.child_token())))
     };
+    // The webhook is delivered even while processing is paused: cancellations and admin decisions still happen.
+    let webhook = webhook.map(|task| tokio::spawn(task.run(stop.child_token())));
     let router = crate::api::router(app.clone());
     let limits = ConnectionLimits::new(&app.config.server, connections::raise_open_file_limit());
     let stop_serving = stop.clone();
@@ -269,6 +276,11 @@ pub async fn serve(
     if let Some(scheduler) = scheduler {
         if let Err(err) = scheduler.await {
             tracing::error!(error = %err, "scheduler task failed");
+        }
+    }
+    if let Some(webhook) = webhook {
+        if let Err(err) = webhook.await {
+            tracing::error!(error = %err, "webhook delivery task failed");
         }
     }
     let managed = app.managed_qbittorrent.lock().await.take();

@@ -1,5 +1,5 @@
-//! The admin's routes: approve, reject, retry, force-search, a candidate's whole file list, stats and the effective
-//! configuration.
+//! The admin's routes: approve, reject, retry, force-search, a candidate's whole file list, stats, the effective
+//! configuration and the catalog webhook's delivery status.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +13,7 @@ use super::extract::{ApiPath, ApiQuery};
 use super::tickets::TicketView;
 use super::AppState;
 use crate::models::{TicketState, TorrentFile};
-use crate::queue::StoreStats;
+use crate::queue::{OutboxBacklog, StoreStats};
 
 /// Body of `approve`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -228,4 +228,37 @@ pub async fn stats(State(app): State<AppState>, _auth: super::auth::CatalogAuth)
     responses((status = 200, description = "The configuration, secrets redacted", body = Object)))]
 pub async fn config(State(app): State<AppState>, _auth: AdminAuth) -> Json<crate::config::Config> {
     Json(app.config.redacted())
+}
+
+/// Answer of `GET /webhook`: whether a webhook is configured and what waits in its outbox.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookStatus {
+    /// Whether `[notify] url` is set (events are recorded and delivered).
+    pub enabled: bool,
+    /// The receiver, without credentials or query.
+    pub url: Option<String>,
+    /// The states whose entry is reported.
+    pub events: Vec<String>,
+    #[serde(flatten)]
+    pub backlog: OutboxBacklog,
+}
+
+/// The catalog webhook: events waiting for delivery, and how the next one's last delivery failed (the admin page
+/// shows it in its header).
+#[utoipa::path(get, path = "/api/v1/webhook", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = WebhookStatus)))]
+pub async fn webhook(State(app): State<AppState>, _auth: AdminAuth) -> Result<Json<WebhookStatus>, ApiError> {
+    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let notify = &app.config.notify;
+    let url = notify
+        .enabled()
+        .then(|| reqwest::Url::parse(&notify.url).ok())
+        .flatten()
+        .map(|url| crate::notify::shown_url(&url));
+    Ok(Json(WebhookStatus {
+        enabled: notify.enabled(),
+        url,
+        events: if notify.enabled() { notify.events.clone() } else { Vec::new() },
+        backlog,
+    }))
 }

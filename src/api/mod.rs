@@ -103,6 +103,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/ticket/{id}/candidates/{idx}/files", get(admin::candidate_files))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
+        .route("/api/v1/webhook", get(admin::webhook))
         .route("/api/v1/ws", get(ws::ws))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
@@ -165,7 +166,11 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "service", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(app): State<AppState>, _auth: auth::MetricsAuth) -> Result<Response, ApiError> {
-    let stats = app.store.stats(chrono::Utc::now()).await.map_err(crate::app::AppError::from)?;
+    let now = chrono::Utc::now();
+    let stats = app.store.stats(now).await.map_err(crate::app::AppError::from)?;
+    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let oldest_age = backlog.oldest_created_at.and_then(|oldest| (now - oldest).to_std().ok()).unwrap_or_default();
+    crate::metrics::set_webhook_backlog(backlog.pending, oldest_age);
     let body = crate::metrics::render(crate::metrics::install(), &stats.counts_by_state);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
@@ -198,7 +203,7 @@ impl utoipa::Modify for BearerSecurity {
         health, openapi_json, metrics_text,
         tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
-        admin::candidate_files,
+        admin::candidate_files, admin::webhook,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity, &CommonAnswers),

@@ -6,6 +6,7 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod webhook;
 pub mod work;
 
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
@@ -13,4 +14,5 @@ pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
 pub use torrent::{bound_file_list, InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use webhook::{WebhookDelivery, WebhookEvent, WEBHOOK_STATES};
 pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

@@ -17,7 +17,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::storage::{DatabaseHealth, StorageProblem, StorageWatch, WriteTx};
 use super::transitions::check_transition;
-use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork};
+use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork, WebhookEvent};
 
 /// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,17 +212,21 @@ const STATS_COMPLETED_SAMPLE: i64 = 1000;
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// Serialises this process's write transactions before they reach SQLite: SQLite admits one writer at a time,
     /// and a connection that finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ms...), which under
     /// concurrent writes costs far more than queueing here.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Requests for the group-commit task that writes new tickets.
     creates: tokio::sync::mpsc::Sender<CreateRequest>,
     /// One connection kept for health checks, so `GET /health` never queues behind the pipeline's queries.
     health: SqlitePool,
     /// The database file's identity and the state of writes (failing since when, with what).
-    storage: std::sync::Arc<StorageWatch>,
+    pub(super) storage: std::sync::Arc<StorageWatch>,
+    /// The states whose entry writes a webhook event into the outbox (`[notify] events`; empty without a webhook).
+    pub(super) webhook_events: std::sync::Arc<std::collections::BTreeSet<StateKind>>,
+    /// Woken after a transition that wrote an outbox event committed (the webhook delivery task waits on it).
+    pub(super) outbox_written: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Appends a same-state history event (`from == to`, `details` as its notes) if ticket `id` is still in `kind`;
@@ -285,7 +289,15 @@ impl Store {
         tokio::spawn(run_create_batches(pool.clone(), writer.clone(), storage.clone(), requests));
         let health =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(connect_options(path)).await?;
-        Ok(Store { pool, writer, creates, health, storage })
+        Ok(Store {
+            pool,
+            writer,
+            creates,
+            health,
+            storage,
+            webhook_events: std::sync::Arc::default(),
+            outbox_written: std::sync::Arc::default(),
+        })
     }
 
     /// The underlying pool (benchmarks and health checks).
@@ -512,17 +524,26 @@ impl Store {
             if updated.rows_affected() != 1 {
                 return Err(StoreError::VersionConflict { id: id.to_string(), expected: current.version });
             }
-            sqlx::query(
+            let history_seq: i64 = sqlx::query_scalar(
                 "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?4, ?5)",
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?4, ?5)
+             RETURNING seq",
             )
             .bind(id)
             .bind(millis)
             .bind(from.as_str())
             .bind(to.as_str())
             .bind(details.to_string())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            // The webhook event of this transition commits with it, or not at all.
+            if self.webhook_events.contains(&to) {
+                let event_id = uuid::Uuid::new_v4().to_string();
+                // The history keeps milliseconds: the event says the same instant as its history entry.
+                let at = from_millis(millis);
+                let event = WebhookEvent::for_transition(event_id, id, from, &next, history_seq, at);
+                super::outbox::insert_event(&mut tx, &event, now).await?;
+            }
             Ok(Transitioned {
                 from,
                 record: TicketRecord {
@@ -536,7 +557,11 @@ impl Store {
             })
         }
         .await;
-        tx.finish(result, &self.storage).await
+        let committed = tx.finish(result, &self.storage).await?;
+        if self.webhook_events.contains(&committed.record.state.kind()) {
+            self.outbox_written.notify_one();
+        }
+        Ok(committed)
     }
 
     /// Claims the most urgent ticket in one of `kinds` that is due (`next_attempt_at` passed) and not leased by a

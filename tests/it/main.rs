@@ -34,4 +34,5 @@ mod service;
 mod slow_clients;
 mod tokens;
 mod torrent_client;
+mod webhook;
 mod ws;

@@ -15,3 +15,4 @@ pub mod service_process;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;
+pub mod webhook_receiver;

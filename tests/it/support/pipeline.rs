@@ -132,6 +132,8 @@ pub struct ServiceSetup {
     pub allowed_tracker_hosts: Vec<String>,
     /// More `[qbittorrent]` lines, verbatim (e.g. `path_mappings = [...]`).
     pub qbittorrent_extra_toml: String,
+    /// `[notify]` lines, verbatim (empty: no webhook).
+    pub notify_toml: String,
 }
 
 impl ServiceSetup {
@@ -154,6 +156,7 @@ impl ServiceSetup {
             allowed_link_hosts: Vec::new(),
             allowed_tracker_hosts: vec!["127.0.0.1".to_string()],
             qbittorrent_extra_toml: String::new(),
+            notify_toml: String::new(),
         }
     }
 
@@ -215,6 +218,9 @@ rest_retry_after_secs = {rest}
 
 [placer]
 allowed_roots = ["{media}"]
+
+[notify]
+{notify}
 "#,
             port = self.port,
             db = self.data_dir().join("downloader2.db").display(),
@@ -236,6 +242,7 @@ allowed_roots = ["{media}"]
             attempts = self.retry_max_attempts,
             rest = self.rest_retry_after_secs,
             media = self.media_root().display(),
+            notify = self.notify_toml,
         );
         let path = self.dir.join("config.toml");
         std::fs::write(&path, text).unwrap();

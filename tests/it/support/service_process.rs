@@ -23,6 +23,8 @@ pub struct ServiceOptions<'a> {
     pub with_tokens: bool,
     /// Start through `prlimit --nofile=N:N` (util-linux).
     pub open_file_limit: Option<u64>,
+    /// More TOML appended at the end of the file, verbatim (whole sections, e.g. `[notify]`).
+    pub extra_toml: &'a str,
 }
 
 impl ServiceOptions<'_> {
@@ -33,6 +35,7 @@ impl ServiceOptions<'_> {
             paused: true,
             with_tokens: true,
             open_file_limit: None,
+            extra_toml: "",
         }
     }
 }
@@ -62,11 +65,12 @@ pub fn write_config(dir: &Path, options: &ServiceOptions<'_>) -> (PathBuf, u16, 
     };
     let text = format!(
         "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}{}\n\n[database]\npath = \"{}\"\n\n[placer]\n\
-         allowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n\n[processing]\npaused = {}\n",
+         allowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n\n[processing]\npaused = {}\n\n{}\n",
         options.server_toml,
         options.database.display(),
         media.display(),
         options.paused,
+        options.extra_toml,
     );
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
