@@ -130,6 +130,8 @@ pub struct ServiceSetup {
     /// `[jackett] allowed_tracker_hosts`: by default the test swarm's tracker host (opentracker on 127.0.0.1),
     /// which the service's default policy would remove from every torrent.
     pub allowed_tracker_hosts: Vec<String>,
+    /// `[jackett] timeout_secs` (a link fetch included).
+    pub jackett_timeout_secs: u64,
     /// More `[qbittorrent]` lines, verbatim (e.g. `path_mappings = [...]`).
     pub qbittorrent_extra_toml: String,
     /// `[notify]` lines, verbatim (empty: no webhook).
@@ -155,6 +157,7 @@ impl ServiceSetup {
             json_logs: false,
             allowed_link_hosts: Vec::new(),
             allowed_tracker_hosts: vec!["127.0.0.1".to_string()],
+            jackett_timeout_secs: 10,
             qbittorrent_extra_toml: String::new(),
             notify_toml: String::new(),
         }
@@ -191,7 +194,7 @@ path = "{db}"
 [jackett]
 url = "{torznab}"
 api_key = "{key}"
-timeout_secs = 10
+timeout_secs = {jackett_timeout}
 searches_per_minute = 6000
 cache_ttl_secs = 600
 allowed_link_hosts = {link_hosts}
@@ -226,6 +229,7 @@ allowed_roots = ["{media}"]
             db = self.data_dir().join("downloader2.db").display(),
             torznab = self.torznab_url,
             key = self.torznab_api_key,
+            jackett_timeout = self.jackett_timeout_secs,
             link_hosts = toml_strings(&self.allowed_link_hosts),
             tracker_hosts = toml_strings(&self.allowed_tracker_hosts),
             stall = self.stall_timeout_secs,
