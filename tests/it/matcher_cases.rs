@@ -28,9 +28,13 @@ pub(crate) struct Case {
     pub(crate) expected: Expected,
 }
 
-/// The labelled development cases beside the clone.
+/// The labelled development cases beside the clone (`../shared/matching-dev/cases`), or where
+/// `DOWNLOADER2_MATCHING_DEV_CASES` points (a worktree checked out elsewhere).
 pub(crate) fn dev_cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases")
+    match std::env::var_os("DOWNLOADER2_MATCHING_DEV_CASES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases"),
+    }
 }
 
 /// Every case file in `dir`, sorted by name.
