@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::models::{Ticket, TorrentCandidate, TrackMapping};
+use crate::models::verdict::reword;
+use crate::models::{HardReject, Ticket, TorrentCandidate, TrackMapping, UnaskedKind};
 use crate::searcher::release::{
     detect_kinds, fold_artist, fold_text, fold_tokens, is_edition_word, parse_release_title, AudioFormat, ReleaseInfo,
     ReleaseKinds, ReleaseSource, VbrPreset,
@@ -30,49 +31,7 @@ pub enum CandidateClass {
     Rejected,
 }
 
-/// Why an acceptable candidate still needs an admin.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Doubt {
-    NoFileList,
-    WeakSwarm(u32),
-    Pack,
-    LowBitrate,
-    /// Some tracks are identified by number and size only.
-    NamesUnconfirmed {
-        similarity: f64,
-    },
-    Duration {
-        expected_secs: f64,
-        found_secs: f64,
-    },
-    TitleMismatch {
-        similarity: f64,
-    },
-    YearConflict,
-    ArtistUncertain,
-    CueUnverified,
-}
-
-impl Doubt {
-    fn describe(&self) -> String {
-        match self {
-            Doubt::NoFileList => "no file list".into(),
-            Doubt::WeakSwarm(n) => format!("weak swarm ({n} seeders)"),
-            Doubt::Pack => "multi-album pack".into(),
-            Doubt::LowBitrate => "128 kbps or less".into(),
-            Doubt::NamesUnconfirmed { similarity } => {
-                format!("file names do not confirm every track ({similarity:.2})")
-            }
-            Doubt::Duration { expected_secs, found_secs } => {
-                format!("a duration differs ({expected_secs:.0}s expected, ~{found_secs:.0}s from size)")
-            }
-            Doubt::TitleMismatch { similarity } => format!("title names the album weakly ({similarity:.2})"),
-            Doubt::YearConflict => "year differs from the ticket".into(),
-            Doubt::ArtistUncertain => "artist not recognised in the title".into(),
-            Doubt::CueUnverified => "CUE image not verifiable by name".into(),
-        }
-    }
-}
+pub use crate::models::Doubt;
 
 /// The verdict on one candidate.
 #[derive(Debug, Clone)]
@@ -81,10 +40,8 @@ pub struct Evaluation {
     pub score: f64,
     pub reasoning: String,
     pub mapping: Vec<TrackMapping>,
-    pub hard_rejects: Vec<String>,
+    pub hard_rejects: Vec<HardReject>,
     pub doubts: Vec<Doubt>,
-    pub expected_tracks: usize,
-    pub mapped_tracks: usize,
 }
 
 /// Ticket facts shared by every candidate.
@@ -262,7 +219,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
     let title_tokens: HashSet<&str> = token_pool.iter().map(String::as_str).collect();
     let raw_title = format!("{} {}", candidate.title, folder.as_deref().unwrap_or(""));
 
-    let mut hard_rejects: Vec<String> = Vec::new();
+    let mut hard_rejects: Vec<HardReject> = Vec::new();
     let mut doubts: Vec<Doubt> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
@@ -270,23 +227,23 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
     match artist {
         ArtistMatch::Yes => {}
         ArtistMatch::Uncertain => doubts.push(Doubt::ArtistUncertain),
-        ArtistMatch::No => hard_rejects.push(format!("wrong artist (title does not name {:?})", ctx.artist)),
+        ArtistMatch::No => hard_rejects.push(HardReject::WrongArtist { artist: ctx.artist.clone() }),
     }
     let coverage = album_coverage(ctx, &title_tokens);
     let kinds = info.kinds;
-    for (flag, asked, word) in [
-        (kinds.live, ctx.kinds.live, "live recording"),
-        (kinds.tribute, ctx.kinds.tribute, "tribute/cover/karaoke/instrumental"),
-        (kinds.compilation && !kinds.various_artists, ctx.kinds.compilation, "compilation"),
-        (kinds.various_artists, ctx.kinds.various_artists || ctx.various_artists, "various-artists compilation"),
-        (kinds.other_mix, ctx.kinds.other_mix, "another mix or recording (mono/remix/demos)"),
+    for (flag, asked, kind) in [
+        (kinds.live, ctx.kinds.live, UnaskedKind::Live),
+        (kinds.tribute, ctx.kinds.tribute, UnaskedKind::Tribute),
+        (kinds.compilation && !kinds.various_artists, ctx.kinds.compilation, UnaskedKind::Compilation),
+        (kinds.various_artists, ctx.kinds.various_artists || ctx.various_artists, UnaskedKind::VariousArtists),
+        (kinds.other_mix, ctx.kinds.other_mix, UnaskedKind::OtherMix),
     ] {
         if flag && !asked {
-            hard_rejects.push(format!("{word} not asked for"));
+            hard_rejects.push(HardReject::UnaskedKind { kind });
         }
     }
     if candidate.seeders == 0 {
-        hard_rejects.push("no seeders".into());
+        hard_rejects.push(HardReject::NoSeeders);
     }
     let year_conflict = match ctx.year {
         Some(year) if !info.years.is_empty() => {
@@ -306,7 +263,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
         let audio = read_audio_files(files, &ctx.artist);
         let images = find_cue_images(files, &audio);
         if audio.is_empty() {
-            hard_rejects.push("no audio files".into());
+            hard_rejects.push(HardReject::NoAudioFiles);
         } else if !images.is_empty()
             && images.len() == audio.len()
             && images.len() == ctx.disc_count
@@ -392,19 +349,11 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
             mapped = subset_mapping.len();
             mapping = subset_mapping;
             if !missing.is_empty() {
-                hard_rejects.push(format!(
-                    "missing {} of {} ticket tracks ({})",
-                    missing.len(),
-                    expected,
-                    missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                ));
+                hard_rejects.push(HardReject::MissingTracks { missing_track_ids: missing, expected });
             }
             let mass_limit = 2usize.max(expected * 15 / 100);
             if off.len() > mass_limit {
-                hard_rejects.push(format!(
-                    "durations of {} tracks differ from the catalog (another recording or edition)",
-                    off.len()
-                ));
+                hard_rejects.push(HardReject::DurationsDiffer { tracks: off.len() });
             } else if let Some(&(expected_secs, found_secs)) =
                 off.iter().max_by(|a, b| (a.1 - a.0).abs().total_cmp(&(b.1 - b.0).abs()))
             {
@@ -442,35 +391,35 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
     } else {
         // Title only.
         if candidate.files.is_some() {
-            hard_rejects.push("empty file list".into());
+            hard_rejects.push(HardReject::EmptyFileList);
         }
         doubts.push(Doubt::NoFileList);
         if coverage < 0.8 {
-            hard_rejects.push(format!("title does not name the album ({coverage:.2})"));
+            hard_rejects.push(HardReject::TitleLacksAlbum { coverage });
         } else if ctx
             .album_tokens
             .iter()
             .any(|t| t.bytes().all(|b| b.is_ascii_digit()) && !title_tokens.contains(t.as_str()))
         {
-            hard_rejects.push("title names another number or volume".into());
+            hard_rejects.push(HardReject::OtherNumberOrVolume);
         }
         let missing_edition = ctx.album_edition_tokens.iter().any(|e| !title_tokens.contains(e.as_str()));
         if missing_edition {
-            hard_rejects.push("title lacks the edition asked for".into());
+            hard_rejects.push(HardReject::LacksAskedEdition);
         }
         if kinds.single && !ctx.kinds.single {
-            hard_rejects.push("single/EP".into());
+            hard_rejects.push(HardReject::SingleOrEp);
         }
         if kinds.pack {
-            hard_rejects.push("multi-album pack without a file list".into());
+            hard_rejects.push(HardReject::PackWithoutFileList);
         }
         if let Some(disc) = info.disc_marker {
             if ctx.disc_count <= 1 || disc > u32::try_from(ctx.disc_count).unwrap_or(u32::MAX) {
-                hard_rejects.push(format!("only disc {disc} of a set"));
+                hard_rejects.push(HardReject::OnlyOneDisc { disc });
             }
         }
         if ctx.self_titled && year_conflict {
-            hard_rejects.push("self-titled album with another year".into());
+            hard_rejects.push(HardReject::SelfTitledOtherYear);
         } else if ctx.self_titled && info.years.is_empty() {
             doubts.push(Doubt::YearConflict);
         }
@@ -482,7 +431,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
         doubts.push(Doubt::YearConflict);
     }
     if candidate.seeders < HEALTHY_SEEDERS && candidate.seeders > 0 {
-        doubts.push(Doubt::WeakSwarm(candidate.seeders));
+        doubts.push(Doubt::WeakSwarm { seeders: candidate.seeders });
     }
     let pack = info.kinds.pack || candidate.files.as_deref().is_some_and(looks_like_pack);
     if pack {
@@ -523,22 +472,14 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
     let mut reasoning = notes.join(", ");
     if !doubts.is_empty() {
         reasoning.push_str("; doubts: ");
-        reasoning.push_str(&doubts.iter().map(Doubt::describe).collect::<Vec<_>>().join(", "));
+        reasoning.push_str(&doubts.iter().map(Doubt::plain_message).collect::<Vec<_>>().join(", "));
     }
     if !hard_rejects.is_empty() {
         reasoning.push_str("; rejected: ");
-        reasoning.push_str(&hard_rejects.join(", "));
+        reasoning.push_str(&hard_rejects.iter().map(HardReject::plain_message).collect::<Vec<_>>().join(", "));
     }
-    Evaluation {
-        class,
-        score: round4(score),
-        reasoning,
-        mapping,
-        hard_rejects,
-        doubts,
-        expected_tracks: expected,
-        mapped_tracks: mapped,
-    }
+    let reasoning = reword(reasoning);
+    Evaluation { class, score: round4(score), reasoning, mapping, hard_rejects, doubts }
 }
 
 /// Several album folders (not disc folders) each holding at least three audio files: a discography or box of albums.

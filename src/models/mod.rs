@@ -5,6 +5,7 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod verdict;
 pub mod work;
 
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
@@ -12,4 +13,5 @@ pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
 pub use torrent::{InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use verdict::{Doubt, HardReject, UnaskedKind};
 pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

@@ -1087,6 +1087,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: vec![],
             hard_rejects: vec![],
+            doubts: Vec::new(),
         }
     }
 

@@ -547,7 +547,7 @@ function candidatesSection(view) {
         el('dt', {}, 'Files'), el('dd', {}, review.audio_files == null ? 'file list unknown' : `${review.audio_files} audio`
           + ((review.unmapped_audio_files || []).length ? `, ${review.unmapped_audio_files.length} not mapped` : ''))),
       (scored.hard_rejects || []).length
-        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, r))) : null,
+        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, typeof r === 'string' ? r : r.message))) : null,
       el('p.reasoning', {}, scored.reasoning),
       approve,
       mappingTable(review));
