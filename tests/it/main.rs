@@ -17,6 +17,7 @@ mod metrics;
 mod packaging;
 mod pipeline;
 mod pipeline_crash;
+mod pipeline_fallback;
 mod pipeline_faults;
 mod pipeline_load;
 mod placer;
