@@ -12,8 +12,8 @@ use crate::models::{ApprovalReason, Doubt, HardReject, InfoHash, ScoredCandidate
 use super::scoring::HEALTHY_SEEDERS;
 
 /// Why `candidate` may not be auto-approved at `threshold`, as the reason an admin is shown; `None` when it may.
-/// A candidate may be auto-approved only with no hard reject, a non-empty file list, no doubt and a score at or
-/// above the threshold.
+/// A candidate may be auto-approved only with no hard reject, a non-empty file list, no doubt (but a mild one) and a
+/// score at or above the threshold.
 pub fn approval_blocker(candidate: &ScoredCandidate, threshold: f64) -> Option<ApprovalReason> {
     let score = candidate.score;
     if !candidate.hard_rejects.is_empty() {
@@ -50,17 +50,19 @@ fn has_file_list(candidate: &ScoredCandidate) -> bool {
     candidate.candidate.files.as_ref().is_some_and(|files| !files.is_empty())
 }
 
-/// The most specific reason among `doubts`: a duration first, then names, else low confidence.
+/// The most specific reason among the blocking `doubts` (mild ones block nothing): a duration first, then names,
+/// else low confidence.
 fn reason_for_doubts(doubts: &[Doubt], score: f64, threshold: f64) -> Option<ApprovalReason> {
+    let doubts: Vec<&Doubt> = doubts.iter().filter(|doubt| !doubt.is_mild()).collect();
     if doubts.is_empty() {
         return None;
     }
-    for doubt in doubts {
+    for doubt in &doubts {
         if let Doubt::Duration { expected_secs, found_secs } = doubt {
             return Some(ApprovalReason::DurationMismatch { expected_secs: *expected_secs, found_secs: *found_secs });
         }
     }
-    for doubt in doubts {
+    for doubt in &doubts {
         match doubt {
             Doubt::NamesUnconfirmed { similarity } | Doubt::TitleMismatch { similarity } => {
                 return Some(ApprovalReason::NameSimilarityLow { similarity: *similarity });
@@ -74,6 +76,7 @@ fn reason_for_doubts(doubts: &[Doubt], score: f64, threshold: f64) -> Option<App
             | Doubt::LowBitrate
             | Doubt::Duration { .. }
             | Doubt::YearConflict
+            | Doubt::OlderYear { .. }
             | Doubt::NotRecorded => {}
         }
     }
@@ -89,7 +92,7 @@ pub enum RaiseRefusal {
     NoFileList,
     /// Fewer than [`HEALTHY_SEEDERS`] seeders.
     WeakSwarm(u32),
-    /// A doubt reading names cannot settle (durations, swarm, pack, bitrate, year, unknown).
+    /// A blocking doubt reading names cannot settle (durations, swarm, pack, bitrate, year, unknown).
     Doubt(Doubt),
     /// Its deterministic score is below the threshold.
     BelowThreshold { score: f64, threshold: f64 },
@@ -128,7 +131,7 @@ pub fn llm_raise_refusal(candidate: &ScoredCandidate, threshold: f64) -> Option<
     if candidate.candidate.seeders < HEALTHY_SEEDERS {
         return Some(RaiseRefusal::WeakSwarm(candidate.candidate.seeders));
     }
-    if let Some(doubt) = candidate.doubts.iter().find(|doubt| !doubt.is_settled_by_names()) {
+    if let Some(doubt) = candidate.doubts.iter().find(|doubt| !doubt.is_settled_by_names() && !doubt.is_mild()) {
         return Some(RaiseRefusal::Doubt(doubt.clone()));
     }
     if candidate.score < threshold {

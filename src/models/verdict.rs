@@ -110,7 +110,8 @@ impl fmt::Display for HardReject {
     }
 }
 
-/// Why an acceptable candidate still needs an admin. Every doubt blocks auto-approval.
+/// Why an acceptable candidate still needs an admin. Every doubt but a mild one ([`Doubt::is_mild`]) blocks
+/// auto-approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Doubt {
@@ -130,6 +131,9 @@ pub enum Doubt {
     TitleMismatch { similarity: f64 },
     /// The title's year is another one than the ticket's.
     YearConflict,
+    /// Mild: the title names an older year than the ticket's (the original of a release the catalog dates by a
+    /// reissue), with the same edition and kind words. Shown, but it blocks nothing.
+    OlderYear { title_year: i32, ticket_year: i32 },
     /// The artist (in another script) is not recognised in the title.
     ArtistUncertain,
     /// A CUE image whose track numbers only the sheet knows, for a title that does not name exactly this edition.
@@ -158,6 +162,25 @@ impl Doubt {
             | Doubt::LowBitrate
             | Doubt::Duration { .. }
             | Doubt::YearConflict
+            | Doubt::OlderYear { .. }
+            | Doubt::NotRecorded => false,
+        }
+    }
+
+    /// A doubt worth showing that blocks nothing (auto-approval, an LLM raise, a fallback).
+    pub fn is_mild(&self) -> bool {
+        match self {
+            Doubt::OlderYear { .. } => true,
+            Doubt::NoFileList
+            | Doubt::WeakSwarm { .. }
+            | Doubt::Pack
+            | Doubt::LowBitrate
+            | Doubt::NamesUnconfirmed { .. }
+            | Doubt::Duration { .. }
+            | Doubt::TitleMismatch { .. }
+            | Doubt::YearConflict
+            | Doubt::ArtistUncertain
+            | Doubt::CueUnverified
             | Doubt::NotRecorded => false,
         }
     }
@@ -177,6 +200,9 @@ impl Doubt {
             }
             Doubt::TitleMismatch { similarity } => format!("title names the album weakly ({similarity:.2})"),
             Doubt::YearConflict => "year differs from the ticket".into(),
+            Doubt::OlderYear { title_year, ticket_year } => {
+                format!("title year {title_year} older than the ticket's {ticket_year} (an original of a reissue)")
+            }
             Doubt::ArtistUncertain => "artist not recognised in the title".into(),
             Doubt::CueUnverified => "CUE image not verifiable by name".into(),
             Doubt::NotRecorded => "verdict stored by an older version: doubts unknown".into(),
