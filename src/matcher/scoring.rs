@@ -274,9 +274,13 @@ fn artist_match(
     ArtistMatch::No
 }
 
-/// The kinds a title announces with words beyond the ticket's own album and artist words (each of those taken
-/// away once): "Live" in "Long Live...", "Discography" in an album called "Complete Discography" do not count.
-fn kinds_beyond_own_words(ctx: &TicketContext, title_tokens: &[String]) -> ReleaseKinds {
+/// The kinds a title announces (`title_kinds`, of all its words) that its words beyond the ticket's own album and
+/// artist words (each of those taken away once) still announce: "Live" in "Long Live...", "Discography" in an album
+/// called "Complete Discography" do not count.
+fn kinds_beyond_own_words(ctx: &TicketContext, title_kinds: ReleaseKinds, title_tokens: &[String]) -> ReleaseKinds {
+    if title_kinds == ReleaseKinds::default() {
+        return title_kinds;
+    }
     let mut own: Vec<&str> = ctx.own_words.iter().map(String::as_str).collect();
     let beyond: Vec<String> = title_tokens
         .iter()
@@ -289,7 +293,18 @@ fn kinds_beyond_own_words(ctx: &TicketContext, title_tokens: &[String]) -> Relea
         })
         .cloned()
         .collect();
-    detect_kinds(&beyond)
+    let beyond = detect_kinds(&beyond);
+    // Only flags the whole title raises (taking words away never adds one).
+    ReleaseKinds {
+        pack: beyond.pack && title_kinds.pack,
+        live: beyond.live && title_kinds.live,
+        tribute: beyond.tribute && title_kinds.tribute,
+        single: beyond.single && title_kinds.single,
+        compilation: beyond.compilation && title_kinds.compilation,
+        other_mix: beyond.other_mix && title_kinds.other_mix,
+        various_artists: beyond.various_artists && title_kinds.various_artists,
+        soundtrack: beyond.soundtrack && title_kinds.soundtrack,
+    }
 }
 
 fn album_coverage(ctx: &TicketContext, title_tokens: &HashSet<&str>) -> f64 {
@@ -370,7 +385,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
         ArtistMatch::Uncertain => doubts.push(Doubt::ArtistUncertain),
         ArtistMatch::No => hard_rejects.push(HardReject::WrongArtist { artist: ctx.artist.clone() }),
     }
-    let kinds = kinds_beyond_own_words(ctx, &info.tokens);
+    let kinds = kinds_beyond_own_words(ctx, info.kinds, &info.tokens);
     for (flag, asked, kind) in [
         (kinds.live, ctx.kinds.live, UnaskedKind::Live),
         (kinds.tribute, ctx.kinds.tribute, UnaskedKind::Tribute),

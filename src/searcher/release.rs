@@ -190,8 +190,8 @@ fn joins_initials(
     }
 }
 
-/// Words that follow a volume or part word and may be a numeral (`Vol. X`, `Pt. I`, `Volume One`).
-const NUMBERED_WORDS: [&str; 7] = ["vol", "pt", "chapter", "book", "act", "episode", "no"];
+/// Words after which a one-letter numeral or a number word is a number (`Vol. X`, `Pt. I`, `Volume One`).
+const NUMBERED_WORDS: [&str; 2] = ["vol", "pt"];
 
 const NUMBER_WORDS: [&str; 20] = [
     "one",
@@ -231,6 +231,10 @@ fn roman_value(word: &str) -> Option<u32> {
 
 /// How one folded word is written canonically, given the canonical word before it; `None` when it stays.
 fn canonical_word(word: &str, previous: Option<&str>) -> Option<String> {
+    let after_numbered = previous.is_some_and(|p| NUMBERED_WORDS.contains(&p));
+    if !after_numbered && !starts_changeable(word.as_bytes()) {
+        return None;
+    }
     match word {
         "volume" => return Some("vol".into()),
         "part" => return Some("pt".into()),
@@ -245,7 +249,6 @@ fn canonical_word(word: &str, previous: Option<&str>) -> Option<String> {
             }
         }
     }
-    let after_numbered = previous.is_some_and(|p| NUMBERED_WORDS.contains(&p));
     if let Some(value) = roman_value(word) {
         if word.len() >= 2 || after_numbered {
             return Some(value.to_string());
@@ -259,14 +262,38 @@ fn canonical_word(word: &str, previous: Option<&str>) -> Option<String> {
     None
 }
 
+/// Whether a word may change in [`canonical_word`] by itself: only words starting with v, p, i or x can (number
+/// words change only after `vol`/`pt`, which start with v or p).
+fn starts_changeable(word: &[u8]) -> bool {
+    matches!(word.first(), Some(b'v' | b'p' | b'i' | b'x'))
+}
+
+/// The words of folded text (split at its single spaces).
+fn folded_words(folded: &str) -> impl Iterator<Item = &str> {
+    folded.as_bytes().split(|b| *b == b' ').map(|word| std::str::from_utf8(word).unwrap_or_default())
+}
+
 /// Volume and part words and numerals in one form, so `Vol. II`, `Volume 2` and `vol2` compare equal: `volume` ->
-/// `vol`, `part` -> `pt`, a roman numeral of two or more letters (`ii`..`xxxix`) -> its digits, and after a volume,
-/// part, chapter, book, act, episode or number word a one-letter numeral (`i`, `v`, `x`) or a number word (`one`..
-/// `twenty`) -> its digits. Returns `folded` itself when nothing changes.
+/// `vol`, `part` -> `pt`, a roman numeral of two or more letters (`ii`..`xxxix`) -> its digits, and after `vol` or
+/// `pt` a one-letter numeral (`i`, `v`, `x`) or a number word (`one`..`twenty`) -> its digits. Returns `folded`
+/// itself when nothing changes (the common case, checked first with one pass over the bytes: every word of every
+/// file name comes through here).
 fn canonical_words(folded: String) -> String {
+    let mut word_start = true;
+    let mut may_change = false;
+    for b in folded.bytes() {
+        if word_start && starts_changeable(&[b]) {
+            may_change = true;
+            break;
+        }
+        word_start = b == b' ';
+    }
+    if !may_change {
+        return folded;
+    }
     let mut previous: Option<&str> = None;
     let mut changed = false;
-    for word in folded.split(' ') {
+    for word in folded_words(&folded) {
         if canonical_word(word, previous).is_some() {
             changed = true;
             break;
@@ -278,7 +305,7 @@ fn canonical_words(folded: String) -> String {
     }
     let mut out = String::with_capacity(folded.len());
     let mut previous: Option<String> = None;
-    for word in folded.split(' ') {
+    for word in folded_words(&folded) {
         let canonical = canonical_word(word, previous.as_deref()).unwrap_or_else(|| word.to_string());
         if !out.is_empty() {
             out.push(' ');
@@ -1281,6 +1308,8 @@ mod tests {
         assert_eq!(fold_text("Another Brick in the Wall, Part II"), fold_text("Another Brick in the Wall Pt 2"));
         assert_eq!(fold_text("Led Zeppelin II"), fold_text("Led Zeppelin 2"));
         assert_eq!(fold_text("Chapter IV"), fold_text("Chapter 4"));
+        assert_eq!(fold_text("Vol. One"), fold_text("Vol 1"));
+        assert_eq!(fold_text("Pt. I"), "pt 1");
         // Single letters are numerals only after a volume or part word; words made of i, v, x are words.
         assert_eq!(fold_text("Malcolm X"), "malcolm x");
         assert_eq!(fold_text("I Will Follow"), "i will follow");
