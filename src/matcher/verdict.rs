@@ -253,7 +253,7 @@ mod tests {
     fn fallback_takes_the_next_auto_approvable_candidate_and_skips_failed_releases() {
         let ranked = vec![clean("First", 'a'), clean("First", 'b'), clean("Second", 'c'), clean("Third", 'd')];
         let dead: InfoHash = "a".repeat(40).parse().unwrap();
-        let fallback = next_fallback(&ranked, &[dead.clone()], &["First"], T);
+        let fallback = next_fallback(&ranked, std::slice::from_ref(&dead), &["First"], T);
         let titles: Vec<&str> = fallback.remaining.iter().map(|s| s.candidate.title.as_str()).collect();
         assert_eq!(titles, ["Second", "Third"], "the same release under another hash is skipped too");
         assert_eq!(fallback.step, FallbackStep::AutoApprove { selected: 0 });

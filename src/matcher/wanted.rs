@@ -30,7 +30,7 @@ pub fn wanted_files(selected: &ScoredCandidate, files: &[TorrentFile], images: &
         }
         wanted.insert(path.to_string());
         if is_cue_image_reference(selected, path) {
-            wanted.extend(cue_sheets_beside(path, &listed).map(str::to_string));
+            wanted.extend(cue_sheets_beside(path, &listed).into_iter().map(str::to_string));
         }
     }
     for kind in images {
@@ -59,12 +59,13 @@ fn is_cue_image_reference(selected: &ScoredCandidate, image: &str) -> bool {
 }
 
 /// The `.cue` files in the folder of `image` (any of them may be its sheet; the converter picks one).
-fn cue_sheets_beside<'a>(image: &str, listed: &[&'a str]) -> impl Iterator<Item = &'a str> + 'a {
-    let folder = parent_of(image).to_string();
+fn cue_sheets_beside<'a>(image: &str, listed: &[&'a str]) -> Vec<&'a str> {
+    let folder = parent_of(image);
     listed
-        .to_vec()
-        .into_iter()
-        .filter(move |path| parent_of(path) == folder && extension_of(path).eq_ignore_ascii_case("cue"))
+        .iter()
+        .copied()
+        .filter(|path| parent_of(path) == folder && extension_of(path).eq_ignore_ascii_case("cue"))
+        .collect()
 }
 
 fn parent_of(path: &str) -> &str {
