@@ -154,12 +154,12 @@ fn cached(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'sta
 /// part words and numerals in one form (see [`canonical_words`]).
 pub fn fold_text(text: &str) -> String {
     if text.is_ascii() {
-        return canonical_words(fold_ascii(text.as_bytes()));
+        return canonical_words_if(fold_ascii(text.as_bytes()));
     }
     let composed: String = text.nfkc().collect();
     let lowered = deunicode(&composed).to_lowercase();
     if lowered.is_ascii() {
-        canonical_words(fold_ascii(lowered.as_bytes()))
+        canonical_words_if(fold_ascii(lowered.as_bytes()))
     } else {
         let chars: Vec<char> = lowered.chars().collect();
         canonical_words(fold_chars(&chars))
@@ -278,29 +278,17 @@ fn folded_words(folded: &str) -> impl Iterator<Item = &str> {
 /// `pt` a one-letter numeral (`i`, `v`, `x`) or a number word (`one`..`twenty`) -> its digits. Returns `folded`
 /// itself when nothing changes (the common case, checked first with one pass over the bytes: every word of every
 /// file name comes through here).
+/// [`canonical_words`] of a folding that noted whether a word it wrote may change at all.
+fn canonical_words_if((folded, may_change): (String, bool)) -> String {
+    if may_change {
+        canonical_words(folded)
+    } else {
+        folded
+    }
+}
+
 fn canonical_words(folded: String) -> String {
-    let mut word_start = true;
-    let mut may_change = false;
-    for b in folded.bytes() {
-        if word_start && starts_changeable(&[b]) {
-            may_change = true;
-            break;
-        }
-        word_start = b == b' ';
-    }
-    if !may_change {
-        return folded;
-    }
-    let mut previous: Option<&str> = None;
-    let mut changed = false;
-    for word in folded_words(&folded) {
-        if canonical_word(word, previous).is_some() {
-            changed = true;
-            break;
-        }
-        previous = Some(word);
-    }
-    if !changed {
+    if !has_canonical_change(&folded) {
         return folded;
     }
     let mut out = String::with_capacity(folded.len());
@@ -314,6 +302,23 @@ fn canonical_words(folded: String) -> String {
         previous = Some(canonical.rsplit(' ').next().unwrap_or_default().to_string());
     }
     out
+}
+
+/// Whether [`canonical_words`] changes anything: one pass over the words, looking closer only at those that can
+/// change (starting with v, p, i or x, or right after `vol`/`pt`).
+fn has_canonical_change(folded: &str) -> bool {
+    let mut after_numbered = false;
+    for word in folded.as_bytes().split(|b| *b == b' ') {
+        if after_numbered || starts_changeable(word) {
+            let previous = if after_numbered { Some("vol") } else { None };
+            let changes = std::str::from_utf8(word).ok().and_then(|w| canonical_word(w, previous)).is_some();
+            if changes {
+                return true;
+            }
+        }
+        after_numbered = word == b"vol" || word == b"pt";
+    }
+    false
 }
 
 /// What one character becomes: kept (a letter or digit), dropped, a word gap (one space between words, never leading
@@ -366,31 +371,49 @@ fn push_folded(out: &mut String, gap: &mut bool, c: char, folded: Folded) {
     }
 }
 
-/// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes.
-fn fold_ascii(bytes: &[u8]) -> String {
+/// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes. Also says
+/// whether a word it wrote may be rewritten by [`canonical_words`] (one starting with v, p or x, or with `i` then
+/// i, v or x), so that pass is skipped for most texts.
+fn fold_ascii(bytes: &[u8]) -> (String, bool) {
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 4);
     let mut gap = false;
+    let mut may_change = false;
+    let mut word_began_with_i = false;
     let lower_at = |j: usize| bytes.get(j).map(u8::to_ascii_lowercase);
     for (i, raw) in bytes.iter().enumerate() {
         let b = raw.to_ascii_lowercase();
         match b {
             b'a'..=b'z' | b'0'..=b'9' => {
+                let starts_word = gap || out.is_empty();
                 if gap && !out.is_empty() {
                     out.push(b' ');
                 }
                 gap = false;
+                if starts_word {
+                    may_change |= matches!(b, b'v' | b'p' | b'x');
+                    word_began_with_i = b == b'i';
+                } else {
+                    may_change |= word_began_with_i && matches!(b, b'i' | b'v' | b'x');
+                    word_began_with_i = false;
+                }
                 out.push(b);
             }
             b'\'' | b'`' => {}
             b'.' | b'_' => {
-                let near = |j: Option<usize>| j.and_then(lower_at).map(char::from);
-                let joins = joins_initials(
-                    char::from(b),
-                    near(i.checked_sub(2)),
-                    near(i.checked_sub(1)),
-                    near(i.checked_add(1)),
-                    near(i.checked_add(2)),
-                );
+                // Most dots and underscores follow a longer word: decide that without looking further.
+                let one_letter_before =
+                    i.checked_sub(1).and_then(|j| bytes.get(j)).is_some_and(u8::is_ascii_alphabetic)
+                        && i.checked_sub(2).and_then(|j| bytes.get(j)).is_none_or(|c| !c.is_ascii_alphanumeric());
+                let joins = one_letter_before && {
+                    let near = |j: Option<usize>| j.and_then(lower_at).map(char::from);
+                    joins_initials(
+                        char::from(b),
+                        near(i.checked_sub(2)),
+                        near(i.checked_sub(1)),
+                        near(i.checked_add(1)),
+                        near(i.checked_add(2)),
+                    )
+                };
                 if !joins {
                     gap = true;
                 }
@@ -400,13 +423,14 @@ fn fold_ascii(bytes: &[u8]) -> String {
                     out.push(b' ');
                 }
                 out.extend_from_slice(b"and");
+                word_began_with_i = false;
                 gap = true;
             }
             _ => gap = true,
         }
     }
     // Only ASCII letters, digits and spaces were pushed.
-    String::from_utf8(out).unwrap_or_default()
+    (String::from_utf8(out).unwrap_or_default(), may_change)
 }
 
 /// [`fold_text`]'s folding of any text (when case folding left a non-ASCII character).
@@ -854,6 +878,14 @@ mod tests {
             "Artist.Name-Album.Name-WEB-2019-GRP",
             "Vol.II Part_Three",
             "x_x",
+            "Led Zeppelin II",
+            "Pt. I",
+            "in the ix hour",
+            "Volume One & Two",
+            "XIV+iv",
+            "i vi",
+            "Vol2 pt3 volume9",
+            "ivy Ivory pixel",
         ];
         for sample in samples {
             assert_eq!(fold_text(sample), reference_fold(sample), "{sample:?}");
