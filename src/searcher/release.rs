@@ -373,28 +373,25 @@ fn push_folded(out: &mut String, gap: &mut bool, c: char, folded: Folded) {
 
 /// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes. Also says
 /// whether a word it wrote may be rewritten by [`canonical_words`] (one starting with v, p or x, or with `i` then
-/// i, v or x), so that pass is skipped for most texts.
+/// i, v, x or a character that may join it), so that pass is skipped for most texts.
 fn fold_ascii(bytes: &[u8]) -> (String, bool) {
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 4);
     let mut gap = false;
     let mut may_change = false;
-    let mut word_began_with_i = false;
     let lower_at = |j: usize| bytes.get(j).map(u8::to_ascii_lowercase);
     for (i, raw) in bytes.iter().enumerate() {
         let b = raw.to_ascii_lowercase();
         match b {
             b'a'..=b'z' | b'0'..=b'9' => {
-                let starts_word = gap || out.is_empty();
-                if gap && !out.is_empty() {
-                    out.push(b' ');
-                }
-                gap = false;
-                if starts_word {
-                    may_change |= matches!(b, b'v' | b'p' | b'x');
-                    word_began_with_i = b == b'i';
-                } else {
-                    may_change |= word_began_with_i && matches!(b, b'i' | b'v' | b'x');
-                    word_began_with_i = false;
+                if gap || out.is_empty() {
+                    // A word starts: may the numeral pass rewrite it? (`i` then anything that may join it.)
+                    if !out.is_empty() {
+                        out.push(b' ');
+                    }
+                    gap = false;
+                    may_change |= matches!(b, b'v' | b'p' | b'x')
+                        || (b == b'i'
+                            && matches!(lower_at(i + 1), Some(b'i' | b'v' | b'x' | b'.' | b'_' | b'\'' | b'`')));
                 }
                 out.push(b);
             }
@@ -423,7 +420,6 @@ fn fold_ascii(bytes: &[u8]) -> (String, bool) {
                     out.push(b' ');
                 }
                 out.extend_from_slice(b"and");
-                word_began_with_i = false;
                 gap = true;
             }
             _ => gap = true,
@@ -886,6 +882,7 @@ mod tests {
             "i vi",
             "Vol2 pt3 volume9",
             "ivy Ivory pixel",
+            "I.V. I_X i'x",
         ];
         for sample in samples {
             assert_eq!(fold_text(sample), reference_fold(sample), "{sample:?}");
