@@ -378,38 +378,28 @@ fn fold_ascii(bytes: &[u8]) -> (String, bool) {
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 4);
     let mut gap = false;
     let mut may_change = false;
-    let lower_at = |j: usize| bytes.get(j).map(u8::to_ascii_lowercase);
+    let at = |j: Option<usize>| j.and_then(|j| bytes.get(j));
+    let letter_at = |j: Option<usize>| at(j).is_some_and(u8::is_ascii_alphabetic);
+    let no_word_at = |j: Option<usize>| at(j).is_none_or(|c| !c.is_ascii_alphanumeric());
     for (i, raw) in bytes.iter().enumerate() {
         let b = raw.to_ascii_lowercase();
         match b {
             b'a'..=b'z' | b'0'..=b'9' => {
-                if gap || out.is_empty() {
-                    // A word starts: may the numeral pass rewrite it? (`i` then anything that may join it.)
-                    if !out.is_empty() {
-                        out.push(b' ');
-                    }
-                    gap = false;
-                    may_change |= matches!(b, b'v' | b'p' | b'x')
-                        || (b == b'i'
-                            && matches!(lower_at(i + 1), Some(b'i' | b'v' | b'x' | b'.' | b'_' | b'\'' | b'`')));
+                if gap && !out.is_empty() {
+                    out.push(b' ');
+                    may_change |= may_be_rewritten(b, at(i.checked_add(1)).copied());
                 }
+                gap = false;
                 out.push(b);
             }
             b'\'' | b'`' => {}
             b'.' | b'_' => {
-                // Most dots and underscores follow a longer word: decide that without looking further.
-                let one_letter_before =
-                    i.checked_sub(1).and_then(|j| bytes.get(j)).is_some_and(u8::is_ascii_alphabetic)
-                        && i.checked_sub(2).and_then(|j| bytes.get(j)).is_none_or(|c| !c.is_ascii_alphanumeric());
-                let joins = one_letter_before && {
-                    let near = |j: Option<usize>| j.and_then(lower_at).map(char::from);
-                    joins_initials(
-                        char::from(b),
-                        near(i.checked_sub(2)),
-                        near(i.checked_sub(1)),
-                        near(i.checked_add(1)),
-                        near(i.checked_add(2)),
-                    )
+                // Joins initials (see [`joins_initials`]): after a one-letter word, before another one (or, for a
+                // dot, before no letter). Most dots and underscores follow a longer word: decided at once.
+                let after_one_letter = letter_at(i.checked_sub(1)) && no_word_at(i.checked_sub(2));
+                let joins = after_one_letter && {
+                    let next_letter = letter_at(i.checked_add(1));
+                    (next_letter && no_word_at(i.checked_add(2))) || (b == b'.' && !next_letter)
                 };
                 if !joins {
                     gap = true;
@@ -425,8 +415,20 @@ fn fold_ascii(bytes: &[u8]) -> (String, bool) {
             _ => gap = true,
         }
     }
+    // The first word (no gap before it): its folded letters are known now.
+    may_change |= out.first().is_some_and(|first| may_be_rewritten(*first, out.get(1).copied()));
     // Only ASCII letters, digits and spaces were pushed.
     (String::from_utf8(out).unwrap_or_default(), may_change)
+}
+
+/// Whether a word starting with `first` (then `next`, raw or folded) may be rewritten by [`canonical_words`]: it
+/// starts with v, p or x, or with `i` followed by i, v, x or a character that may join it to one.
+fn may_be_rewritten(first: u8, next: Option<u8>) -> bool {
+    match first {
+        b'v' | b'p' | b'x' => true,
+        b'i' => matches!(next.map(|n| n.to_ascii_lowercase()), Some(b'i' | b'v' | b'x' | b'.' | b'_' | b'\'' | b'`')),
+        _ => false,
+    }
 }
 
 /// [`fold_text`]'s folding of any text (when case folding left a non-ASCII character).
