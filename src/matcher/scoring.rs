@@ -368,9 +368,7 @@ pub fn evaluate_candidate(ctx: &TicketContext, memo: &mut MatchMemo, candidate: 
         .and_then(|f| f.path.split_once('/').map(|(top, _)| top.to_string()));
     let info = parse_release_title(&candidate.title, folder.as_deref());
     let mut token_pool: Vec<String> = info.tokens.clone();
-    if let Some(top) = &folder {
-        token_pool.extend(fold_tokens(top));
-    }
+    token_pool.extend(info.folder_tokens.iter().cloned());
     let title_tokens: HashSet<&str> = token_pool.iter().map(String::as_str).collect();
     let raw_title = format!("{} {}", candidate.title, folder.as_deref().unwrap_or(""));
 

@@ -140,6 +140,8 @@ pub struct ReleaseInfo {
     pub disc_marker: Option<u32>,
     /// The folded tokens of the whole title (see [`fold_tokens`]).
     pub tokens: Vec<String>,
+    /// The folded tokens of the top folder, when one was given.
+    pub folder_tokens: Vec<String>,
 }
 
 /// A compiled pattern, built once (patterns are constants; a failure yields `None`, never a panic).
@@ -562,11 +564,14 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
     let mut info = ReleaseInfo::default();
     // Raw lower-case forms for patterns that folding would break (24/96, 16-44, MP3-320, V0).
     let raw = format!("{} {}", title, folder.unwrap_or("")).to_lowercase();
-    let tokens = fold_tokens(&raw.replace(['_', '-', '/'], " "));
+    // The title's and the folder's words, each folded once (the matcher reuses both).
+    let title_tokens = fold_tokens(title);
+    let folder_tokens = folder.map(fold_tokens).unwrap_or_default();
+    let tokens: Vec<&str> = title_tokens.iter().chain(&folder_tokens).map(String::as_str).collect();
 
-    for (i, token) in tokens.iter().enumerate() {
-        let next = tokens.get(i + 1).map(String::as_str);
-        match token.as_str() {
+    for (i, &token) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1).copied();
+        match token {
             "flac" | "flac16" | "flac24" => {
                 info.formats.insert(AudioFormat::Flac);
             }
@@ -618,7 +623,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
         if let Some(rate) = parse_bitrate_token(token) {
             let named_as_rate = token.ends_with('k') || token.ends_with("kbps") || token.ends_with("kbs");
-            let prev = if i > 0 { tokens.get(i - 1).map(String::as_str) } else { None };
+            let prev = i.checked_sub(1).and_then(|p| tokens.get(p)).copied();
             let near_format = matches!(prev, Some("mp3" | "aac" | "cbr" | "ogg" | "m4a"))
                 || matches!(next, Some("kbps" | "kbs" | "kbit" | "cbr" | "mp3" | "k"));
             if named_as_rate || near_format || rate == 320 {
@@ -655,7 +660,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
     }
     for word in EDITION_WORDS {
-        if tokens.iter().any(|t| t == word) && word != "edition" && word != "version" {
+        if tokens.iter().any(|t| *t == word) && word != "edition" && word != "version" {
             let canonical = if word == "remastered" { "remaster" } else { word };
             let canonical = if canonical == "collectors" { "collector" } else { canonical };
             if !info.editions.iter().any(|e| e == canonical) {
@@ -663,10 +668,9 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
             }
         }
     }
-    if has_phrase(&tokens, &["super", "deluxe"]) {
+    if tokens.windows(2).any(|pair| pair == ["super", "deluxe"]) {
         info.editions.push("super deluxe".to_string());
     }
-    let title_tokens = fold_tokens(title);
     info.kinds = detect_kinds(&title_tokens);
     info.disc_marker = find_disc_marker(title);
 
@@ -674,6 +678,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
     info.artist = artist;
     info.album = album;
     info.tokens = title_tokens;
+    info.folder_tokens = folder_tokens;
     info
 }
 
@@ -751,7 +756,7 @@ fn strip_tags(text: &str) -> String {
     cleaned = cleaned.replace("()", " ");
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     let mut end = words.len();
-    while end > 0 && words.get(end - 1).is_some_and(|w| noise.contains(&w.to_lowercase().as_str())) {
+    while end > 0 && words.get(end - 1).is_some_and(|w| noise.iter().any(|n| n.eq_ignore_ascii_case(w))) {
         end -= 1;
     }
     words
