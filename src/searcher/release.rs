@@ -660,7 +660,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
     }
     for word in EDITION_WORDS {
-        if tokens.iter().any(|t| *t == word) && word != "edition" && word != "version" {
+        if tokens.contains(&word) && word != "edition" && word != "version" {
             let canonical = if word == "remastered" { "remaster" } else { word };
             let canonical = if canonical == "collectors" { "collector" } else { canonical };
             if !info.editions.iter().any(|e| e == canonical) {
