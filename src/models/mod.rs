@@ -6,6 +6,7 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod verdict;
 pub mod webhook;
 pub mod work;
 
@@ -14,5 +15,6 @@ pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
 pub use torrent::{bound_file_list, InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use verdict::{Doubt, HardReject, UnaskedKind};
 pub use webhook::{WebhookDelivery, WebhookEvent, WEBHOOK_STATES};
 pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

@@ -139,6 +139,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: vec![],
             hard_rejects: vec![],
+            doubts: vec![],
         };
         let waiting = TicketState::NeedsApproval {
             candidates: vec![candidate("A"), candidate("B")],

@@ -1203,6 +1203,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: vec![],
             hard_rejects: vec![],
+            doubts: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ mod packaging;
 mod pipeline;
 mod pipeline_conversion;
 mod pipeline_crash;
+mod pipeline_fallback;
 mod pipeline_faults;
 mod pipeline_load;
 mod pipeline_qbittorrent;

@@ -585,7 +585,7 @@ function candidatesSection(view) {
           + ((review.unmapped_audio_files || []).length ? `, ${review.unmapped_audio_files.length} not mapped` : '')
           + (c.files_omitted ? `, ${c.files_omitted} more not listed` : ''))),
       (scored.hard_rejects || []).length
-        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, r))) : null,
+        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, typeof r === 'string' ? r : r.message))) : null,
       el('p.reasoning', {}, scored.reasoning),
       approve,
       mappingTable(review));
