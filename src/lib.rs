@@ -38,6 +38,7 @@ pub mod placer;
 pub mod process;
 pub mod processor;
 pub mod queue;
+pub mod release;
 pub mod searcher;
 pub mod server;
 pub mod torrent_client;
