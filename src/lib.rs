@@ -29,6 +29,7 @@ pub mod app;
 pub mod config;
 pub mod converter;
 pub mod events;
+pub mod llm;
 pub mod logging;
 pub mod matcher;
 pub mod metrics;

@@ -211,11 +211,11 @@ fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Resul
         ),
     }
     .map_err(|err| stage("the qBittorrent client")(&err))?;
-    let llm_options = crate::matcher::llm::http::HttpOptions {
+    let llm_options = crate::llm::http::HttpOptions {
         request_timeout: std::time::Duration::from_secs(config.matcher.llm_timeout_secs.max(1)),
         ..Default::default()
     };
-    let llm = crate::matcher::llm::provider_from_config(&config.matcher, llm_options)
+    let llm = crate::llm::provider_from_config(&config.matcher, llm_options)
         .map_err(|err| stage("the LLM matcher")(&err))?;
     if let Some(provider) = &llm {
         tracing::info!(provider = provider.provider(), model = provider.model(), "LLM second opinion enabled");

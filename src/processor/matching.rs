@@ -9,7 +9,7 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
-use crate::matcher::llm::refine::LlmRefiner;
+use crate::processor::llm_refine::LlmRefiner;
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
 use crate::models::{

@@ -2,13 +2,15 @@
 //! ticket's record and working memory and returns the next state (an [`Advance`]) or a typed [`StageError`]; the
 //! [`scheduler`] claims tickets, runs the stages under the global limits, writes every transition and turns
 //! failures into persisted retries or `failed` (the retry policy is [`retry`]); the [`reaper`] removes torrents and
-//! work directories no live ticket needs any more; [`webhook`] delivers the catalog webhook's outbox.
+//! work directories no live ticket needs any more; [`webhook`] delivers the catalog webhook's outbox;
+//! [`llm_refine`] is the LLM step of matching (its answer cache and token budget in the store).
 //!
 //! Stages never write a transition themselves; the only state they write is progress data of their own state
 //! (through [`StageContext::report_progress`]), which creates no history event.
 
 pub mod convert;
 pub mod download;
+pub mod llm_refine;
 pub mod matching;
 pub mod place;
 pub mod reaper;
@@ -45,7 +47,7 @@ pub struct Clients {
     /// Where the converter keeps `d2-work-<ticket id>` directories.
     pub work_root: PathBuf,
     /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
-    pub llm: Option<Arc<dyn crate::matcher::llm::LlmProvider>>,
+    pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
     /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
     /// is never removed between another ticket's add and its download.
     pub torrent_membership: tokio::sync::Mutex<()>,
