@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod metainfo;
+pub mod stage_class;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
@@ -10,6 +11,7 @@ pub mod verdict;
 pub mod webhook;
 pub mod work;
 
+pub use stage_class::{occupies_slot, StageClass};
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
 pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
