@@ -1,18 +1,25 @@
-//! `App`: the configuration, the store, the event bus and (with the pipeline) the stage clients, built once at
-//! start and shared as `Arc<App>`. The commands the API calls live here, not in the handlers: each one is a single
-//! guarded store transition followed, after the commit, by an event on the bus.
+//! `App`: the configuration, the store, the event bus, the stage clients ([`Clients`]) and the registry of running
+//! tickets' cancellation tokens ([`RunningTickets`]), built once at start and shared as `Arc<App>`. The commands the
+//! API calls live here, not in the handlers: each one is a single guarded store transition followed, after the
+//! commit, by an event on the bus. It sits above the queue and the clients and below the processor and the API:
+//! it never imports either.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Tokens};
 use crate::events::{EventBus, TicketEvent};
 use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
-use crate::processor::{Clients, RunningTickets};
+use crate::converter::Converter;
+use crate::llm::LlmProvider;
 use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
-use crate::server::Tokens;
+use crate::searcher::Searcher;
+use crate::torrent_client::TorrentClient;
 
 /// The running service's shared state.
 pub struct App {
@@ -34,6 +41,69 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").field("config", &self.config.redacted()).finish_non_exhaustive()
+    }
+}
+
+/// The external systems the stages drive, built once at start-up. Each is shared by every ticket: the searcher's
+/// rate limit and caches, the torrent client's session and stall tracking, and the converter's ffmpeg slots live
+/// inside them.
+pub struct Clients {
+    pub searcher: Arc<dyn Searcher>,
+    pub torrents: Arc<dyn TorrentClient>,
+    pub converter: Arc<dyn Converter>,
+    /// Where the converter keeps `d2-work-<ticket id>` directories.
+    pub work_root: PathBuf,
+    /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
+    pub llm: Option<Arc<dyn LlmProvider>>,
+    /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
+    /// is never removed between another ticket's add and its download.
+    pub torrent_membership: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").field("work_root", &self.work_root).finish_non_exhaustive()
+    }
+}
+
+impl Clients {
+    /// The work directory of a ticket (see `converter::WORK_DIR_PREFIX`).
+    pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
+        self.work_root.join(format!("{}{ticket_id}", crate::converter::WORK_DIR_PREFIX))
+    }
+}
+
+/// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
+#[derive(Debug, Default)]
+pub struct RunningTickets {
+    tokens: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl RunningTickets {
+    /// Registers a ticket's token (replacing a stale one).
+    pub fn register(&self, ticket_id: &str, token: CancellationToken) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(ticket_id.to_string(), token);
+        }
+    }
+
+    /// Forgets a ticket's token when its task ends.
+    pub fn unregister(&self, ticket_id: &str) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.remove(ticket_id);
+        }
+    }
+
+    /// Stops the ticket's running stage, if any. Returns whether one was running.
+    pub fn cancel(&self, ticket_id: &str) -> bool {
+        let token = self.tokens.lock().ok().and_then(|tokens| tokens.get(ticket_id).cloned());
+        match token {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }
 

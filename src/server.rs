@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::Config;
 use crate::converter::FfmpegConverter;
 use crate::processor::webhook::WebhookDeliveryTask;
-use crate::processor::{Clients, Scheduler};
+use crate::app::Clients;
+use crate::processor::Scheduler;
 use crate::queue::{Store, StoreError};
 use crate::searcher::TorznabSearcher;
 use crate::torrent_client::{ManagedQbittorrent, QbittorrentClient};
@@ -45,22 +45,7 @@ pub enum ServeError {
     Stage { stage: &'static str, message: String },
 }
 
-/// The bearer tokens in force.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Tokens {
-    /// The catalog server's token.
-    pub catalog: String,
-    pub admin: String,
-    /// Empty: only the admin token reads `/metrics`.
-    #[serde(default)]
-    pub metrics: String,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tokens { <redacted> }")
-    }
-}
+pub use crate::config::Tokens;
 
 /// Name of the generated-token file inside the data dir.
 pub const TOKEN_FILE: &str = "tokens.toml";

@@ -19,86 +19,22 @@ pub mod scheduler;
 pub mod search;
 pub mod webhook;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::converter::{ConvertError, Converter};
+use crate::app::{App, Clients};
+use crate::converter::ConvertError;
 use crate::events::TicketEvent;
 use crate::models::{TicketState, TicketWork};
 use crate::placer::PlaceError;
 use crate::queue::{StoreError, TicketRecord};
-use crate::searcher::{SearchError, Searcher};
-use crate::torrent_client::{TorrentClient, TorrentClientError};
+use crate::searcher::SearchError;
+use crate::torrent_client::TorrentClientError;
 
 pub use scheduler::Scheduler;
-
-/// The external systems the stages drive, built once at start-up. Each is shared by every ticket: the searcher's
-/// rate limit and caches, the torrent client's session and stall tracking, and the converter's ffmpeg slots live
-/// inside them.
-pub struct Clients {
-    pub searcher: Arc<dyn Searcher>,
-    pub torrents: Arc<dyn TorrentClient>,
-    pub converter: Arc<dyn Converter>,
-    /// Where the converter keeps `d2-work-<ticket id>` directories.
-    pub work_root: PathBuf,
-    /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
-    pub llm: Option<Arc<dyn crate::llm::LlmProvider>>,
-    /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
-    /// is never removed between another ticket's add and its download.
-    pub torrent_membership: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for Clients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clients").field("work_root", &self.work_root).finish_non_exhaustive()
-    }
-}
-
-impl Clients {
-    /// The work directory of a ticket (see `converter::WORK_DIR_PREFIX`).
-    pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
-        self.work_root.join(format!("{}{ticket_id}", crate::converter::WORK_DIR_PREFIX))
-    }
-}
-
-/// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
-#[derive(Debug, Default)]
-pub struct RunningTickets {
-    tokens: Mutex<HashMap<String, CancellationToken>>,
-}
-
-impl RunningTickets {
-    /// Registers a ticket's token (replacing a stale one).
-    pub fn register(&self, ticket_id: &str, token: CancellationToken) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.insert(ticket_id.to_string(), token);
-        }
-    }
-
-    /// Forgets a ticket's token when its task ends.
-    pub fn unregister(&self, ticket_id: &str) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.remove(ticket_id);
-        }
-    }
-
-    /// Stops the ticket's running stage, if any. Returns whether one was running.
-    pub fn cancel(&self, ticket_id: &str) -> bool {
-        let token = self.tokens.lock().ok().and_then(|tokens| tokens.get(ticket_id).cloned());
-        match token {
-            Some(token) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-}
 
 /// A stage's result: the state to move to, the working memory to store with it, and notes for the history.
 #[derive(Debug, Clone)]
