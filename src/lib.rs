@@ -44,6 +44,9 @@ pub mod searcher;
 pub mod server;
 pub mod torrent_client;
 
+#[cfg(test)]
+mod layering;
+
 pub use app::App;
 pub use config::Config;
 pub use server::{prepare, run, ServeError};
