@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConverterConfig;
 use crate::models::{Ticket, TicketTrack, TorrentFile, TrackMapping};
-use crate::placer::PlacementItem;
 use crate::process::{Program, ProgramOutput};
 
 pub use crate::process::ProcessError;
@@ -79,8 +78,8 @@ pub struct ConvertedFile {
     pub size_bytes: u64,
 }
 
-/// What a ticket's conversion produced. The files live in `work_dir` until `remove_work_dir` (call it after a
-/// successful placement).
+/// What a ticket's conversion produced. The files live in `work_dir` until the reaper removes it once the ticket
+/// no longer needs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversionOutput {
     pub work_dir: PathBuf,
@@ -94,22 +93,6 @@ pub struct ConversionOutput {
     /// source's), for the ticket's history.
     pub adjustments: Vec<String>,
     pub conversion_duration_secs: f64,
-}
-
-impl ConversionOutput {
-    /// Every file (tracks, then images) as the placer wants it.
-    pub fn placement_items(&self) -> Vec<PlacementItem> {
-        self.tracks
-            .iter()
-            .chain(&self.images)
-            .map(|file| PlacementItem { source: file.path.clone(), dest_path: file.dest_path.clone() })
-            .collect()
-    }
-
-    /// Removes the work directory and everything in it.
-    pub async fn remove_work_dir(&self) -> Result<(), ConvertError> {
-        remove_dir_if_present(&self.work_dir).await
-    }
 }
 
 /// Why a ticket could not be converted. Messages name the track and the torrent file, and say what to do when a
@@ -182,9 +165,6 @@ impl ConvertError {
 /// The conversion stage as the pipeline sees it.
 #[async_trait::async_trait]
 pub trait Converter: Send + Sync {
-    /// Probes a downloaded source (duration, codec, sample rate, channels, bit depth, embedded picture).
-    async fn probe(&self, path: &Path) -> Result<SourceInfo, ConvertError>;
-
     /// Converts every mapped track of a ticket into its own work directory, reporting each track as it starts,
     /// validates each output, and returns the files with their destinations. On error or cancellation the work
     /// directory is removed.
@@ -464,11 +444,6 @@ fn track_totals(ticket: &Ticket) -> (HashMap<u32, u32>, u32) {
 
 #[async_trait::async_trait]
 impl Converter for FfmpegConverter {
-    async fn probe(&self, path: &Path) -> Result<SourceInfo, ConvertError> {
-        let absolute = std::path::absolute(path).map_err(|source| io_error(path, source))?;
-        self.probe_source(&absolute, &path.display().to_string(), &CancellationToken::new()).await
-    }
-
     async fn convert_ticket(
         &self,
         job: ConversionJob,
