@@ -4,6 +4,8 @@
 //! commit, by an event on the bus. It sits above the queue and the clients and below the processor and the API:
 //! it never imports either.
 
+pub mod tasks;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,9 +19,11 @@ use crate::events::{EventBus, TicketEvent};
 use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
 use crate::converter::Converter;
 use crate::llm::LlmProvider;
-use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
+use crate::queue::{CreateOutcome, Fence, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
 use crate::searcher::Searcher;
 use crate::torrent_client::TorrentClient;
+
+pub use tasks::Tasks;
 
 /// The running service's shared state.
 pub struct App {
@@ -36,6 +40,8 @@ pub struct App {
     pub clients: Arc<Clients>,
     /// Cancellation tokens of the tickets being worked on (`DELETE` stops their work at once).
     pub running: RunningTickets,
+    /// Every background task of the service, named, stopped and joined at shutdown.
+    pub tasks: Tasks,
 }
 
 impl std::fmt::Debug for App {
@@ -67,9 +73,9 @@ impl std::fmt::Debug for Clients {
 }
 
 impl Clients {
-    /// The work directory of a ticket (see `converter::WORK_DIR_PREFIX`).
+    /// The work directory of a ticket (named by `converter::work_dir_in`).
     pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
-        self.work_root.join(format!("{}{ticket_id}", crate::converter::WORK_DIR_PREFIX))
+        crate::converter::work_dir_in(&self.work_root, ticket_id)
     }
 }
 
@@ -158,8 +164,14 @@ pub enum CreateResult {
     AlreadyExists(TicketRecord),
 }
 
-/// A refusal from inside a transition's decision that the API shows as 422 rather than 409.
-const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
+/// Why a command's decision refused the ticket's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// The state does not allow the command (409).
+    Conflict(String),
+    /// The request does not fit the ticket (422), naming the request field.
+    Unprocessable { field: &'static str, message: String },
+}
 
 impl App {
     /// Builds the app around an opened store.
@@ -174,6 +186,7 @@ impl App {
             managed_qbittorrent: tokio::sync::Mutex::new(None),
             clients,
             running: RunningTickets::default(),
+            tasks: Tasks::new(),
         }
     }
 
@@ -217,18 +230,24 @@ impl App {
         let approved_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             let TicketState::NeedsApproval { candidates, recommended_idx, .. } = &record.state else {
-                return Err(format!("ticket is {}: only a needs_approval ticket can be approved", record.state.kind()));
+                return Err(Refusal::Conflict(format!("ticket is {}: only a needs_approval ticket can be approved", record.state.kind())));
             };
             let Some(idx) = candidate_idx.or(*recommended_idx) else {
-                return Err(format!("{UNPROCESSABLE_PREFIX}no candidate is recommended: give candidate_idx"));
+                return Err(Refusal::Unprocessable {
+                    field: "candidate_idx",
+                    message: "no candidate is recommended: give candidate_idx".into(),
+                });
             };
             let Some(selected) = candidates.get(idx) else {
-                return Err(format!(
-                    "{UNPROCESSABLE_PREFIX}candidate_idx {idx} is out of range (the ticket has {} candidates)",
-                    candidates.len()
-                ));
+                return Err(Refusal::Unprocessable {
+                    field: "candidate_idx",
+                    message: format!(
+                        "candidate_idx {idx} is out of range (the ticket has {} candidates)",
+                        candidates.len()
+                    ),
+                });
             };
-            Ok(TicketState::Approved { selected: selected.clone(), approved_by, approved_at: now })
+            Ok(TicketState::Approved { selected: selected.clone(), approved_by: approved_by.clone(), approved_at: now })
         })
         .await
     }
@@ -239,9 +258,9 @@ impl App {
         let rejected_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             if record.state.kind() != StateKind::NeedsApproval {
-                return Err(format!("ticket is {}: only a needs_approval ticket can be rejected", record.state.kind()));
+                return Err(Refusal::Conflict(format!("ticket is {}: only a needs_approval ticket can be rejected", record.state.kind())));
             }
-            Ok(TicketState::Rejected { rejected_by, reason, rejected_at: now })
+            Ok(TicketState::Rejected { rejected_by: rejected_by.clone(), reason: reason.clone(), rejected_at: now })
         })
         .await
     }
@@ -255,7 +274,7 @@ impl App {
         let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
         self.apply(id, extras, move |record| {
             let TicketState::Failed { failed_at_state, .. } = &record.state else {
-                return Err(format!("ticket is {}: only a failed ticket can be retried", record.state.kind()));
+                return Err(Refusal::Conflict(format!("ticket is {}: only a failed ticket can be retried", record.state.kind())));
             };
             Ok(resume_point(*failed_at_state, &work, now))
         })
@@ -269,31 +288,61 @@ impl App {
         self.apply(id, extras, move |record| {
             let kind = record.state.kind();
             if !matches!(kind, StateKind::NeedsApproval | StateKind::Failed | StateKind::Pending) {
-                return Err(format!(
+                return Err(Refusal::Conflict(format!(
                     "ticket is {kind}: force-search is possible from needs_approval, failed or pending"
-                ));
+                )));
             }
-            Ok(TicketState::Searching { query, started_at: now })
+            Ok(TicketState::Searching { query: query.clone(), started_at: now })
         })
         .await
     }
 
-    /// One transition plus its event, mapping refusals to API-shaped errors.
+    /// One transition plus its event, mapping refusals to API-shaped errors. Fenced by the version read just
+    /// before: when another write (a worker's progress, another command) lands in between, the ticket is read
+    /// again and `decide` asked again, a few times, so a command never fails only because the pipeline was busy.
     async fn apply<F>(&self, id: &str, extras: TransitionExtras, decide: F) -> Result<TicketRecord, AppError>
     where
-        F: FnOnce(&TicketRecord) -> Result<TicketState, String>,
+        F: Fn(&TicketRecord) -> Result<TicketState, Refusal>,
     {
-        match self.store.transition(id, None, Utc::now(), extras, decide).await {
+        const ATTEMPTS: usize = 5;
+        // The store only carries a refusal's text; the typed refusal of the last decision is kept here.
+        let refusal: std::sync::Mutex<Option<Refusal>> = std::sync::Mutex::new(None);
+        let decide = |record: &TicketRecord| {
+            decide(record).map_err(|refused| {
+                let text = match &refused {
+                    Refusal::Conflict(message) | Refusal::Unprocessable { message, .. } => message.clone(),
+                };
+                if let Ok(mut kept) = refusal.lock() {
+                    *kept = Some(refused);
+                }
+                text
+            })
+        };
+        let mut attempt = 1;
+        let result = loop {
+            let version = match self.store.get_ticket(id).await? {
+                Some(record) => record.version,
+                None => return Err(AppError::NotFound(id.to_string())),
+            };
+            let fence = Fence::Version(version);
+            match self.store.transition(id, Some(&fence), Utc::now(), extras.clone(), &decide).await {
+                Err(StoreError::VersionConflict { .. }) if attempt < ATTEMPTS => attempt += 1,
+                other => break other,
+            }
+        };
+        match result {
             Ok(transitioned) => {
                 self.publish_transition(&transitioned);
                 Ok(transitioned.record)
             }
-            Err(StoreError::Refused { reason, current }) => match reason.strip_prefix(UNPROCESSABLE_PREFIX) {
-                Some(message) => {
-                    Err(AppError::Unprocessable { field: Some("candidate_idx".into()), message: message.to_string() })
+            Err(StoreError::Refused { reason, current }) => {
+                match refusal.lock().ok().and_then(|mut kept| kept.take()) {
+                    Some(Refusal::Unprocessable { field, message }) => {
+                        Err(AppError::Unprocessable { field: Some(field.to_string()), message })
+                    }
+                    Some(Refusal::Conflict(_)) | None => Err(AppError::Conflict { message: reason, current: Some(current) }),
                 }
-                None => Err(AppError::Conflict { message: reason, current: Some(current) }),
-            },
+            }
             Err(err) => Err(err.into()),
         }
     }

@@ -42,6 +42,12 @@ pub use validate::{Check, BITRATE_TOLERANCE, CONTAINER_ALLOWANCE_BYTES};
 
 /// Prefix of every per-ticket work directory under the work root; start-up cleanup removes only these.
 pub const WORK_DIR_PREFIX: &str = "d2-work-";
+/// The work directory of ticket `ticket_id` under `work_root`: the one place its name is built (the converter
+/// writes there, the reaper removes it, start-up cleanup recognises it by [`WORK_DIR_PREFIX`]).
+pub fn work_dir_in(work_root: &Path, ticket_id: &str) -> PathBuf {
+    work_root.join(format!("{WORK_DIR_PREFIX}{ticket_id}"))
+}
+
 /// How long an in-process header read of a source may take before ffprobe decides instead.
 const HEADER_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -216,7 +222,7 @@ impl FfmpegConverter {
 
     /// The work directory of a ticket.
     pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
-        self.work_root.join(format!("{WORK_DIR_PREFIX}{ticket_id}"))
+        work_dir_in(&self.work_root, ticket_id)
     }
 
     async fn run_ffprobe(

@@ -56,6 +56,15 @@ impl LlmRefiner {
         LlmRefiner { provider, store, max_candidates: max_candidates.max(1), ticket_token_budget }
     }
 
+    /// The step with the limits of `[matcher]` (`llm_max_candidates`, `llm_ticket_token_budget`).
+    pub fn from_config(
+        provider: Arc<dyn LlmProvider>,
+        store: Option<Store>,
+        config: &crate::config::MatcherConfig,
+    ) -> LlmRefiner {
+        LlmRefiner::new(provider, store, config.llm_max_candidates, config.llm_ticket_token_budget)
+    }
+
     /// The deterministic `outcome` for `ticket`, reviewed by the LLM under the guard rails. Never fails: on any
     /// error the outcome comes back unchanged with the reason in the report.
     pub async fn refine(

@@ -20,7 +20,7 @@ pub mod search;
 pub mod webhook;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use crate::converter::ConvertError;
 use crate::events::TicketEvent;
 use crate::models::{TicketState, TicketWork};
 use crate::placer::PlaceError;
-use crate::queue::{StoreError, TicketRecord};
+use crate::queue::{Fence, Lease, StoreError, TicketRecord};
 use crate::searcher::SearchError;
 use crate::torrent_client::TorrentClientError;
 
@@ -97,20 +97,53 @@ impl StageError {
     }
 }
 
-/// What a stage may use: the app (store, bus, config), the clients, and the ticket's cancellation token.
+/// What a stage may use: the app (store, bus, config, clients), the ticket's cancellation token, and the worker's
+/// fence on the ticket (its lease and the version it last wrote), which every write of the ticket passes.
 #[derive(Clone)]
 pub struct StageContext {
     pub app: Arc<App>,
-    pub clients: Arc<Clients>,
     /// Cancelled by `DELETE` on the ticket or by the service stopping.
     pub cancel: CancellationToken,
+    /// The worker's lease and the ticket version it last wrote or read; moved on by every write it makes.
+    fence: Arc<Mutex<Fence>>,
 }
 
 impl StageContext {
+    /// The context of a claimed ticket: `lease` from the claim, `version` the claimed record's.
+    pub fn new(app: Arc<App>, cancel: CancellationToken, lease: Lease, version: i64) -> StageContext {
+        StageContext { app, cancel, fence: Arc::new(Mutex::new(Fence::Lease { version, lease })) }
+    }
+
+    /// The fence the next write of the ticket passes.
+    pub fn fence(&self) -> Fence {
+        match self.fence.lock() {
+            Ok(fence) => fence.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Records the ticket version a write of this worker produced.
+    pub fn saw_version(&self, version: i64) {
+        let mut fence = match self.fence.lock() {
+            Ok(fence) => fence,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Fence::Lease { version: known, .. } = &mut *fence {
+            *known = version;
+        }
+    }
+
     /// Writes new data for the ticket's current state (no history event) and publishes a progress event.
     pub async fn report_progress(&self, ticket_id: &str, state: &TicketState, progress_pct: f64) {
-        match self.app.store.update_state_data(ticket_id, state, Utc::now()).await {
-            Ok(_) => self.app.bus.publish(TicketEvent::Progress { ticket_id: ticket_id.to_string(), progress_pct }),
+        match self.app.store.update_state_data(ticket_id, state, &self.fence(), Utc::now()).await {
+            Ok(record) => {
+                self.saw_version(record.version);
+                self.app.bus.publish(TicketEvent::Progress { ticket_id: ticket_id.to_string(), progress_pct })
+            }
+            Err(err @ StoreError::LeaseLost { .. }) => {
+                tracing::warn!(error = %err, "progress not recorded: stopping work on this ticket");
+                self.cancel.cancel();
+            }
             Err(err) => tracing::debug!(error = %err, "progress not recorded"),
         }
     }

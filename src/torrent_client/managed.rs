@@ -20,6 +20,7 @@ use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::qbittorrent::QbittorrentClient;
 use super::TorrentClientError;
@@ -148,7 +149,9 @@ impl ManagedQbittorrent {
         let supervision = Arc::new(Supervision::default());
         supervision.pid.store(u64::from(child.id().unwrap_or(0)), Ordering::SeqCst);
         tracing::info!(url = %launch.url, profile = %launch.profile_dir.display(), "managed qbittorrent-nox started");
-        let task = tokio::spawn(supervise(child, launch.clone(), Arc::clone(&supervision), cancel.clone()));
+        // Owned here (below `app`'s task spawner) and joined by `shutdown`.
+        let supervisor = supervise(child, launch.clone(), Arc::clone(&supervision), cancel.clone());
+        let task = tokio::spawn(supervisor.instrument(tracing::info_span!("task", name = "qbittorrent.supervisor")));
         Ok(ManagedQbittorrent { launch, peer_port, supervision, cancel, task: tokio::sync::Mutex::new(Some(task)) })
     }
 
