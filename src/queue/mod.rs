@@ -5,7 +5,9 @@
 //! the store's transitions, in their transactions).
 
 pub mod lease;
+pub mod llm_ledger;
 pub mod outbox;
+pub mod stats;
 pub mod storage;
 pub mod store;
 pub mod transitions;
@@ -13,8 +15,9 @@ pub mod transitions;
 pub use lease::{Fence, Lease};
 pub use outbox::{OutboxBacklog, OutboxEvent, OutboxHead};
 pub use storage::{DatabaseHealth, StorageProblem};
+pub use llm_ledger::{CachedLlmAnswer, LlmUsageStats};
+pub use stats::StoreStats;
 pub use store::{
-    CachedLlmAnswer, CreateOutcome, LlmUsageStats, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
-    TicketSummary, TransitionExtras, Transitioned,
+    CreateOutcome, Store, StoreError, TicketEventRecord, TicketRecord, TicketSummary, TransitionExtras, Transitioned,
 };
 pub use transitions::{check_transition, is_legal, IllegalTransition};

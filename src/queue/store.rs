@@ -3,6 +3,10 @@
 //! `create_ticket` returns, which is before the API answers 201. Writers take the lock up front
 //! (`BEGIN IMMEDIATE`) so two transitions of one ticket serialise instead of failing half-way.
 //!
+//! Split by job: this file holds the tickets, their transitions (with the fence of `lease.rs`) and leases;
+//! `stats.rs` the figures of `GET /stats`, `llm_ledger.rs` the LLM answer cache and cost ledger, `outbox.rs` the
+//! webhook outbox. Every SQL statement of the crate lives in `queue/`.
+//!
 //! The store never publishes events and never decides legality on its own: `transitions.rs` does, called here
 //! inside the transaction so the check and the write see the same row.
 
@@ -20,6 +24,13 @@ use super::lease::{Fence, Lease};
 use super::storage::{DatabaseHealth, StorageProblem, StorageWatch, WriteTx};
 use super::transitions::check_transition;
 use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork, WebhookEvent};
+
+/// The columns a [`TicketRecord`] is read from (`record_from_row`), written once for every query that reads one.
+macro_rules! ticket_columns {
+    () => {
+        "id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at"
+    };
+}
 
 /// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,46 +188,6 @@ pub struct TransitionExtras {
     pub work: Option<TicketWork>,
 }
 
-/// Figures for `GET /api/v1/stats`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct StoreStats {
-    pub counts_by_state: BTreeMap<String, i64>,
-    pub created_last_hour: i64,
-    pub created_last_day: i64,
-    pub completed_last_hour: i64,
-    pub completed_last_day: i64,
-    pub failed_last_hour: i64,
-    pub failed_last_day: i64,
-    /// Median seconds spent in each state, over the most recently completed tickets.
-    pub median_secs_by_stage: BTreeMap<String, f64>,
-    /// What the optional LLM second opinion was asked and cost (all zero with `llm_provider = "none"`).
-    pub llm: LlmUsageStats,
-}
-
-/// LLM calls and tokens since the database was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct LlmUsageStats {
-    /// Answers from the provider.
-    pub answered: i64,
-    /// Answers served from the cache (no network call).
-    pub cached: i64,
-    /// Calls that failed (matching went on with the deterministic result).
-    pub failed: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-}
-
-/// A cached LLM answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CachedLlmAnswer {
-    pub answer: serde_json::Value,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-/// How many completed tickets the stage medians look at.
-const STATS_COMPLETED_SAMPLE: i64 = 1000;
-
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -362,7 +333,7 @@ impl Store {
     }
 
     /// Refuses a write when the database file is gone, and records how an autocommit write went.
-    fn autocommit<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+    pub(super) fn autocommit<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
         let result = result.map_err(StoreError::from);
         self.storage.note_write(&result);
         result
@@ -621,8 +592,7 @@ impl Store {
                            AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
                            AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
                          ORDER BY priority DESC, created_at ASC, id ASC LIMIT 1)
-             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at,
-                       lease_attempt"
+             RETURNING {TICKET_COLUMNS}, lease_attempt"
         );
         let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let mut query = sqlx::query(&sql).bind(worker).bind(lease_until).bind(to_millis(now));
@@ -700,12 +670,13 @@ impl Store {
         self.storage.before_write()?;
         let _writer = self.writer.lock().await;
         let lease = fence.lease();
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "UPDATE tickets SET state_json = ?1, version = version + 1, updated_at = ?2
              WHERE id = ?3 AND state_kind = ?4 AND version = ?5
                AND (?6 IS NULL OR (lease_owner = ?6 AND lease_attempt = ?7))
-             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at",
-        )
+             RETURNING ",
+            ticket_columns!()
+        ))
         .bind(&state_json)
         .bind(to_millis(now))
         .bind(id)
@@ -895,10 +866,11 @@ impl Store {
     pub async fn tickets_in(&self, kinds: &[StateKind]) -> Result<Vec<TicketRecord>, StoreError> {
         let mut records = Vec::new();
         for kind in kinds {
-            let rows = sqlx::query(
-                "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at
-                 FROM tickets WHERE state_kind = ?1 ORDER BY created_at",
-            )
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                ticket_columns!(),
+                " FROM tickets WHERE state_kind = ?1 ORDER BY created_at"
+            ))
             .bind(kind.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -909,197 +881,6 @@ impl Store {
         Ok(records)
     }
 
-    /// Figures for the stats endpoint.
-    pub async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
-        let hour_ago = to_millis(now - chrono::Duration::hours(1));
-        let day_ago = to_millis(now - chrono::Duration::days(1));
-        let mut counts_by_state: BTreeMap<String, i64> =
-            StateKind::ALL.iter().map(|kind| (kind.as_str().to_string(), 0)).collect();
-        for row in sqlx::query("SELECT state_kind, COUNT(*) AS n FROM tickets GROUP BY state_kind")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            counts_by_state.insert(row.try_get("state_kind")?, row.try_get("n")?);
-        }
-        let created_since = |since: i64| {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE created_at >= ?1")
-                .bind(since)
-                .fetch_one(&self.pool)
-        };
-        let reached_since = |kind: StateKind, since: i64| {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(DISTINCT ticket_id) FROM ticket_events WHERE to_kind = ?1 AND at >= ?2",
-            )
-            .bind(kind.as_str())
-            .bind(since)
-            .fetch_one(&self.pool)
-        };
-        let created_last_hour = created_since(hour_ago).await?;
-        let created_last_day = created_since(day_ago).await?;
-        let completed_last_hour = reached_since(StateKind::Completed, hour_ago).await?;
-        let completed_last_day = reached_since(StateKind::Completed, day_ago).await?;
-        let failed_last_hour = reached_since(StateKind::Failed, hour_ago).await?;
-        let failed_last_day = reached_since(StateKind::Failed, day_ago).await?;
-
-        let rows = sqlx::query(
-            "SELECT e.ticket_id, e.at, e.to_kind FROM ticket_events e
-             JOIN (SELECT id FROM tickets WHERE state_kind = 'completed' ORDER BY updated_at DESC LIMIT ?1) c
-               ON c.id = e.ticket_id
-             ORDER BY e.ticket_id, e.seq",
-        )
-        .bind(STATS_COMPLETED_SAMPLE)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut previous: Option<(String, i64, String)> = None;
-        for row in &rows {
-            let ticket_id: String = row.try_get("ticket_id")?;
-            let at: i64 = row.try_get("at")?;
-            let kind: String = row.try_get("to_kind")?;
-            if let Some((prev_id, prev_at, prev_kind)) = previous.take() {
-                if prev_id == ticket_id {
-                    let secs = Duration::from_millis(u64::try_from(at - prev_at).unwrap_or(0)).as_secs_f64();
-                    durations.entry(prev_kind).or_default().push(secs);
-                }
-            }
-            previous = Some((ticket_id, at, kind));
-        }
-        let median_secs_by_stage = durations
-            .into_iter()
-            .filter_map(|(kind, mut values)| {
-                values.sort_by(f64::total_cmp);
-                let mid = values.len() / 2;
-                let median = if values.len() % 2 == 1 {
-                    *values.get(mid)?
-                } else {
-                    (values.get(mid - 1)? + values.get(mid)?) / 2.0
-                };
-                Some((kind, median))
-            })
-            .collect();
-        Ok(StoreStats {
-            counts_by_state,
-            created_last_hour,
-            created_last_day,
-            completed_last_hour,
-            completed_last_day,
-            failed_last_hour,
-            failed_last_day,
-            median_secs_by_stage,
-            llm: self.llm_usage().await?,
-        })
-    }
-
-    /// The cached answer for a prompt hash, if any.
-    pub async fn llm_cached_answer(&self, key: &str) -> Result<Option<CachedLlmAnswer>, StoreError> {
-        let row = sqlx::query("SELECT answer_json, input_tokens, output_tokens FROM llm_answers WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let json: String = row.try_get("answer_json")?;
-        let answer = serde_json::from_str(&json)
-            .map_err(|err| StoreError::Corrupt { id: format!("llm answer {key}"), message: err.to_string() })?;
-        let tokens =
-            |name: &str| -> Result<u64, StoreError> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
-        Ok(Some(CachedLlmAnswer {
-            answer,
-            input_tokens: tokens("input_tokens")?,
-            output_tokens: tokens("output_tokens")?,
-        }))
-    }
-
-    /// Stores an answer under its prompt hash (the first one wins).
-    pub async fn store_llm_answer(
-        &self,
-        key: &str,
-        provider: &str,
-        model: &str,
-        answer: &CachedLlmAnswer,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.storage.before_write()?;
-        let _writer = self.writer.lock().await;
-        self.autocommit(
-sqlx::query(
-            "INSERT OR IGNORE INTO llm_answers (key, provider, model, answer_json, input_tokens, output_tokens, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(key)
-        .bind(provider)
-        .bind(model)
-        .bind(answer.answer.to_string())
-        .bind(i64::try_from(answer.input_tokens).unwrap_or(i64::MAX))
-        .bind(i64::try_from(answer.output_tokens).unwrap_or(i64::MAX))
-        .bind(to_millis(now))
-        .execute(&self.pool)
-        .await,
-        )?;
-        Ok(())
-    }
-
-    /// Records one LLM call in the ledger (`outcome`: answered, cached or failed).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_llm_call(
-        &self,
-        ticket_id: Option<&str>,
-        provider: &str,
-        model: &str,
-        outcome: &str,
-        input_tokens: u64,
-        output_tokens: u64,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.storage.before_write()?;
-        let _writer = self.writer.lock().await;
-        self.autocommit(
-            sqlx::query(
-                "INSERT INTO llm_calls (at, ticket_id, provider, model, outcome, input_tokens, output_tokens)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(to_millis(now))
-            .bind(ticket_id)
-            .bind(provider)
-            .bind(model)
-            .bind(outcome)
-            .bind(i64::try_from(input_tokens).unwrap_or(i64::MAX))
-            .bind(i64::try_from(output_tokens).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await,
-        )?;
-        Ok(())
-    }
-
-    /// Tokens this ticket's LLM calls consumed so far (its budget).
-    pub async fn llm_tokens_of_ticket(&self, ticket_id: &str) -> Result<u64, StoreError> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM llm_calls
-             WHERE ticket_id = ?1 AND outcome = 'answered'",
-        )
-        .bind(ticket_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(total).unwrap_or(0))
-    }
-
-    async fn llm_usage(&self) -> Result<LlmUsageStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(outcome = 'answered'), 0) AS answered, COALESCE(SUM(outcome = 'cached'), 0) AS cached,
-                    COALESCE(SUM(outcome = 'failed'), 0) AS failed,
-                    COALESCE(SUM(CASE WHEN outcome = 'answered' THEN input_tokens ELSE 0 END), 0) AS input_tokens,
-                    COALESCE(SUM(CASE WHEN outcome = 'answered' THEN output_tokens ELSE 0 END), 0) AS output_tokens
-             FROM llm_calls",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(LlmUsageStats {
-            answered: row.try_get("answered")?,
-            cached: row.try_get("cached")?,
-            failed: row.try_get("failed")?,
-            input_tokens: row.try_get("input_tokens")?,
-            output_tokens: row.try_get("output_tokens")?,
-        })
-    }
 }
 
 /// One `create_ticket` call waiting for the group-commit task.
@@ -1265,9 +1046,10 @@ async fn check_fence(
     Ok(())
 }
 
-const SELECT_TICKET: &str = "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at,
-                                    created_at, updated_at
-                             FROM tickets WHERE id = ?1";
+/// [`ticket_columns!`] as a constant, for queries built at run time.
+const TICKET_COLUMNS: &str = ticket_columns!();
+
+const SELECT_TICKET: &str = concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE id = ?1");
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketRecord, StoreError> {
     let id: String = row.try_get("id")?;
@@ -1594,25 +1376,5 @@ mod tests {
         assert_eq!(page[0].track_count, 11);
         let (total, _) = store.list_tickets(Some(StateKind::Failed), None, 10, 0).await.unwrap();
         assert_eq!(total, 0);
-    }
-
-    #[tokio::test]
-    async fn llm_answers_are_cached_by_key_and_calls_counted() {
-        let (_dir, store) = fresh_store().await;
-        let now = at(1000);
-        assert_eq!(store.llm_cached_answer("k1").await.unwrap(), None);
-        let answer =
-            CachedLlmAnswer { answer: serde_json::json!({"candidates": []}), input_tokens: 900, output_tokens: 80 };
-        store.store_llm_answer("k1", "anthropic", "claude-haiku-5-5", &answer, now).await.unwrap();
-        let other = CachedLlmAnswer { answer: serde_json::json!({"candidates": [1]}), ..answer.clone() };
-        store.store_llm_answer("k1", "anthropic", "claude-haiku-5-5", &other, now).await.unwrap();
-        assert_eq!(store.llm_cached_answer("k1").await.unwrap(), Some(answer), "the first answer wins");
-
-        store.record_llm_call(Some("t1"), "anthropic", "m", "answered", 900, 80, now).await.unwrap();
-        store.record_llm_call(Some("t1"), "anthropic", "m", "cached", 900, 80, now).await.unwrap();
-        store.record_llm_call(Some("t2"), "anthropic", "m", "failed", 0, 0, now).await.unwrap();
-        assert_eq!(store.llm_tokens_of_ticket("t1").await.unwrap(), 980, "cached answers cost nothing");
-        let usage = store.stats(now).await.unwrap().llm;
-        assert_eq!(usage, LlmUsageStats { answered: 1, cached: 1, failed: 1, input_tokens: 900, output_tokens: 80 });
     }
 }
