@@ -19,7 +19,10 @@ use crate::events::{EventBus, TicketEvent};
 use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
 use crate::converter::Converter;
 use crate::llm::LlmProvider;
-use crate::queue::{CreateOutcome, Fence, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
+use crate::queue::{
+    CreateOutcome, DatabaseHealth, Fence, OutboxBacklog, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
+    TicketSummary, TransitionExtras, Transitioned,
+};
 use crate::searcher::Searcher;
 use crate::torrent_client::TorrentClient;
 
@@ -345,6 +348,49 @@ impl App {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    // Queries: everything the API reads goes through these, never through the store directly.
+
+    /// A ticket and its state (`None`: no such ticket).
+    pub async fn ticket(&self, id: &str) -> Result<Option<TicketRecord>, AppError> {
+        Ok(self.store.get_ticket(id).await?)
+    }
+
+    /// A ticket's history, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<TicketEventRecord>, AppError> {
+        Ok(self.store.get_history(id).await?)
+    }
+
+    /// The pipeline's working memory of a ticket (its full search results, the chosen candidate...).
+    pub async fn ticket_work(&self, id: &str) -> Result<TicketWork, AppError> {
+        Ok(self.store.get_work(id).await?)
+    }
+
+    /// One page of the ticket list (total count, the page), filtered by state and by text in artist and album.
+    pub async fn list_tickets(
+        &self,
+        state: Option<StateKind>,
+        text: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<TicketSummary>), AppError> {
+        Ok(self.store.list_tickets(state, text, limit, offset).await?)
+    }
+
+    /// The figures of `GET /stats` at `now`.
+    pub async fn stats(&self, now: chrono::DateTime<Utc>) -> Result<StoreStats, AppError> {
+        Ok(self.store.stats(now).await?)
+    }
+
+    /// What waits in the webhook's outbox.
+    pub async fn webhook_backlog(&self) -> Result<OutboxBacklog, AppError> {
+        Ok(self.store.outbox_backlog().await?)
+    }
+
+    /// Whether the database answers and accepts writes.
+    pub async fn database_health(&self) -> DatabaseHealth {
+        self.store.health().await
     }
 
     /// Publishes a committed transition and wakes the scheduler when the ticket has work to do.

@@ -20,6 +20,9 @@
 //! | 9 HTTP | `api` | the above |
 //! | 10 wiring | `server` | everything |
 //!
+//! A second test keeps the API on `App`: no file under `src/api/` touches the store (`app.store`); it reads and
+//! writes through `App`'s commands and queries.
+//!
 //! This file is compiled only for tests; it reads `src/` at test time and imports nothing of the crate.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -266,6 +269,22 @@ fn every_module_of_lib_rs_has_a_layer_and_every_layer_entry_is_a_module() {
         .collect();
     let placed: BTreeSet<&str> = LAYERS.iter().map(|(name, _)| *name).collect();
     assert_eq!(declared, placed, "lib.rs's modules and LAYERS differ");
+}
+
+#[test]
+fn the_api_reads_and_writes_through_app_never_the_store() {
+    let mut offenders = Vec::new();
+    for (file, module, _, source) in module_files(&src_dir()) {
+        if module != "api" {
+            continue;
+        }
+        for (number, line) in without_comments(&source).lines().enumerate() {
+            if line.contains(".store.") || line.contains("app.store") {
+                offenders.push(format!("src/{file}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "the API must use App's commands and queries:\n{}", offenders.join("\n"));
 }
 
 #[test]
