@@ -203,11 +203,7 @@ fn mapping(case: Case) -> Vec<TrackMapping> {
 }
 
 /// The converter's exact encode commands for a case (one per track), writing into `out_dir`.
-fn encode_commands(
-    case: Case,
-    source_root: &Path,
-    out_dir: &Path,
-) -> Vec<Vec<OsString>> {
+fn encode_commands(case: Case, source_root: &Path, out_dir: &Path) -> Vec<Vec<OsString>> {
     let constraints = ticket(case, out_dir, 0).constraints;
     let sheet = cue::parse_cue_sheet(&std::fs::read(source_root.join("Album.cue")).unwrap()).unwrap();
     (0..TRACKS)

@@ -15,13 +15,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Tokens};
-use crate::events::{EventBus, TicketEvent};
-use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
 use crate::converter::Converter;
+use crate::events::{EventBus, TicketEvent};
 use crate::llm::LlmProvider;
+use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
 use crate::queue::{
-    CreateOutcome, DatabaseHealth, Fence, OutboxBacklog, Store, StoreError, StoreStats, TicketEventRecord, TicketRecord,
-    TicketSummary, TransitionExtras, Transitioned,
+    CreateOutcome, DatabaseHealth, Fence, OutboxBacklog, Store, StoreError, StoreStats, TicketEventRecord,
+    TicketRecord, TicketSummary, TransitionExtras, Transitioned,
 };
 use crate::searcher::Searcher;
 use crate::torrent_client::TorrentClient;
@@ -233,7 +233,10 @@ impl App {
         let approved_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             let TicketState::NeedsApproval { candidates, recommended_idx, .. } = &record.state else {
-                return Err(Refusal::Conflict(format!("ticket is {}: only a needs_approval ticket can be approved", record.state.kind())));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a needs_approval ticket can be approved",
+                    record.state.kind()
+                )));
             };
             let Some(idx) = candidate_idx.or(*recommended_idx) else {
                 return Err(Refusal::Unprocessable {
@@ -261,7 +264,10 @@ impl App {
         let rejected_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             if record.state.kind() != StateKind::NeedsApproval {
-                return Err(Refusal::Conflict(format!("ticket is {}: only a needs_approval ticket can be rejected", record.state.kind())));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a needs_approval ticket can be rejected",
+                    record.state.kind()
+                )));
             }
             Ok(TicketState::Rejected { rejected_by: rejected_by.clone(), reason: reason.clone(), rejected_at: now })
         })
@@ -277,7 +283,10 @@ impl App {
         let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
         self.apply(id, extras, move |record| {
             let TicketState::Failed { failed_at_state, .. } = &record.state else {
-                return Err(Refusal::Conflict(format!("ticket is {}: only a failed ticket can be retried", record.state.kind())));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a failed ticket can be retried",
+                    record.state.kind()
+                )));
             };
             Ok(resume_point(*failed_at_state, &work, now))
         })
@@ -343,7 +352,9 @@ impl App {
                     Some(Refusal::Unprocessable { field, message }) => {
                         Err(AppError::Unprocessable { field: Some(field.to_string()), message })
                     }
-                    Some(Refusal::Conflict(_)) | None => Err(AppError::Conflict { message: reason, current: Some(current) }),
+                    Some(Refusal::Conflict(_)) | None => {
+                        Err(AppError::Conflict { message: reason, current: Some(current) })
+                    }
                 }
             }
             Err(err) => Err(err.into()),

@@ -189,9 +189,7 @@ fn check_file(file: &str, module: &str, depth: usize, source: &str) -> Vec<Viola
             Some(theirs) if theirs > own => {
                 violations.push(violation(&imported, format!("layer {theirs} is above layer {own}")))
             }
-            Some(theirs)
-                if theirs == own && !SAME_LAYER_EXCEPTIONS.contains(&(module, imported.as_str())) =>
-            {
+            Some(theirs) if theirs == own && !SAME_LAYER_EXCEPTIONS.contains(&(module, imported.as_str())) => {
                 violations.push(violation(&imported, format!("both are in layer {own}, which never import each other")))
             }
             Some(_) => {}
@@ -334,7 +332,12 @@ fn the_checker_refuses_upward_sideways_grouped_and_super_imports() {
     assert_eq!(up[0].imported, "queue");
     assert!(up[0].to_string().contains("src/models/x.rs"), "{}", up[0]);
     // One upward name hidden in a nested group.
-    let grouped = check_file("matcher/a.rs", "matcher", 2, "use crate::{\n    models::{Ticket, TorrentCandidate},\n    app::App,\n};");
+    let grouped = check_file(
+        "matcher/a.rs",
+        "matcher",
+        2,
+        "use crate::{\n    models::{Ticket, TorrentCandidate},\n    app::App,\n};",
+    );
     assert_eq!(grouped.iter().map(|v| v.imported.as_str()).collect::<Vec<_>>(), ["app"]);
     // Two clients never import each other; converter -> placer is the one exception.
     assert_eq!(check_file("searcher/b.rs", "searcher", 2, "fn f() { crate::llm::call(); }").len(), 1);

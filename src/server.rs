@@ -16,10 +16,10 @@ use rand::Rng;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::app::Clients;
 use crate::config::Config;
 use crate::converter::FfmpegConverter;
 use crate::processor::webhook::WebhookDeliveryTask;
-use crate::app::Clients;
 use crate::processor::Scheduler;
 use crate::queue::{Store, StoreError};
 use crate::searcher::TorznabSearcher;

@@ -174,8 +174,7 @@ pub async fn list_tickets(
         return Err(ApiError::bad_request("offset must be >= 0"));
     }
     let text = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let (total, tickets) =
-        app.list_tickets(state, text, limit, offset).await?;
+    let (total, tickets) = app.list_tickets(state, text, limit, offset).await?;
     Ok(Json(TicketList { total, tickets }))
 }
 

@@ -198,9 +198,7 @@ pub fn provider_from_config(
 
 /// The provider `[matcher]` configures, with the HTTP options it sets (`llm_timeout_secs`): the one LLM set-up the
 /// service and `downloader2 match --llm` share. `None` with `llm_provider = "none"`.
-pub fn configured_provider(
-    config: &crate::config::MatcherConfig,
-) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
+pub fn configured_provider(config: &crate::config::MatcherConfig) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
     let options = HttpOptions {
         request_timeout: std::time::Duration::from_secs(config.llm_timeout_secs.max(1)),
         ..Default::default()

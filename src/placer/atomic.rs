@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::models::paths::check_resolved_inside;
 use super::{io_error, PlaceError};
+use crate::models::paths::check_resolved_inside;
 
 /// Prefix of temporary names; start-up cleanup removes files with it.
 pub const TEMP_PREFIX: &str = ".d2-partial-";

@@ -9,12 +9,12 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
-use crate::processor::llm_refine::LlmRefiner;
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
 use crate::models::{
     bound_file_list, ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile,
 };
+use crate::processor::llm_refine::LlmRefiner;
 use crate::queue::TicketRecord;
 use crate::searcher::TorrentSource;
 
@@ -76,7 +76,8 @@ pub async fn match_candidates(
     }
     let llm_report = match &ctx.app.clients.llm {
         Some(provider) => {
-            let refiner = LlmRefiner::from_config(provider.clone(), Some(ctx.app.store.clone()), &ctx.app.config.matcher);
+            let refiner =
+                LlmRefiner::from_config(provider.clone(), Some(ctx.app.store.clone()), &ctx.app.config.matcher);
             let (refined, report) =
                 unless_cancelled(&ctx.cancel, refiner.refine(ticket, &candidates, outcome, threshold)).await?;
             outcome = refined;

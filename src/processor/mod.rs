@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Clients};
+use crate::app::App;
 use crate::converter::ConvertError;
 use crate::events::TicketEvent;
 use crate::models::{TicketState, TicketWork};

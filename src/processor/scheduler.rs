@@ -419,8 +419,11 @@ impl TicketTask {
             match plan_failure(err.is_retryable(), attempts, &self.app.config.processing, now) {
                 FailurePlan::RetryAt { attempt, at } => {
                     tracing::warn!(error = %message, attempt, retry_at = %at, "stage failed; retrying later");
-                    if let Err(store_err) =
-                        self.app.store.schedule_retry(id, kind, i64::from(attempt), at, &message, &ctx.fence(), now).await
+                    if let Err(store_err) = self
+                        .app
+                        .store
+                        .schedule_retry(id, kind, i64::from(attempt), at, &message, &ctx.fence(), now)
+                        .await
                     {
                         tracing::info!(error = %store_err, "retry not scheduled (the ticket changed meanwhile)");
                     }
@@ -450,4 +453,3 @@ impl TicketTask {
         }
     }
 }
-

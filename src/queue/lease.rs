@@ -96,13 +96,15 @@ mod tests {
         let duration = Duration::from_secs(30);
         let pending = [StateKind::Pending];
 
-        let (claimed_a, lease_a) = store_a.claim_next_ready("worker-a", &pending, duration, at(1)).await.unwrap().unwrap();
+        let (claimed_a, lease_a) =
+            store_a.claim_next_ready("worker-a", &pending, duration, at(1)).await.unwrap().unwrap();
         assert!(
             store_b.claim_next_ready("worker-b", &pending, duration, at(10)).await.unwrap().is_none(),
             "a live lease is not claimed again"
         );
         // A stalls past its lease (never renewed); B claims the ticket.
-        let (claimed_b, lease_b) = store_b.claim_next_ready("worker-b", &pending, duration, at(40)).await.unwrap().unwrap();
+        let (claimed_b, lease_b) =
+            store_b.claim_next_ready("worker-b", &pending, duration, at(40)).await.unwrap().unwrap();
         assert_eq!(claimed_a.version, claimed_b.version, "a claim does not move the version: only the lease fences A");
         assert!(lease_b.attempt > lease_a.attempt);
 
@@ -127,10 +129,16 @@ mod tests {
             store_a.schedule_retry("race", StateKind::Searching, 1, at(100), "a failed", &fresh_a, at(42)).await,
             &lease_a,
         );
-        lost(store_a.record_note("race", StateKind::Searching, &serde_json::json!({"by": "a"}), &fresh_a, at(42)).await, &lease_a);
+        lost(
+            store_a.record_note("race", StateKind::Searching, &serde_json::json!({"by": "a"}), &fresh_a, at(42)).await,
+            &lease_a,
+        );
         assert!(!store_a.renew_lease("race", &lease_a, duration, at(42)).await.unwrap(), "A cannot renew B's claim");
         store_a.release_lease("race", &lease_a).await.unwrap();
-        assert!(store_b.renew_lease("race", &lease_b, duration, at(43)).await.unwrap(), "A's release left B's claim alone");
+        assert!(
+            store_b.renew_lease("race", &lease_b, duration, at(43)).await.unwrap(),
+            "A's release left B's claim alone"
+        );
 
         // B carries on; a later claim by A's worker name is a new attempt, and the stalled task still loses.
         let fence_b = Fence::Lease { version: moved.record.version, lease: lease_b.clone() };
@@ -143,10 +151,11 @@ mod tests {
         assert_ne!(lease_a_again.attempt, lease_a.attempt);
         let stale = Fence::Lease { version: progressed.version, lease: lease_a.clone() };
         lost(
-            store_a.transition("race", Some(&stale), at(46), TransitionExtras::default(), |_| {
-                Ok(TicketState::Cancelled { cancelled_at: at(46) })
-            })
-            .await,
+            store_a
+                .transition("race", Some(&stale), at(46), TransitionExtras::default(), |_| {
+                    Ok(TicketState::Cancelled { cancelled_at: at(46) })
+                })
+                .await,
             &lease_a,
         );
 
@@ -167,7 +176,10 @@ mod tests {
         store.create_ticket(&ticket("v"), at(0)).await.unwrap();
         let read = store.get_ticket("v").await.unwrap().unwrap();
         let fence = Fence::Version(read.version);
-        store.transition("v", Some(&fence), at(1), TransitionExtras::default(), |_| Ok(searching_by("x", 1))).await.unwrap();
+        store
+            .transition("v", Some(&fence), at(1), TransitionExtras::default(), |_| Ok(searching_by("x", 1)))
+            .await
+            .unwrap();
         let again = store
             .transition("v", Some(&fence), at(2), TransitionExtras::default(), |_| {
                 Ok(TicketState::Cancelled { cancelled_at: at(2) })

@@ -13,10 +13,10 @@ pub mod store;
 pub mod transitions;
 
 pub use lease::{Fence, Lease};
-pub use outbox::{OutboxBacklog, OutboxEvent, OutboxHead};
-pub use storage::{DatabaseHealth, StorageProblem};
 pub use llm_ledger::{CachedLlmAnswer, LlmUsageStats};
+pub use outbox::{OutboxBacklog, OutboxEvent, OutboxHead};
 pub use stats::StoreStats;
+pub use storage::{DatabaseHealth, StorageProblem};
 pub use store::{
     CreateOutcome, Store, StoreError, TicketEventRecord, TicketRecord, TicketSummary, TransitionExtras, Transitioned,
 };

@@ -2,14 +2,15 @@
 //! the last hour and day, median time per stage over recent completions, and the LLM usage. Read-only SQL.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
 use super::llm_ledger::LlmUsageStats;
+use super::store::{to_millis, Store, StoreError};
 use crate::models::StateKind;
-use super::store::{from_millis, to_millis, Store, StoreError};
 
 /// Figures for `GET /api/v1/stats`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -796,7 +796,11 @@ impl Store {
         };
         if let Some(lease) = fence.lease() {
             if owner.as_deref() != Some(lease.owner.as_str()) || attempt != lease.attempt {
-                return StoreError::LeaseLost { id: id.to_string(), owner: lease.owner.clone(), attempt: lease.attempt };
+                return StoreError::LeaseLost {
+                    id: id.to_string(),
+                    owner: lease.owner.clone(),
+                    attempt: lease.attempt,
+                };
             }
         }
         if state.kind() != kind {
@@ -880,7 +884,6 @@ impl Store {
         }
         Ok(records)
     }
-
 }
 
 /// One `create_ticket` call waiting for the group-commit task.
@@ -1037,7 +1040,11 @@ async fn check_fence(
         let owner: Option<String> = holder.try_get("lease_owner")?;
         let attempt: i64 = holder.try_get("lease_attempt")?;
         if owner.as_deref() != Some(lease.owner.as_str()) || attempt != lease.attempt {
-            return Err(StoreError::LeaseLost { id: id.to_string(), owner: lease.owner.clone(), attempt: lease.attempt });
+            return Err(StoreError::LeaseLost {
+                id: id.to_string(),
+                owner: lease.owner.clone(),
+                attempt: lease.attempt,
+            });
         }
     }
     if fence.version() != current.version {
@@ -1188,9 +1195,18 @@ mod tests {
     async fn retry_notes_are_written_in_the_state_only_and_a_refusal_names_the_real_state() {
         let (_dir, store) = fresh_store().await;
         store.create_ticket(&ticket("a"), at(0)).await.unwrap();
-        store.schedule_retry("a", StateKind::Pending, 1, at(60), "indexer down", &Fence::Version(0), at(1)).await.unwrap();
         store
-            .record_note("a", StateKind::Pending, &serde_json::json!({"resumed": {"attempt": 1}}), &Fence::Version(1), at(61))
+            .schedule_retry("a", StateKind::Pending, 1, at(60), "indexer down", &Fence::Version(0), at(1))
+            .await
+            .unwrap();
+        store
+            .record_note(
+                "a",
+                StateKind::Pending,
+                &serde_json::json!({"resumed": {"attempt": 1}}),
+                &Fence::Version(1),
+                at(61),
+            )
             .await
             .unwrap();
         let history = store.get_history("a").await.unwrap();
@@ -1205,18 +1221,27 @@ mod tests {
             })
             .await
             .unwrap();
-        let refused = store.schedule_retry("a", StateKind::Pending, 2, at(120), "x", &Fence::Version(2), at(63)).await.unwrap_err();
+        let refused = store
+            .schedule_retry("a", StateKind::Pending, 2, at(120), "x", &Fence::Version(2), at(63))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
             "{refused:?}"
         );
-        let refused = store.record_note("a", StateKind::Pending, &serde_json::json!({}), &Fence::Version(2), at(63)).await.unwrap_err();
+        let refused = store
+            .record_note("a", StateKind::Pending, &serde_json::json!({}), &Fence::Version(2), at(63))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
             "{refused:?}"
         );
         assert_eq!(store.get_history("a").await.unwrap().len(), 4, "nothing written when refused");
-        let missing = store.record_note("nope", StateKind::Pending, &serde_json::json!({}), &Fence::Version(0), at(63)).await.unwrap_err();
+        let missing = store
+            .record_note("nope", StateKind::Pending, &serde_json::json!({}), &Fence::Version(0), at(63))
+            .await
+            .unwrap_err();
         assert!(matches!(missing, StoreError::NotFound(_)));
     }
 
@@ -1249,7 +1274,7 @@ mod tests {
         let first = go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
         assert_eq!(first.record.version, 1);
         let err = store
-            .transition("a", Some(0), at(2), TransitionExtras::default(), |_| {
+            .transition("a", Some(&Fence::Version(0)), at(2), TransitionExtras::default(), |_| {
                 Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
             })
             .await
@@ -1257,7 +1282,7 @@ mod tests {
         assert!(matches!(err, StoreError::VersionConflict { expected: 0, .. }));
         assert!(err.is_retryable());
         let ok = store
-            .transition("a", Some(1), at(2), TransitionExtras::default(), |_| {
+            .transition("a", Some(&Fence::Version(1)), at(2), TransitionExtras::default(), |_| {
                 Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
             })
             .await
@@ -1349,10 +1374,18 @@ mod tests {
         let (_dir, store) = fresh_store().await;
         store.create_ticket(&ticket("a"), at(0)).await.unwrap();
         let wrong = TicketState::Placing { files_placed: 1, total_files: 2, started_at: at(1) };
-        assert!(matches!(store.update_state_data("a", &wrong, &Fence::Version(0), at(1)).await, Err(StoreError::Refused { .. })));
+        assert!(matches!(
+            store.update_state_data("a", &wrong, &Fence::Version(0), at(1)).await,
+            Err(StoreError::Refused { .. })
+        ));
         go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
         let updated = store
-            .update_state_data("a", &TicketState::Searching { query: Some("q".into()), started_at: at(1) }, &Fence::Version(1), at(2))
+            .update_state_data(
+                "a",
+                &TicketState::Searching { query: Some("q".into()), started_at: at(1) },
+                &Fence::Version(1),
+                at(2),
+            )
             .await
             .unwrap();
         assert_eq!(updated.version, 2);

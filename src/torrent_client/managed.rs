@@ -305,7 +305,9 @@ async fn stop_stale_instance(profile_dir: &Path) {
         .collect();
     for pid in stale {
         tracing::warn!(pid, profile = %profile_dir.display(), "stopping a qbittorrent-nox left running on our profile");
-        for (signal, wait) in [(StopSignal::Terminate, Duration::from_secs(10)), (StopSignal::Kill, Duration::from_secs(5))] {
+        for (signal, wait) in
+            [(StopSignal::Terminate, Duration::from_secs(10)), (StopSignal::Kill, Duration::from_secs(5))]
+        {
             if let Err(error) = send_stop_signal(pid, signal) {
                 tracing::debug!(pid, ?signal, %error, "signal not delivered (the process may be gone)");
             }
@@ -338,14 +340,16 @@ async fn spawn_ready(launch: &Launch) -> Result<Child, TorrentClientError> {
         .try_clone()
         .map_err(|source| TorrentClientError::Profile { path: launch.log_path.display().to_string(), source })?;
     let args = [OsString::from(format!("--profile={}", launch.profile_dir.display()))];
-    let mut child = spawn_long_lived(&launch.program, &args, Stdio::from(log), Stdio::from(log_err)).map_err(|error| match error.kind() {
+    let mut child = spawn_long_lived(&launch.program, &args, Stdio::from(log), Stdio::from(log_err)).map_err(
+        |error| match error.kind() {
             std::io::ErrorKind::NotFound => TorrentClientError::NoxNotFound { program: launch.program.clone() },
             _ => TorrentClientError::NoxStartFailed {
                 program: launch.program.clone(),
                 reason: error.to_string(),
                 log_tail: String::new(),
             },
-        })?;
+        },
+    )?;
     let probe = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().map_err(|e| {
         TorrentClientError::NoxStartFailed {
             program: launch.program.clone(),
