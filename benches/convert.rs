@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use downloader2::config::ConverterConfig;
-use downloader2::converter::{cue, ffmpeg, ConversionJob, Converter, FfmpegConverter, SampleRange};
+use downloader2::converter::{cue, ffmpeg, probe, ConversionJob, Converter, FfmpegConverter, SampleRange, SourceInfo};
 use downloader2::models::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TorrentFile, TrackMapping,
 };
@@ -203,13 +203,7 @@ fn mapping(case: Case) -> Vec<TrackMapping> {
 }
 
 /// The converter's exact encode commands for a case (one per track), writing into `out_dir`.
-fn encode_commands(
-    case: Case,
-    source_root: &Path,
-    out_dir: &Path,
-    converter: &FfmpegConverter,
-    runtime: &tokio::runtime::Runtime,
-) -> Vec<Vec<OsString>> {
+fn encode_commands(case: Case, source_root: &Path, out_dir: &Path) -> Vec<Vec<OsString>> {
     let constraints = ticket(case, out_dir, 0).constraints;
     let sheet = cue::parse_cue_sheet(&std::fs::read(source_root.join("Album.cue")).unwrap()).unwrap();
     (0..TRACKS)
@@ -220,12 +214,19 @@ fn encode_commands(
             } else {
                 (source_root.join(format!("{:02} - Track {}.flac", idx + 1, idx + 1)), None)
             };
-            let info = runtime.block_on(converter.probe(&input)).unwrap();
+            let info = ffprobe_source(&input);
             let plan = ffmpeg::plan_encoding(&constraints, &info);
             let output = out_dir.join(format!("{idx:02}.{}", plan.work_extension()));
             ffmpeg::transcode_args(&input, &info.format_name, range, &plan, &output, None)
         })
         .collect()
+}
+
+/// A source's properties exactly as the converter's ffprobe step reads them (same arguments, same parser).
+fn ffprobe_source(input: &Path) -> SourceInfo {
+    let output = Command::new("ffprobe").args(probe::probe_args(input, probe::AUDIO_DEMUXERS)).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    probe::parse_source_info(&output.stdout).unwrap()
 }
 
 fn run_ffmpeg(args: &[OsString]) {
@@ -244,7 +245,7 @@ fn measure(
     let (source_root, scratch) = dirs;
     let out_dir = scratch.join("plain");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let commands = encode_commands(case, source_root, &out_dir, converter, runtime);
+    let commands = encode_commands(case, source_root, &out_dir);
 
     let mut single_runs = 0.0;
     let cpu_start = cpu_secs();
@@ -286,7 +287,7 @@ fn measure(
     let converter_cpu = cpu_secs() - cpu_start;
     assert_eq!(output.tracks.len(), TRACKS);
     assert!(output.missing_image_ids.is_empty());
-    runtime.block_on(output.remove_work_dir()).unwrap();
+    std::fs::remove_dir_all(&output.work_dir).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
     Figures { ideal, plain_parallel, converter: converter_secs, single_cpu, plain_cpu, converter_cpu }
 }

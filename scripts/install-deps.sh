@@ -63,3 +63,12 @@ if ! command -v cargo >/dev/null; then
     echo "cargo not found: install Rust (https://rustup.rs), then run this again" >&2
     exit 1
 fi
+# .ci/run checks formatting and lints before the tests.
+if [ "${1:-}" = "--for-tests" ] && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+    if command -v rustup >/dev/null; then
+        rustup component add rustfmt clippy
+    else
+        echo "cargo fmt / cargo clippy not found: install the rustfmt and clippy components of your toolchain" >&2
+        exit 1
+    fi
+fi

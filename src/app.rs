@@ -1,18 +1,32 @@
-//! `App`: the configuration, the store, the event bus and (with the pipeline) the stage clients, built once at
-//! start and shared as `Arc<App>`. The commands the API calls live here, not in the handlers: each one is a single
-//! guarded store transition followed, after the commit, by an event on the bus.
+//! `App`: the configuration, the store, the event bus, the stage clients ([`Clients`]) and the registry of running
+//! tickets' cancellation tokens ([`RunningTickets`]), built once at start and shared as `Arc<App>`. The commands the
+//! API calls live here, not in the handlers: each one is a single guarded store transition followed, after the
+//! commit, by an event on the bus. It sits above the queue and the clients and below the processor and the API:
+//! it never imports either.
 
-use std::sync::Arc;
+pub mod tasks;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Tokens};
+use crate::converter::Converter;
 use crate::events::{EventBus, TicketEvent};
+use crate::llm::LlmProvider;
 use crate::models::{StateKind, Ticket, TicketState, TicketValidationError, TicketWork};
-use crate::processor::{Clients, RunningTickets};
-use crate::queue::{CreateOutcome, Store, StoreError, TicketRecord, TransitionExtras, Transitioned};
-use crate::server::Tokens;
+use crate::queue::{
+    CreateOutcome, DatabaseHealth, Fence, OutboxBacklog, Store, StoreError, StoreStats, TicketEventRecord,
+    TicketRecord, TicketSummary, TransitionExtras, Transitioned,
+};
+use crate::searcher::Searcher;
+use crate::torrent_client::TorrentClient;
+
+pub use tasks::Tasks;
 
 /// The running service's shared state.
 pub struct App {
@@ -29,11 +43,76 @@ pub struct App {
     pub clients: Arc<Clients>,
     /// Cancellation tokens of the tickets being worked on (`DELETE` stops their work at once).
     pub running: RunningTickets,
+    /// Every background task of the service, named, stopped and joined at shutdown.
+    pub tasks: Tasks,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").field("config", &self.config.redacted()).finish_non_exhaustive()
+    }
+}
+
+/// The external systems the stages drive, built once at start-up. Each is shared by every ticket: the searcher's
+/// rate limit and caches, the torrent client's session and stall tracking, and the converter's ffmpeg slots live
+/// inside them.
+pub struct Clients {
+    pub searcher: Arc<dyn Searcher>,
+    pub torrents: Arc<dyn TorrentClient>,
+    pub converter: Arc<dyn Converter>,
+    /// Where the converter keeps `d2-work-<ticket id>` directories.
+    pub work_root: PathBuf,
+    /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
+    pub llm: Option<Arc<dyn LlmProvider>>,
+    /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
+    /// is never removed between another ticket's add and its download.
+    pub torrent_membership: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").field("work_root", &self.work_root).finish_non_exhaustive()
+    }
+}
+
+impl Clients {
+    /// The work directory of a ticket (named by `converter::work_dir_in`).
+    pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
+        crate::converter::work_dir_in(&self.work_root, ticket_id)
+    }
+}
+
+/// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
+#[derive(Debug, Default)]
+pub struct RunningTickets {
+    tokens: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl RunningTickets {
+    /// Registers a ticket's token (replacing a stale one).
+    pub fn register(&self, ticket_id: &str, token: CancellationToken) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(ticket_id.to_string(), token);
+        }
+    }
+
+    /// Forgets a ticket's token when its task ends.
+    pub fn unregister(&self, ticket_id: &str) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.remove(ticket_id);
+        }
+    }
+
+    /// Stops the ticket's running stage, if any. Returns whether one was running.
+    pub fn cancel(&self, ticket_id: &str) -> bool {
+        let token = self.tokens.lock().ok().and_then(|tokens| tokens.get(ticket_id).cloned());
+        match token {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -88,8 +167,14 @@ pub enum CreateResult {
     AlreadyExists(TicketRecord),
 }
 
-/// A refusal from inside a transition's decision that the API shows as 422 rather than 409.
-const UNPROCESSABLE_PREFIX: &str = "unprocessable:";
+/// Why a command's decision refused the ticket's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// The state does not allow the command (409).
+    Conflict(String),
+    /// The request does not fit the ticket (422), naming the request field.
+    Unprocessable { field: &'static str, message: String },
+}
 
 impl App {
     /// Builds the app around an opened store.
@@ -104,6 +189,7 @@ impl App {
             managed_qbittorrent: tokio::sync::Mutex::new(None),
             clients,
             running: RunningTickets::default(),
+            tasks: Tasks::new(),
         }
     }
 
@@ -147,18 +233,27 @@ impl App {
         let approved_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             let TicketState::NeedsApproval { candidates, recommended_idx, .. } = &record.state else {
-                return Err(format!("ticket is {}: only a needs_approval ticket can be approved", record.state.kind()));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a needs_approval ticket can be approved",
+                    record.state.kind()
+                )));
             };
             let Some(idx) = candidate_idx.or(*recommended_idx) else {
-                return Err(format!("{UNPROCESSABLE_PREFIX}no candidate is recommended: give candidate_idx"));
+                return Err(Refusal::Unprocessable {
+                    field: "candidate_idx",
+                    message: "no candidate is recommended: give candidate_idx".into(),
+                });
             };
             let Some(selected) = candidates.get(idx) else {
-                return Err(format!(
-                    "{UNPROCESSABLE_PREFIX}candidate_idx {idx} is out of range (the ticket has {} candidates)",
-                    candidates.len()
-                ));
+                return Err(Refusal::Unprocessable {
+                    field: "candidate_idx",
+                    message: format!(
+                        "candidate_idx {idx} is out of range (the ticket has {} candidates)",
+                        candidates.len()
+                    ),
+                });
             };
-            Ok(TicketState::Approved { selected: selected.clone(), approved_by, approved_at: now })
+            Ok(TicketState::Approved { selected: selected.clone(), approved_by: approved_by.clone(), approved_at: now })
         })
         .await
     }
@@ -169,9 +264,12 @@ impl App {
         let rejected_by = actor.to_string();
         self.apply(id, notes(actor), move |record| {
             if record.state.kind() != StateKind::NeedsApproval {
-                return Err(format!("ticket is {}: only a needs_approval ticket can be rejected", record.state.kind()));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a needs_approval ticket can be rejected",
+                    record.state.kind()
+                )));
             }
-            Ok(TicketState::Rejected { rejected_by, reason, rejected_at: now })
+            Ok(TicketState::Rejected { rejected_by: rejected_by.clone(), reason: reason.clone(), rejected_at: now })
         })
         .await
     }
@@ -185,7 +283,10 @@ impl App {
         let extras = TransitionExtras { attempts: Some(0), next_attempt_at: Some(Some(now)), ..notes(actor) };
         self.apply(id, extras, move |record| {
             let TicketState::Failed { failed_at_state, .. } = &record.state else {
-                return Err(format!("ticket is {}: only a failed ticket can be retried", record.state.kind()));
+                return Err(Refusal::Conflict(format!(
+                    "ticket is {}: only a failed ticket can be retried",
+                    record.state.kind()
+                )));
             };
             Ok(resume_point(*failed_at_state, &work, now))
         })
@@ -199,33 +300,108 @@ impl App {
         self.apply(id, extras, move |record| {
             let kind = record.state.kind();
             if !matches!(kind, StateKind::NeedsApproval | StateKind::Failed | StateKind::Pending) {
-                return Err(format!(
+                return Err(Refusal::Conflict(format!(
                     "ticket is {kind}: force-search is possible from needs_approval, failed or pending"
-                ));
+                )));
             }
-            Ok(TicketState::Searching { query, started_at: now })
+            Ok(TicketState::Searching { query: query.clone(), started_at: now })
         })
         .await
     }
 
-    /// One transition plus its event, mapping refusals to API-shaped errors.
+    /// One transition plus its event, mapping refusals to API-shaped errors. Fenced by the version read just
+    /// before: when another write (a worker's progress, another command) lands in between, the ticket is read
+    /// again and `decide` asked again, a few times, so a command never fails only because the pipeline was busy.
     async fn apply<F>(&self, id: &str, extras: TransitionExtras, decide: F) -> Result<TicketRecord, AppError>
     where
-        F: FnOnce(&TicketRecord) -> Result<TicketState, String>,
+        F: Fn(&TicketRecord) -> Result<TicketState, Refusal>,
     {
-        match self.store.transition(id, None, Utc::now(), extras, decide).await {
+        const ATTEMPTS: usize = 5;
+        // The store only carries a refusal's text; the typed refusal of the last decision is kept here.
+        let refusal: std::sync::Mutex<Option<Refusal>> = std::sync::Mutex::new(None);
+        let decide = |record: &TicketRecord| {
+            decide(record).map_err(|refused| {
+                let text = match &refused {
+                    Refusal::Conflict(message) | Refusal::Unprocessable { message, .. } => message.clone(),
+                };
+                if let Ok(mut kept) = refusal.lock() {
+                    *kept = Some(refused);
+                }
+                text
+            })
+        };
+        let mut attempt = 1;
+        let result = loop {
+            let version = match self.store.get_ticket(id).await? {
+                Some(record) => record.version,
+                None => return Err(AppError::NotFound(id.to_string())),
+            };
+            let fence = Fence::Version(version);
+            match self.store.transition(id, Some(&fence), Utc::now(), extras.clone(), &decide).await {
+                Err(StoreError::VersionConflict { .. }) if attempt < ATTEMPTS => attempt += 1,
+                other => break other,
+            }
+        };
+        match result {
             Ok(transitioned) => {
                 self.publish_transition(&transitioned);
                 Ok(transitioned.record)
             }
-            Err(StoreError::Refused { reason, current }) => match reason.strip_prefix(UNPROCESSABLE_PREFIX) {
-                Some(message) => {
-                    Err(AppError::Unprocessable { field: Some("candidate_idx".into()), message: message.to_string() })
+            Err(StoreError::Refused { reason, current }) => {
+                match refusal.lock().ok().and_then(|mut kept| kept.take()) {
+                    Some(Refusal::Unprocessable { field, message }) => {
+                        Err(AppError::Unprocessable { field: Some(field.to_string()), message })
+                    }
+                    Some(Refusal::Conflict(_)) | None => {
+                        Err(AppError::Conflict { message: reason, current: Some(current) })
+                    }
                 }
-                None => Err(AppError::Conflict { message: reason, current: Some(current) }),
-            },
+            }
             Err(err) => Err(err.into()),
         }
+    }
+
+    // Queries: everything the API reads goes through these, never through the store directly.
+
+    /// A ticket and its state (`None`: no such ticket).
+    pub async fn ticket(&self, id: &str) -> Result<Option<TicketRecord>, AppError> {
+        Ok(self.store.get_ticket(id).await?)
+    }
+
+    /// A ticket's history, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<TicketEventRecord>, AppError> {
+        Ok(self.store.get_history(id).await?)
+    }
+
+    /// The pipeline's working memory of a ticket (its full search results, the chosen candidate...).
+    pub async fn ticket_work(&self, id: &str) -> Result<TicketWork, AppError> {
+        Ok(self.store.get_work(id).await?)
+    }
+
+    /// One page of the ticket list (total count, the page), filtered by state and by text in artist and album.
+    pub async fn list_tickets(
+        &self,
+        state: Option<StateKind>,
+        text: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<TicketSummary>), AppError> {
+        Ok(self.store.list_tickets(state, text, limit, offset).await?)
+    }
+
+    /// The figures of `GET /stats` at `now`.
+    pub async fn stats(&self, now: chrono::DateTime<Utc>) -> Result<StoreStats, AppError> {
+        Ok(self.store.stats(now).await?)
+    }
+
+    /// What waits in the webhook's outbox.
+    pub async fn webhook_backlog(&self) -> Result<OutboxBacklog, AppError> {
+        Ok(self.store.outbox_backlog().await?)
+    }
+
+    /// Whether the database answers and accepts writes.
+    pub async fn database_health(&self) -> DatabaseHealth {
+        self.store.health().await
     }
 
     /// Publishes a committed transition and wakes the scheduler when the ticket has work to do.

@@ -752,6 +752,24 @@ fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Pat
     parse(&table).map_err(|message| ConfigError::Parse { path: describe_file(), message })
 }
 
+/// The bearer tokens in force: the configured ones, or those `server::settle_tokens` generated once and kept in
+/// the data dir.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Tokens {
+    /// The catalog server's token.
+    pub catalog: String,
+    pub admin: String,
+    /// Empty: only the admin token reads `/metrics`.
+    #[serde(default)]
+    pub metrics: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens { <redacted> }")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

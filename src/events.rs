@@ -1,5 +1,6 @@
-//! The event bus: every committed transition (and, later, progress) is published here after its transaction
-//! commits, for the WebSocket and the scheduler. Publishing never blocks: a lagging subscriber misses events and is
+//! The event bus: every committed transition, and every progress report a stage writes (download percentage,
+//! track being converted, files placed), is published here after its write commits, for the WebSocket and the
+//! scheduler. Publishing never blocks: a lagging subscriber misses events and is
 //! told how many.
 
 use serde::Serialize;

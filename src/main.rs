@@ -114,18 +114,9 @@ fn match_case(case: PathBuf, threshold: Option<f64>, config_path: Option<PathBuf
             use downloader2::matcher::command::{check_threshold, parse_match_input, render_outcome};
             check_threshold(threshold).with_context(invalid)?;
             let parsed = parse_match_input(&input).with_context(invalid)?;
-            let options = downloader2::matcher::llm::HttpOptions {
-                request_timeout: std::time::Duration::from_secs(config.matcher.llm_timeout_secs.max(1)),
-                ..Default::default()
-            };
-            let provider = downloader2::matcher::llm::provider_from_config(&config.matcher, options)?
+            let provider = downloader2::llm::configured_provider(&config.matcher)?
                 .context("--llm needs [matcher] llm_provider = anthropic, openai or local")?;
-            let refiner = downloader2::matcher::llm::refine::LlmRefiner::new(
-                provider,
-                None,
-                config.matcher.llm_max_candidates,
-                config.matcher.llm_ticket_token_budget,
-            );
+            let refiner = downloader2::processor::llm_refine::LlmRefiner::from_config(provider, None, &config.matcher);
             let outcome = downloader2::matcher::match_candidates(&parsed.ticket, &parsed.candidates, threshold);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

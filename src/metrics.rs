@@ -32,8 +32,7 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::models::{StateKind, TicketState, TicketWork};
-use crate::processor::scheduler::StageClass;
+use crate::models::{StageClass, StateKind, TicketState, TicketWork};
 
 /// Tickets per state (gauge, label `state`).
 pub const TICKETS: &str = "downloader2_tickets";

@@ -10,9 +10,10 @@
 //! take a running child with them).
 //!
 //! The crate denies `unsafe_code`; the single exception is [`die_with_parent`], which registers the pre-exec hook
-//! (see its `SAFETY` comment). The managed qbittorrent-nox (`torrent_client::managed`) still spawns its long-lived
-//! child itself: it is supervised and restarted there, and a SIGKILLed service's orphan is stopped at the next
-//! start-up.
+//! (see its `SAFETY` comment). The managed qbittorrent-nox (`torrent_client::managed`) is spawned here too, by
+//! [`spawn_long_lived`], but without the parent-death signal: it must be allowed to save its resume data, so it is
+//! supervised and stopped cleanly there, and a SIGKILLed service's orphan is stopped at the next start-up through
+//! [`send_stop_signal`].
 
 use std::ffi::OsString;
 use std::process::Stdio;
@@ -165,6 +166,51 @@ fn die_with_parent(command: &mut tokio::process::Command) {
     }
 }
 
+/// Spawns a long-lived program (a supervised service such as qbittorrent-nox) with `args`, no stdin, stdout and
+/// stderr where the caller says (a log file), killed when the returned [`tokio::process::Child`] is dropped. Unlike
+/// [`run_program`] there is no time limit and no parent-death signal: the caller supervises the child, stops it
+/// cleanly, and stops an orphan left by a killed service at the next start. Spawn errors come back unchanged
+/// (`NotFound` = the program is not installed) for the caller to word.
+pub fn spawn_long_lived(
+    program: &str,
+    args: &[OsString],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// How [`send_stop_signal`] asks a process to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// `SIGTERM`: finish cleanly.
+    Terminate,
+    /// `SIGKILL`: end now.
+    Kill,
+}
+
+/// Sends `signal` to process `pid` (one this service did not spawn in this run, e.g. an orphan found in `/proc`).
+/// A pid that is not a valid positive process id is refused as `InvalidInput`; a process already gone is `ESRCH`.
+pub fn send_stop_signal(pid: u32, signal: StopSignal) -> std::io::Result<()> {
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{pid} is not a process id"));
+    let raw = i32::try_from(pid).map_err(|_| invalid())?;
+    if raw <= 0 {
+        return Err(invalid());
+    }
+    let pid = rustix::process::Pid::from_raw(raw).ok_or_else(invalid)?;
+    let signal = match signal {
+        StopSignal::Terminate => rustix::process::Signal::TERM,
+        StopSignal::Kill => rustix::process::Signal::KILL,
+    };
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+}
+
 /// The last `STDERR_TAIL_BYTES` of `stderr` as text, trimmed.
 pub fn stderr_tail(stderr: &[u8]) -> String {
     let start = stderr.len().saturating_sub(STDERR_TAIL_BYTES);
@@ -252,6 +298,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(process_gone(pid), "child {pid} outlived the thread that spawned it");
+    }
+
+    #[tokio::test]
+    async fn a_long_lived_child_is_stopped_by_its_signal() {
+        let args = vec![OsString::from("60")];
+        let mut child = spawn_long_lived("sleep", &args, Stdio::null(), Stdio::null()).unwrap();
+        let pid = child.id().unwrap();
+        assert!(!process_gone(pid));
+        send_stop_signal(pid, StopSignal::Terminate).unwrap();
+        let status = child.wait().await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        assert_eq!(send_stop_signal(0, StopSignal::Kill).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        let missing = spawn_long_lived("downloader2-no-such-program", &[], Stdio::null(), Stdio::null()).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

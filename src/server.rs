@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::app::Clients;
 use crate::config::Config;
 use crate::converter::FfmpegConverter;
 use crate::processor::webhook::WebhookDeliveryTask;
-use crate::processor::{Clients, Scheduler};
+use crate::processor::Scheduler;
 use crate::queue::{Store, StoreError};
 use crate::searcher::TorznabSearcher;
 use crate::torrent_client::{ManagedQbittorrent, QbittorrentClient};
@@ -45,22 +45,7 @@ pub enum ServeError {
     Stage { stage: &'static str, message: String },
 }
 
-/// The bearer tokens in force.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Tokens {
-    /// The catalog server's token.
-    pub catalog: String,
-    pub admin: String,
-    /// Empty: only the admin token reads `/metrics`.
-    #[serde(default)]
-    pub metrics: String,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tokens { <redacted> }")
-    }
-}
+pub use crate::config::Tokens;
 
 /// Name of the generated-token file inside the data dir.
 pub const TOKEN_FILE: &str = "tokens.toml";
@@ -211,12 +196,7 @@ fn build_clients(config: &Config, managed: Option<&ManagedQbittorrent>) -> Resul
         ),
     }
     .map_err(|err| stage("the qBittorrent client")(&err))?;
-    let llm_options = crate::matcher::llm::http::HttpOptions {
-        request_timeout: std::time::Duration::from_secs(config.matcher.llm_timeout_secs.max(1)),
-        ..Default::default()
-    };
-    let llm = crate::matcher::llm::provider_from_config(&config.matcher, llm_options)
-        .map_err(|err| stage("the LLM matcher")(&err))?;
+    let llm = crate::llm::configured_provider(&config.matcher).map_err(|err| stage("the LLM matcher")(&err))?;
     if let Some(provider) = &llm {
         tracing::info!(provider = provider.provider(), model = provider.model(), "LLM second opinion enabled");
     }
@@ -254,35 +234,33 @@ pub async fn serve(
     }
     let webhook = WebhookDeliveryTask::new(app.store.clone(), &app.config.notify)
         .map_err(|err| ServeError::Stage { stage: "the webhook", message: err.to_string() })?;
-    let stop = CancellationToken::new();
-    let scheduler = if app.config.processing.paused {
+    if app.config.processing.paused {
         tracing::warn!("[processing] paused = true: tickets are accepted but no work starts");
-        None
     } else {
         let scheduler = Scheduler::new(app.clone());
-        Some(tokio::spawn(scheduler.run(stop.child_token())))
-    };
+        app.tasks.spawn("scheduler", move |stop| scheduler.run(stop));
+    }
     // The webhook is delivered even while processing is paused: cancellations and admin decisions still happen.
-    let webhook = webhook.map(|task| tokio::spawn(task.run(stop.child_token())));
+    if let Some(task) = webhook {
+        app.tasks.spawn("webhook", move |stop| task.run(stop));
+    }
     let router = crate::api::router(app.clone());
     let limits = ConnectionLimits::new(&app.config.server, connections::raise_open_file_limit());
-    let stop_serving = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop_serving.cancel();
+    // The connections stop when `shutdown` resolves or the service's tasks are being stopped.
+    let stop_serving = CancellationToken::new();
+    let serving = stop_serving.clone();
+    app.tasks.spawn("shutdown_watch", move |stop| async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.cancelled() => {}
+        }
+        serving.cancel();
     });
-    connections::serve_connections(listener, router, limits, stop.clone()).await;
-    stop.cancel();
-    if let Some(scheduler) = scheduler {
-        if let Err(err) = scheduler.await {
-            tracing::error!(error = %err, "scheduler task failed");
-        }
-    }
-    if let Some(webhook) = webhook {
-        if let Err(err) = webhook.await {
-            tracing::error!(error = %err, "webhook delivery task failed");
-        }
-    }
+    connections::serve_connections(listener, router, limits, stop_serving.clone()).await;
+    stop_serving.cancel();
+    // Stops the scheduler (its ticket tasks end at their next cancellation point and keep their states), the
+    // reaper, the webhook delivery and the watcher, and waits for all of them.
+    app.tasks.shutdown().await;
     let managed = app.managed_qbittorrent.lock().await.take();
     if let Some(managed) = managed {
         managed.shutdown().await;

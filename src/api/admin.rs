@@ -182,7 +182,7 @@ pub async fn candidate_files(
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_FILES_PAGE}")));
     }
     let offset = query.offset.unwrap_or(0);
-    let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
+    let record = app.ticket(&id).await?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
     let TicketState::NeedsApproval { candidates, .. } = &record.state else {
         return Err(ApiError {
@@ -194,7 +194,7 @@ pub async fn candidate_files(
         .get(idx)
         .ok_or_else(|| ApiError::not_found(format!("the ticket has {} candidates, no #{idx}", candidates.len())))?;
     // The state holds the trimmed candidate; the work keeps the search result with its whole kept list.
-    let work = app.store.get_work(&id).await.map_err(crate::app::AppError::from)?;
+    let work = app.ticket_work(&id).await?;
     let full = work.search_results.iter().find(|c| c.same_release(&shown.candidate)).unwrap_or(&shown.candidate);
     let listed = full.files.as_deref().unwrap_or_default();
     Ok(Json(CandidateFiles {
@@ -219,7 +219,7 @@ pub struct StatsView {
 #[utoipa::path(get, path = "/api/v1/stats", tag = "tickets", security(("bearer" = [])),
     responses((status = 200, body = StatsView)))]
 pub async fn stats(State(app): State<AppState>, _auth: super::auth::CatalogAuth) -> Result<Json<StatsView>, ApiError> {
-    let store = app.store.stats(chrono::Utc::now()).await.map_err(crate::app::AppError::from)?;
+    let store = app.stats(chrono::Utc::now()).await?;
     Ok(Json(StatsView { store }))
 }
 
@@ -248,7 +248,7 @@ pub struct WebhookStatus {
 #[utoipa::path(get, path = "/api/v1/webhook", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = WebhookStatus)))]
 pub async fn webhook(State(app): State<AppState>, _auth: AdminAuth) -> Result<Json<WebhookStatus>, ApiError> {
-    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let backlog = app.webhook_backlog().await?;
     let notify = &app.config.notify;
     let url = notify
         .enabled()

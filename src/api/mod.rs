@@ -153,7 +153,7 @@ pub struct Health {
     responses((status = 200, body = Health), (status = 503, description = "Database degraded", body = Health)))]
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION");
-    match app.store.health().await {
+    match app.database_health().await {
         DatabaseHealth::Ok => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
         // Not logged here (health is polled): the store warns about failing writes, rate-limited.
         DatabaseHealth::Degraded(reason) => {
@@ -167,8 +167,8 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(app): State<AppState>, _auth: auth::MetricsAuth) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
-    let stats = app.store.stats(now).await.map_err(crate::app::AppError::from)?;
-    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let stats = app.stats(now).await?;
+    let backlog = app.webhook_backlog().await?;
     let oldest_age = backlog.oldest_created_at.and_then(|oldest| (now - oldest).to_std().ok()).unwrap_or_default();
     crate::metrics::set_webhook_backlog(backlog.pending, oldest_age);
     let body = crate::metrics::render(crate::metrics::install(), &stats.counts_by_state);

@@ -126,9 +126,9 @@ pub async fn get_ticket(
     _auth: CatalogAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
-    let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
+    let record = app.ticket(&id).await?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
-    let history = app.store.get_history(&id).await.map_err(crate::app::AppError::from)?;
+    let history = app.history(&id).await?;
     let history = history.into_iter().map(with_candidates_counted).collect();
     let review = match &record.state {
         TicketState::NeedsApproval { candidates, .. } => {
@@ -174,8 +174,7 @@ pub async fn list_tickets(
         return Err(ApiError::bad_request("offset must be >= 0"));
     }
     let text = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let (total, tickets) =
-        app.store.list_tickets(state, text, limit, offset).await.map_err(crate::app::AppError::from)?;
+    let (total, tickets) = app.list_tickets(state, text, limit, offset).await?;
     Ok(Json(TicketList { total, tickets }))
 }
 

@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConverterConfig;
 use crate::models::{Ticket, TicketTrack, TorrentFile, TrackMapping};
-use crate::placer::PlacementItem;
 use crate::process::{Program, ProgramOutput};
 
 pub use crate::process::ProcessError;
@@ -43,6 +42,12 @@ pub use validate::{Check, BITRATE_TOLERANCE, CONTAINER_ALLOWANCE_BYTES};
 
 /// Prefix of every per-ticket work directory under the work root; start-up cleanup removes only these.
 pub const WORK_DIR_PREFIX: &str = "d2-work-";
+/// The work directory of ticket `ticket_id` under `work_root`: the one place its name is built (the converter
+/// writes there, the reaper removes it, start-up cleanup recognises it by [`WORK_DIR_PREFIX`]).
+pub fn work_dir_in(work_root: &Path, ticket_id: &str) -> PathBuf {
+    work_root.join(format!("{WORK_DIR_PREFIX}{ticket_id}"))
+}
+
 /// How long an in-process header read of a source may take before ffprobe decides instead.
 const HEADER_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -79,8 +84,8 @@ pub struct ConvertedFile {
     pub size_bytes: u64,
 }
 
-/// What a ticket's conversion produced. The files live in `work_dir` until `remove_work_dir` (call it after a
-/// successful placement).
+/// What a ticket's conversion produced. The files live in `work_dir` until the reaper removes it once the ticket
+/// no longer needs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversionOutput {
     pub work_dir: PathBuf,
@@ -94,22 +99,6 @@ pub struct ConversionOutput {
     /// source's), for the ticket's history.
     pub adjustments: Vec<String>,
     pub conversion_duration_secs: f64,
-}
-
-impl ConversionOutput {
-    /// Every file (tracks, then images) as the placer wants it.
-    pub fn placement_items(&self) -> Vec<PlacementItem> {
-        self.tracks
-            .iter()
-            .chain(&self.images)
-            .map(|file| PlacementItem { source: file.path.clone(), dest_path: file.dest_path.clone() })
-            .collect()
-    }
-
-    /// Removes the work directory and everything in it.
-    pub async fn remove_work_dir(&self) -> Result<(), ConvertError> {
-        remove_dir_if_present(&self.work_dir).await
-    }
 }
 
 /// Why a ticket could not be converted. Messages name the track and the torrent file, and say what to do when a
@@ -182,9 +171,6 @@ impl ConvertError {
 /// The conversion stage as the pipeline sees it.
 #[async_trait::async_trait]
 pub trait Converter: Send + Sync {
-    /// Probes a downloaded source (duration, codec, sample rate, channels, bit depth, embedded picture).
-    async fn probe(&self, path: &Path) -> Result<SourceInfo, ConvertError>;
-
     /// Converts every mapped track of a ticket into its own work directory, reporting each track as it starts,
     /// validates each output, and returns the files with their destinations. On error or cancellation the work
     /// directory is removed.
@@ -236,7 +222,7 @@ impl FfmpegConverter {
 
     /// The work directory of a ticket.
     pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
-        self.work_root.join(format!("{WORK_DIR_PREFIX}{ticket_id}"))
+        work_dir_in(&self.work_root, ticket_id)
     }
 
     async fn run_ffprobe(
@@ -464,11 +450,6 @@ fn track_totals(ticket: &Ticket) -> (HashMap<u32, u32>, u32) {
 
 #[async_trait::async_trait]
 impl Converter for FfmpegConverter {
-    async fn probe(&self, path: &Path) -> Result<SourceInfo, ConvertError> {
-        let absolute = std::path::absolute(path).map_err(|source| io_error(path, source))?;
-        self.probe_source(&absolute, &path.display().to_string(), &CancellationToken::new()).await
-    }
-
     async fn convert_ticket(
         &self,
         job: ConversionJob,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::models::TorrentFile;
-use crate::searcher::release::AudioFormat;
+use crate::release::AudioFormat;
 
 use super::mapping::{disc_from_dir, extension_of, AudioFile};
 

@@ -2,7 +2,7 @@
 //! only give ranges, so a candidate's own bytes-per-second is fitted on its confidently named files and each file is
 //! checked relative to it, with the format's uncertainty. It never claims more precision than the format allows.
 
-use crate::searcher::release::{AudioFormat, VbrPreset};
+use crate::release::{AudioFormat, VbrPreset};
 
 use super::mapping::AudioFile;
 

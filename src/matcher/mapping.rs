@@ -13,7 +13,7 @@ use pathfinding::matrix::Matrix;
 use regex::Regex;
 
 use crate::models::{Ticket, TorrentFile};
-use crate::searcher::release::{fold_artist, fold_text, AudioFormat};
+use crate::release::{fold_artist, fold_text, AudioFormat};
 
 use super::duration::{DurationCheck, DurationModel};
 

@@ -16,7 +16,7 @@
 pub mod command;
 pub mod cue;
 pub mod duration;
-pub mod llm;
+pub mod llm_guard;
 pub mod mapping;
 pub mod review;
 pub mod scoring;

@@ -13,7 +13,7 @@ use super::mapping::{extension_of, read_audio_files, AudioFile};
 use super::scoring::fit_duration_model;
 use super::wanted::mapped_files;
 use crate::models::{ScoredCandidate, Ticket};
-use crate::searcher::release::{parse_release_title, AudioFormat, ReleaseInfo, ReleaseSource, VbrPreset};
+use crate::release::{parse_release_title, AudioFormat, ReleaseInfo, ReleaseSource, VbrPreset};
 
 /// One candidate as the admin reviews it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

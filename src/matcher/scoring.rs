@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use crate::models::verdict::reword;
 use crate::models::{HardReject, Ticket, TorrentCandidate, TrackMapping, UnaskedKind};
-use crate::searcher::release::{
+use crate::release::{
     detect_kinds, fold_artist, fold_text, fold_tokens, is_edition_word, parse_release_title, AudioFormat, ReleaseInfo,
     ReleaseKinds, ReleaseSource, VbrPreset,
 };

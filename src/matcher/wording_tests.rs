@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::cue::split_track_reference;
-use super::llm::answer::{CandidateVerdict, LlmTrackFile, ValidatedAnswer, Verdict};
-use super::llm::combine::combine;
+use super::llm_guard::{combine, CandidateVerdict, LlmTrackFile, ValidatedAnswer, Verdict};
 use super::{match_candidates, next_fallback, wanted_files, MatchOutcome, RankedCandidate};
 use crate::models::verdict::with_reworded_messages;
 use crate::models::{InfoHash, Ticket, TorrentCandidate};

@@ -1,8 +1,12 @@
 //! The contract's data types: what the catalog server posts (`ticket`), what the API and WebSocket show (`state`),
-//! and what the searcher hands to the matcher (`torrent`). Pure data plus validation; no I/O.
+//! and what the searcher hands to the matcher (`torrent`). Pure data plus validation; the only I/O is `paths`'s
+//! `canonicalize` of the part of a destination that already exists (the `allowed_roots` policy, shared by ticket
+//! validation and the placer).
 
 pub mod address;
 pub mod metainfo;
+pub mod paths;
+pub mod stage_class;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
@@ -10,6 +14,7 @@ pub mod verdict;
 pub mod webhook;
 pub mod work;
 
+pub use stage_class::{occupies_slot, StageClass};
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
 pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::placer::paths::{check_destination, destination_identity, DestinationError};
+use crate::models::paths::{check_destination, destination_identity, DestinationError};
 
 /// One album request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

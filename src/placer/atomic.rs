@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::paths::check_resolved_inside;
 use super::{io_error, PlaceError};
+use crate::models::paths::check_resolved_inside;
 
 /// Prefix of temporary names; start-up cleanup removes files with it.
 pub const TEMP_PREFIX: &str = ".d2-partial-";
@@ -54,7 +54,7 @@ pub fn place_file(source: &Path, dest: &Path, root: &Path) -> Result<(PlaceOutco
             }
         }
     }
-    let parent = dest.parent().ok_or_else(|| refused(super::paths::DestinationError::NoFileName))?;
+    let parent = dest.parent().ok_or_else(|| refused(crate::models::paths::DestinationError::NoFileName))?;
     std::fs::create_dir_all(parent).map_err(|err| io_error(parent, err))?;
     // A directory of the path may have become a symlink since the ticket was validated.
     check_resolved_inside(parent, root).map_err(refused)?;

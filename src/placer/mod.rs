@@ -1,18 +1,18 @@
 //! Placement of converted files at their destinations: each file is written under a temporary name next to its
 //! destination, fsynced, renamed over the destination, the directory fsynced, and the result verified (size and
 //! SHA-256) — so a destination holds either its old content or the complete new file, never a part. Re-placing an
-//! identical file is a no-op. `paths` owns the allowed-roots rule (shared with ticket validation), `images` the
+//! identical file is a no-op. `crate::models::paths` owns the allowed-roots rule (shared with ticket validation), `images` the
 //! choice of torrent images, `atomic` the per-file protocol. Must never write outside `allowed_roots`, never
 //! delete a destination, and never remove anything at start-up but its own temporary names.
 
 pub mod atomic;
 pub mod images;
-pub mod paths;
 
 use std::path::{Path, PathBuf};
 
 pub use atomic::{PlaceOutcome, TEMP_PREFIX};
-use paths::{check_destination, DestinationError};
+
+use crate::models::paths::{check_destination, DestinationError};
 
 /// One file to place.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub async fn convert(ctx: &StageContext, record: &TicketRecord, mut work: Ticket
     let (Some(selected), Some(hash)) = (work.selected.clone(), work.torrent_hash.clone()) else {
         return Err(StageError::Inconsistent("converting without a downloaded torrent".into()));
     };
-    let torrents = &ctx.clients.torrents;
+    let torrents = &ctx.app.clients.torrents;
     let progress = torrents.get_progress(&hash).await?;
     let torrent_files: Vec<TorrentFile> =
         torrents.get_files(&hash).await?.iter().map(|file| file.to_torrent_file()).collect();
@@ -55,7 +55,7 @@ pub async fn convert(ctx: &StageContext, record: &TicketRecord, mut work: Ticket
         }
     };
     let conversion = async {
-        let result = ctx.clients.converter.convert_ticket(job, &report).await;
+        let result = ctx.app.clients.converter.convert_ticket(job, &report).await;
         drop(report);
         result
     };

@@ -55,8 +55,8 @@ const RE_ADDS: u32 = 3;
 /// Adds the candidate's torrent (or tags the existing one), waits for its file list, and starts downloading the
 /// files the ticket needs. A torrent removed meanwhile (another ticket's clean-up won the race) is added again.
 async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate) -> Result<InfoHash, StageError> {
-    let torrents = &ctx.clients.torrents;
-    let source = unless_cancelled(&ctx.cancel, ctx.clients.searcher.torrent_source(&selected.candidate)).await??;
+    let torrents = &ctx.app.clients.torrents;
+    let source = unless_cancelled(&ctx.cancel, ctx.app.clients.searcher.torrent_source(&selected.candidate)).await??;
     let add = match source {
         TorrentSource::Magnet(magnet) => AddSource::Magnet(magnet),
         TorrentSource::TorrentFile(bytes) => AddSource::TorrentFile(bytes),
@@ -65,7 +65,7 @@ async fn attach(ctx: &StageContext, ticket: &Ticket, selected: &ScoredCandidate)
     let mut re_adds = 0;
     loop {
         let hash = {
-            let _membership = ctx.clients.torrent_membership.lock().await;
+            let _membership = ctx.app.clients.torrent_membership.lock().await;
             unless_cancelled(&ctx.cancel, torrents.add_torrent(add.clone(), &ticket.ticket_id)).await??
         };
         match choose_files(ctx, ticket, selected, &hash, stall_limit).await {
@@ -87,7 +87,7 @@ async fn choose_files(
     hash: &InfoHash,
     stall_limit: Duration,
 ) -> Result<(), StageError> {
-    let torrents = &ctx.clients.torrents;
+    let torrents = &ctx.app.clients.torrents;
     let waited = Instant::now();
     let files = loop {
         match torrents.get_files(hash).await {
@@ -137,7 +137,7 @@ pub async fn follow_download(
     };
     let ticket_id = record.ticket.ticket_id.as_str();
     let started_at = *started_at;
-    let torrents = ctx.clients.torrents.clone();
+    let torrents = ctx.app.clients.torrents.clone();
     let mut hash: InfoHash = match torrent_hash.parse() {
         Ok(hash) => hash,
         // A retry from `failed` before the torrent was added: add it now.

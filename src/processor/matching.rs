@@ -9,12 +9,12 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
-use crate::matcher::llm::refine::LlmRefiner;
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
 use crate::models::{
     bound_file_list, ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile,
 };
+use crate::processor::llm_refine::LlmRefiner;
 use crate::queue::TicketRecord;
 use crate::searcher::TorrentSource;
 
@@ -74,15 +74,10 @@ pub async fn match_candidates(
             outcome = score_candidates(ticket, &candidates, threshold);
         }
     }
-    let llm_report = match &ctx.clients.llm {
+    let llm_report = match &ctx.app.clients.llm {
         Some(provider) => {
-            let matcher = &ctx.app.config.matcher;
-            let refiner = LlmRefiner::new(
-                provider.clone(),
-                Some(ctx.app.store.clone()),
-                matcher.llm_max_candidates,
-                matcher.llm_ticket_token_budget,
-            );
+            let refiner =
+                LlmRefiner::from_config(provider.clone(), Some(ctx.app.store.clone()), &ctx.app.config.matcher);
             let (refined, report) =
                 unless_cancelled(&ctx.cancel, refiner.refine(ticket, &candidates, outcome, threshold)).await?;
             outcome = refined;
@@ -103,12 +98,12 @@ async fn fetch_file_list(
     ctx: &StageContext,
     candidate: &TorrentCandidate,
 ) -> Result<(Vec<TorrentFile>, u64), StageError> {
-    match ctx.clients.searcher.torrent_source(candidate).await? {
+    match ctx.app.clients.searcher.torrent_source(candidate).await? {
         TorrentSource::TorrentFile(bytes) => parse_torrent(&bytes)
             .map(|parsed| (parsed.files, parsed.files_omitted))
             .map_err(|err| StageError::Inconsistent(format!("bad .torrent for {:?}: {err}", candidate.title))),
         TorrentSource::Magnet(magnet) => {
-            Ok(bound_file_list(ctx.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?))
+            Ok(bound_file_list(ctx.app.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?))
         }
     }
 }

@@ -2,13 +2,15 @@
 //! ticket's record and working memory and returns the next state (an [`Advance`]) or a typed [`StageError`]; the
 //! [`scheduler`] claims tickets, runs the stages under the global limits, writes every transition and turns
 //! failures into persisted retries or `failed` (the retry policy is [`retry`]); the [`reaper`] removes torrents and
-//! work directories no live ticket needs any more; [`webhook`] delivers the catalog webhook's outbox.
+//! work directories no live ticket needs any more; [`webhook`] delivers the catalog webhook's outbox;
+//! [`llm_refine`] is the LLM step of matching (its answer cache and token budget in the store).
 //!
 //! Stages never write a transition themselves; the only state they write is progress data of their own state
 //! (through [`StageContext::report_progress`]), which creates no history event.
 
 pub mod convert;
 pub mod download;
+pub mod llm_refine;
 pub mod matching;
 pub mod place;
 pub mod reaper;
@@ -17,86 +19,22 @@ pub mod scheduler;
 pub mod search;
 pub mod webhook;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::converter::{ConvertError, Converter};
+use crate::converter::ConvertError;
 use crate::events::TicketEvent;
 use crate::models::{TicketState, TicketWork};
 use crate::placer::PlaceError;
-use crate::queue::{StoreError, TicketRecord};
-use crate::searcher::{SearchError, Searcher};
-use crate::torrent_client::{TorrentClient, TorrentClientError};
+use crate::queue::{Fence, Lease, StoreError, TicketRecord};
+use crate::searcher::SearchError;
+use crate::torrent_client::TorrentClientError;
 
 pub use scheduler::Scheduler;
-
-/// The external systems the stages drive, built once at start-up. Each is shared by every ticket: the searcher's
-/// rate limit and caches, the torrent client's session and stall tracking, and the converter's ffmpeg slots live
-/// inside them.
-pub struct Clients {
-    pub searcher: Arc<dyn Searcher>,
-    pub torrents: Arc<dyn TorrentClient>,
-    pub converter: Arc<dyn Converter>,
-    /// Where the converter keeps `d2-work-<ticket id>` directories.
-    pub work_root: PathBuf,
-    /// The optional LLM second opinion (`[matcher] llm_provider`); `None` with `none`.
-    pub llm: Option<Arc<dyn crate::matcher::llm::LlmProvider>>,
-    /// Held while a ticket joins a torrent (`add_torrent`) and while the reaper decides to remove one, so a torrent
-    /// is never removed between another ticket's add and its download.
-    pub torrent_membership: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for Clients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clients").field("work_root", &self.work_root).finish_non_exhaustive()
-    }
-}
-
-impl Clients {
-    /// The work directory of a ticket (see `converter::WORK_DIR_PREFIX`).
-    pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
-        self.work_root.join(format!("{}{ticket_id}", crate::converter::WORK_DIR_PREFIX))
-    }
-}
-
-/// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
-#[derive(Debug, Default)]
-pub struct RunningTickets {
-    tokens: Mutex<HashMap<String, CancellationToken>>,
-}
-
-impl RunningTickets {
-    /// Registers a ticket's token (replacing a stale one).
-    pub fn register(&self, ticket_id: &str, token: CancellationToken) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.insert(ticket_id.to_string(), token);
-        }
-    }
-
-    /// Forgets a ticket's token when its task ends.
-    pub fn unregister(&self, ticket_id: &str) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.remove(ticket_id);
-        }
-    }
-
-    /// Stops the ticket's running stage, if any. Returns whether one was running.
-    pub fn cancel(&self, ticket_id: &str) -> bool {
-        let token = self.tokens.lock().ok().and_then(|tokens| tokens.get(ticket_id).cloned());
-        match token {
-            Some(token) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-}
 
 /// A stage's result: the state to move to, the working memory to store with it, and notes for the history.
 #[derive(Debug, Clone)]
@@ -159,20 +97,53 @@ impl StageError {
     }
 }
 
-/// What a stage may use: the app (store, bus, config), the clients, and the ticket's cancellation token.
+/// What a stage may use: the app (store, bus, config, clients), the ticket's cancellation token, and the worker's
+/// fence on the ticket (its lease and the version it last wrote), which every write of the ticket passes.
 #[derive(Clone)]
 pub struct StageContext {
     pub app: Arc<App>,
-    pub clients: Arc<Clients>,
     /// Cancelled by `DELETE` on the ticket or by the service stopping.
     pub cancel: CancellationToken,
+    /// The worker's lease and the ticket version it last wrote or read; moved on by every write it makes.
+    fence: Arc<Mutex<Fence>>,
 }
 
 impl StageContext {
+    /// The context of a claimed ticket: `lease` from the claim, `version` the claimed record's.
+    pub fn new(app: Arc<App>, cancel: CancellationToken, lease: Lease, version: i64) -> StageContext {
+        StageContext { app, cancel, fence: Arc::new(Mutex::new(Fence::Lease { version, lease })) }
+    }
+
+    /// The fence the next write of the ticket passes.
+    pub fn fence(&self) -> Fence {
+        match self.fence.lock() {
+            Ok(fence) => fence.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Records the ticket version a write of this worker produced.
+    pub fn saw_version(&self, version: i64) {
+        let mut fence = match self.fence.lock() {
+            Ok(fence) => fence,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Fence::Lease { version: known, .. } = &mut *fence {
+            *known = version;
+        }
+    }
+
     /// Writes new data for the ticket's current state (no history event) and publishes a progress event.
     pub async fn report_progress(&self, ticket_id: &str, state: &TicketState, progress_pct: f64) {
-        match self.app.store.update_state_data(ticket_id, state, Utc::now()).await {
-            Ok(_) => self.app.bus.publish(TicketEvent::Progress { ticket_id: ticket_id.to_string(), progress_pct }),
+        match self.app.store.update_state_data(ticket_id, state, &self.fence(), Utc::now()).await {
+            Ok(record) => {
+                self.saw_version(record.version);
+                self.app.bus.publish(TicketEvent::Progress { ticket_id: ticket_id.to_string(), progress_pct })
+            }
+            Err(err @ StoreError::LeaseLost { .. }) => {
+                tracing::warn!(error = %err, "progress not recorded: stopping work on this ticket");
+                self.cancel.cancel();
+            }
             Err(err) => tracing::debug!(error = %err, "progress not recorded"),
         }
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Clients, StageError};
-use crate::app::App;
+use super::StageError;
+use crate::app::{App, Clients};
 use crate::models::StateKind;
 use crate::torrent_client::TorrentStatus;
 

@@ -28,8 +28,8 @@ use super::retry::{plan_failure, FailurePlan};
 use super::{run_stage, unless_cancelled, Advance, StageContext, StageError};
 use crate::app::App;
 use crate::events::TicketEvent;
-use crate::models::{StateKind, TicketState};
-use crate::queue::{StoreError, TicketRecord, TransitionExtras, Transitioned};
+use crate::models::{occupies_slot, StageClass, StateKind, TicketState};
+use crate::queue::{Lease, StoreError, TicketRecord, TransitionExtras, Transitioned};
 
 /// Searches (and matchings) at once: indexers rate-limit, and the searcher also spaces its requests.
 pub const SEARCH_SLOTS: usize = 2;
@@ -39,52 +39,6 @@ pub const PLACE_SLOTS: usize = 2;
 pub const LEASE: Duration = Duration::from_secs(60);
 /// Torrents and work dirs are reaped at most this often (and after every terminal transition).
 pub const REAP_INTERVAL: Duration = Duration::from_secs(2);
-
-/// A group of states sharing one limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StageClass {
-    Search,
-    Download,
-    Convert,
-    Place,
-}
-
-impl StageClass {
-    /// Claim order: later stages first, so finished work drains before new work starts.
-    pub const ALL: [StageClass; 4] = [StageClass::Place, StageClass::Convert, StageClass::Download, StageClass::Search];
-
-    /// The class whose slot a ticket in `kind` needs to be worked on (`None`: nothing to do without a human).
-    pub fn of(kind: StateKind) -> Option<StageClass> {
-        match kind {
-            StateKind::Pending | StateKind::Searching | StateKind::Matching => Some(StageClass::Search),
-            StateKind::AutoApproved | StateKind::Approved | StateKind::Downloading => Some(StageClass::Download),
-            StateKind::Converting => Some(StageClass::Convert),
-            StateKind::Placing => Some(StageClass::Place),
-            StateKind::NeedsApproval
-            | StateKind::Completed
-            | StateKind::Rejected
-            | StateKind::Failed
-            | StateKind::Cancelled => None,
-        }
-    }
-
-    /// The states claimed for this class.
-    pub fn kinds(self) -> &'static [StateKind] {
-        match self {
-            StageClass::Search => &[StateKind::Pending, StateKind::Searching, StateKind::Matching],
-            StageClass::Download => &[StateKind::AutoApproved, StateKind::Approved, StateKind::Downloading],
-            StageClass::Convert => &[StateKind::Converting],
-            StageClass::Place => &[StateKind::Placing],
-        }
-    }
-}
-
-/// Whether a ticket in `kind` is being worked on (counts against its class's limit), as opposed to waiting for a
-/// slot (`pending`, `auto_approved`, `approved`).
-pub fn occupies_slot(kind: StateKind) -> bool {
-    matches!(kind, StateKind::Searching | StateKind::Matching | StateKind::Downloading)
-        || matches!(kind, StateKind::Converting | StateKind::Placing)
-}
 
 /// One semaphore per class.
 #[derive(Debug)]
@@ -134,7 +88,8 @@ impl Scheduler {
     /// resume at the next start) and returns once they have ended.
     pub async fn run(self, shutdown: CancellationToken) {
         self.recover().await;
-        let reaper = tokio::spawn(reap_when_wanted(self.app.clone(), self.reap_wanted.clone(), shutdown.clone()));
+        let (app, wanted) = (self.app.clone(), self.reap_wanted.clone());
+        self.app.tasks.spawn("reaper", move |stop| reap_when_wanted(app, wanted, stop));
         let mut events = self.app.bus.subscribe();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let interval = Duration::from_secs(self.app.config.processing.check_interval_secs.max(1));
@@ -170,7 +125,6 @@ impl Scheduler {
         }
         tracing::info!(tasks = tasks.len(), "scheduler stopping");
         while tasks.join_next().await.is_some() {}
-        let _ = reaper.await;
     }
 
     /// Starts a new round of attempts for the tickets that have rested in `failed { retryable: true }` for
@@ -245,7 +199,7 @@ impl Scheduler {
     /// Removes a finished ticket's work dir in the background.
     fn free_work_dir(&self, ticket_id: String) {
         let app = self.app.clone();
-        tokio::spawn(async move { release_work_dir(&app.clients, &ticket_id).await });
+        self.app.tasks.spawn("free_work_dir", move |_| async move { release_work_dir(&app.clients, &ticket_id).await });
     }
 
     /// Claims ready tickets while their classes have free slots.
@@ -256,11 +210,11 @@ impl Scheduler {
                     break;
                 };
                 match self.app.store.claim_next_ready(&self.worker, class.kinds(), LEASE, Utc::now()).await {
-                    Ok(Some(record)) => {
+                    Ok(Some((record, lease))) => {
                         let task = TicketTask {
                             app: self.app.clone(),
                             slots: self.slots.clone(),
-                            worker: self.worker.clone(),
+                            lease,
                             shutdown: shutdown.clone(),
                         };
                         tasks.spawn(task.carry(record, class, permit));
@@ -298,7 +252,8 @@ async fn reap_when_wanted(app: Arc<App>, wanted: Arc<Notify>, shutdown: Cancella
 struct TicketTask {
     app: Arc<App>,
     slots: Arc<Slots>,
-    worker: String,
+    /// The claim this task works under: every write it makes is fenced by it.
+    lease: Lease,
     shutdown: CancellationToken,
 }
 
@@ -310,12 +265,12 @@ impl TicketTask {
         async move {
             let cancel = self.shutdown.child_token();
             self.app.running.register(&id, cancel.clone());
-            let ctx = StageContext { app: self.app.clone(), clients: self.app.clients.clone(), cancel: cancel.clone() };
+            let ctx = StageContext::new(self.app.clone(), cancel.clone(), self.lease.clone(), record.version);
             let kind = record.state.kind();
             if record.attempts > 0 && occupies_slot(kind) {
                 // The end of a retry's wait: the history shows when the ticket took a slot again.
                 let note = serde_json::json!({"resumed": {"attempt": record.attempts}});
-                if let Err(err) = self.app.store.record_note(&id, kind, &note, Utc::now()).await {
+                if let Err(err) = self.app.store.record_note(&id, kind, &note, &ctx.fence(), Utc::now()).await {
                     tracing::debug!(error = %err, "resume not noted");
                 }
             }
@@ -324,7 +279,7 @@ impl TicketTask {
                 () = self.keep_lease(&id, &cancel) => {}
             }
             self.app.running.unregister(&id);
-            if let Err(err) = self.app.store.release_lease(&id, &self.worker).await {
+            if let Err(err) = self.app.store.release_lease(&id, &self.lease).await {
                 tracing::warn!(error = %err, "cannot release the lease (it expires on its own)");
             }
             self.app.work_available.notify_one();
@@ -337,7 +292,7 @@ impl TicketTask {
     async fn keep_lease(&self, id: &str, cancel: &CancellationToken) {
         loop {
             tokio::time::sleep(LEASE / 3).await;
-            match self.app.store.renew_lease(id, &self.worker, LEASE, Utc::now()).await {
+            match self.app.store.renew_lease(id, &self.lease, LEASE, Utc::now()).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("lease lost: stopping work on this ticket");
@@ -372,7 +327,7 @@ impl TicketTask {
                 Ok(advance) => advance,
                 Err(StageError::Stopped) => return,
                 Err(err) => {
-                    self.record_failure(&record, err).await;
+                    self.record_failure(ctx, &record, err).await;
                     return;
                 }
             };
@@ -389,7 +344,7 @@ impl TicketTask {
                 class = next;
                 _active = crate::metrics::ActiveTask::start(class);
             }
-            let transitioned = match self.commit(&record, advance).await {
+            let transitioned = match self.commit(ctx, &record, advance).await {
                 Ok(transitioned) => transitioned,
                 Err(err) => {
                     tracing::info!(error = %err, "stage result not recorded (the ticket changed meanwhile)");
@@ -397,6 +352,7 @@ impl TicketTask {
                 }
             };
             drop(previous_permit);
+            ctx.saw_version(transitioned.record.version);
             record = transitioned.record;
             if ctx.cancel.is_cancelled() {
                 return;
@@ -417,9 +373,14 @@ impl TicketTask {
         }
     }
 
-    /// Writes a stage's result as one transition (refused if the ticket left the stage's state meanwhile, e.g.
-    /// cancelled) and publishes it.
-    async fn commit(&self, record: &TicketRecord, advance: Advance) -> Result<Transitioned, StoreError> {
+    /// Writes a stage's result as one transition, fenced by the task's lease and the version it last wrote (refused
+    /// if the ticket changed meanwhile, e.g. cancelled, or another worker claimed it), and publishes it.
+    async fn commit(
+        &self,
+        ctx: &StageContext,
+        record: &TicketRecord,
+        advance: Advance,
+    ) -> Result<Transitioned, StoreError> {
         let kind = record.state.kind();
         let downloaded = crate::metrics::finished_download(kind, &advance.next, &advance.work);
         let extras = TransitionExtras {
@@ -429,10 +390,11 @@ impl TicketTask {
             work: Some(advance.work),
         };
         let next = advance.next;
+        let fence = ctx.fence();
         let transitioned = self
             .app
             .store
-            .transition(&record.ticket.ticket_id, None, Utc::now(), extras, move |current| {
+            .transition(&record.ticket.ticket_id, Some(&fence), Utc::now(), extras, move |current| {
                 if current.state.kind() == kind {
                     Ok(next)
                 } else {
@@ -445,8 +407,8 @@ impl TicketTask {
         Ok(transitioned)
     }
 
-    /// A retry later, or `failed`.
-    async fn record_failure(&self, record: &TicketRecord, err: StageError) {
+    /// A retry later, or `failed` (both fenced by the task's lease).
+    async fn record_failure(&self, ctx: &StageContext, record: &TicketRecord, err: StageError) {
         let now = Utc::now();
         let kind = record.state.kind();
         let id = record.ticket.ticket_id.as_str();
@@ -457,8 +419,11 @@ impl TicketTask {
             match plan_failure(err.is_retryable(), attempts, &self.app.config.processing, now) {
                 FailurePlan::RetryAt { attempt, at } => {
                     tracing::warn!(error = %message, attempt, retry_at = %at, "stage failed; retrying later");
-                    if let Err(store_err) =
-                        self.app.store.schedule_retry(id, kind, i64::from(attempt), at, &message, now).await
+                    if let Err(store_err) = self
+                        .app
+                        .store
+                        .schedule_retry(id, kind, i64::from(attempt), at, &message, &ctx.fence(), now)
+                        .await
                     {
                         tracing::info!(error = %store_err, "retry not scheduled (the ticket changed meanwhile)");
                     }
@@ -470,10 +435,11 @@ impl TicketTask {
         tracing::error!(error = %message, retryable, "stage failed");
         let failed =
             TicketState::Failed { failed_at_state: kind, error: message, retryable, retry_count, failed_at: now };
+        let fence = ctx.fence();
         let result = self
             .app
             .store
-            .transition(id, None, now, TransitionExtras::default(), move |current| {
+            .transition(id, Some(&fence), now, TransitionExtras::default(), move |current| {
                 if current.state.kind() == kind {
                     Ok(failed)
                 } else {
@@ -485,39 +451,5 @@ impl TicketTask {
             Ok(transitioned) => self.app.publish_transition(&transitioned),
             Err(store_err) => tracing::info!(error = %store_err, "failure not recorded (the ticket changed meanwhile)"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_with_work_belongs_to_exactly_the_class_that_claims_it() {
-        for kind in StateKind::ALL {
-            let claimed_by: Vec<StageClass> =
-                StageClass::ALL.into_iter().filter(|class| class.kinds().contains(&kind)).collect();
-            match StageClass::of(kind) {
-                Some(class) => assert_eq!(claimed_by, [class], "{kind}"),
-                None => assert!(claimed_by.is_empty(), "{kind} waits for a human or is done"),
-            }
-            let has_work = kind.is_working() || kind == StateKind::Pending;
-            assert_eq!(StageClass::of(kind).is_some(), has_work, "{kind}");
-        }
-    }
-
-    #[test]
-    fn only_states_doing_work_occupy_a_slot() {
-        let occupying: Vec<StateKind> = StateKind::ALL.into_iter().filter(|kind| occupies_slot(*kind)).collect();
-        assert_eq!(
-            occupying,
-            [
-                StateKind::Searching,
-                StateKind::Matching,
-                StateKind::Downloading,
-                StateKind::Converting,
-                StateKind::Placing
-            ]
-        );
     }
 }

@@ -14,7 +14,8 @@ pub async fn search(ctx: &StageContext, record: &TicketRecord, mut work: TicketW
         _ => None,
     };
     let ticket = &record.ticket;
-    let results = unless_cancelled(&ctx.cancel, ctx.clients.searcher.search(ticket, custom_query.as_deref())).await??;
+    let results =
+        unless_cancelled(&ctx.cancel, ctx.app.clients.searcher.search(ticket, custom_query.as_deref())).await??;
     if results.is_empty() {
         let query = custom_query.unwrap_or_else(|| format!("{} {}", ticket.search.artist, ticket.search.album));
         return Err(StageError::NoResults { query });

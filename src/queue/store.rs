@@ -3,6 +3,10 @@
 //! `create_ticket` returns, which is before the API answers 201. Writers take the lock up front
 //! (`BEGIN IMMEDIATE`) so two transitions of one ticket serialise instead of failing half-way.
 //!
+//! Split by job: this file holds the tickets, their transitions (with the fence of `lease.rs`) and leases;
+//! `stats.rs` the figures of `GET /stats`, `llm_ledger.rs` the LLM answer cache and cost ledger, `outbox.rs` the
+//! webhook outbox. Every SQL statement of the crate lives in `queue/`.
+//!
 //! The store never publishes events and never decides legality on its own: `transitions.rs` does, called here
 //! inside the transaction so the check and the write see the same row.
 
@@ -14,10 +18,19 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
+use tracing::Instrument;
 
+use super::lease::{Fence, Lease};
 use super::storage::{DatabaseHealth, StorageProblem, StorageWatch, WriteTx};
 use super::transitions::check_transition;
 use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork, WebhookEvent};
+
+/// The columns a [`TicketRecord`] is read from (`record_from_row`), written once for every query that reads one.
+macro_rules! ticket_columns {
+    () => {
+        "id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at"
+    };
+}
 
 /// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +50,10 @@ pub enum StoreError {
     /// Someone else changed the ticket since the caller read it.
     #[error("ticket {id:?} changed concurrently (expected version {expected})")]
     VersionConflict { id: String, expected: i64 },
+    /// The worker's claim on the ticket is gone (its lease expired and another claim was made): it must stop, the
+    /// new owner carries on.
+    #[error("ticket {id:?}: the lease of {owner} (claim {attempt}) was lost to another claim")]
+    LeaseLost { id: String, owner: String, attempt: i64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -69,6 +86,7 @@ impl StoreError {
             StoreError::NotFound(_)
             | StoreError::IllegalTransition { .. }
             | StoreError::Refused { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
             | StoreError::CreateFile { .. }
@@ -88,6 +106,7 @@ impl StoreError {
             | StoreError::IllegalTransition { .. }
             | StoreError::Refused { .. }
             | StoreError::VersionConflict { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
             | StoreError::CreateFile { .. }
@@ -169,46 +188,6 @@ pub struct TransitionExtras {
     pub work: Option<TicketWork>,
 }
 
-/// Figures for `GET /api/v1/stats`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct StoreStats {
-    pub counts_by_state: BTreeMap<String, i64>,
-    pub created_last_hour: i64,
-    pub created_last_day: i64,
-    pub completed_last_hour: i64,
-    pub completed_last_day: i64,
-    pub failed_last_hour: i64,
-    pub failed_last_day: i64,
-    /// Median seconds spent in each state, over the most recently completed tickets.
-    pub median_secs_by_stage: BTreeMap<String, f64>,
-    /// What the optional LLM second opinion was asked and cost (all zero with `llm_provider = "none"`).
-    pub llm: LlmUsageStats,
-}
-
-/// LLM calls and tokens since the database was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct LlmUsageStats {
-    /// Answers from the provider.
-    pub answered: i64,
-    /// Answers served from the cache (no network call).
-    pub cached: i64,
-    /// Calls that failed (matching went on with the deterministic result).
-    pub failed: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-}
-
-/// A cached LLM answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CachedLlmAnswer {
-    pub answer: serde_json::Value,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-/// How many completed tickets the stage medians look at.
-const STATS_COMPLETED_SAMPLE: i64 = 1000;
-
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -219,6 +198,8 @@ pub struct Store {
     pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Requests for the group-commit task that writes new tickets.
     creates: tokio::sync::mpsc::Sender<CreateRequest>,
+    /// The group-commit task: stopped and joined by [`Store::close`], so it never outlives the service.
+    group_commit: std::sync::Arc<GroupCommit>,
     /// One connection kept for health checks, so `GET /health` never queues behind the pipeline's queries.
     health: SqlitePool,
     /// The database file's identity and the state of writes (failing since when, with what).
@@ -231,22 +212,29 @@ pub struct Store {
 
 /// Appends a same-state history event (`from == to`, `details` as its notes) if ticket `id` is still in `kind`;
 /// `false` when it is not.
+/// With a `fence`, only while the ticket is at its version and (for a worker) still under its lease.
 async fn insert_note(
     tx: &mut sqlx::SqliteConnection,
     id: &str,
     kind: StateKind,
     details: &serde_json::Value,
+    fence: Option<&Fence>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
          SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?3, ?4
-         WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND state_kind = ?3)",
+         WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND state_kind = ?3
+                         AND (?5 IS NULL OR version = ?5)
+                         AND (?6 IS NULL OR (lease_owner = ?6 AND lease_attempt = ?7)))",
     )
     .bind(id)
     .bind(to_millis(now))
     .bind(kind.as_str())
     .bind(details.to_string())
+    .bind(fence.map(Fence::version))
+    .bind(fence.and_then(Fence::lease).map(|lease| lease.owner.as_str()))
+    .bind(fence.and_then(Fence::lease).map(|lease| lease.attempt))
     .execute(&mut *tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -286,13 +274,17 @@ impl Store {
         let storage = std::sync::Arc::new(StorageWatch::new(path));
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (creates, requests) = tokio::sync::mpsc::channel(CREATE_QUEUE);
-        tokio::spawn(run_create_batches(pool.clone(), writer.clone(), storage.clone(), requests));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let batches = run_create_batches(pool.clone(), writer.clone(), storage.clone(), requests, stop.clone());
+        let task = tokio::spawn(batches.instrument(tracing::info_span!("task", name = "store.group_commit")));
+        let group_commit = std::sync::Arc::new(GroupCommit { stop, task: std::sync::Mutex::new(Some(task)) });
         let health =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(connect_options(path)).await?;
         Ok(Store {
             pool,
             writer,
             creates,
+            group_commit,
             health,
             storage,
             webhook_events: std::sync::Arc::default(),
@@ -305,8 +297,17 @@ impl Store {
         &self.pool
     }
 
-    /// Closes every connection (the WAL is checkpointed by SQLite on the last close).
+    /// Stops the group-commit task (tickets it already received are written first; later creations fail with
+    /// `Closed`) and waits for it, then closes every connection (the WAL is checkpointed by SQLite on the last
+    /// close).
     pub async fn close(&self) {
+        self.group_commit.stop.cancel();
+        let task = self.group_commit.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "the store's group-commit task failed");
+            }
+        }
         self.health.close().await;
         self.pool.close().await;
     }
@@ -332,7 +333,7 @@ impl Store {
     }
 
     /// Refuses a write when the database file is gone, and records how an autocommit write went.
-    fn autocommit<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+    pub(super) fn autocommit<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
         let result = result.map_err(StoreError::from);
         self.storage.note_write(&result);
         result
@@ -446,12 +447,14 @@ impl Store {
     /// Moves a ticket to the state `decide` computes from its current record, in one `BEGIN IMMEDIATE`
     /// transaction: read, decide, check legality, compare-and-set the version, append the event.
     ///
-    /// `expected_version`, when given, must still be the ticket's version (a worker's claim), else
-    /// `VersionConflict`. `decide` may refuse with `Err(reason)`.
+    /// The `fence` is checked in the same transaction: the ticket must still be at the version the caller read,
+    /// else `VersionConflict`, and a worker's write must still hold its lease, else `LeaseLost` (see
+    /// `queue::lease`). Every production write passes one; `None` (no check) is for tests and tools. `decide` may
+    /// refuse with `Err(reason)`.
     pub async fn transition<F>(
         &self,
         id: &str,
-        expected_version: Option<i64>,
+        fence: Option<&Fence>,
         now: DateTime<Utc>,
         extras: TransitionExtras,
         decide: F,
@@ -468,10 +471,8 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             let current = record_from_row(&row)?;
-            if let Some(expected) = expected_version {
-                if expected != current.version {
-                    return Err(StoreError::VersionConflict { id: id.to_string(), expected });
-                }
+            if let Some(fence) = fence {
+                check_fence(&mut tx, id, &current, fence).await?;
             }
             let from = current.state.kind();
             let next = decide(&current)
@@ -507,10 +508,13 @@ impl Store {
                 Some(value) => value,
                 None => current.next_attempt_at,
             };
+            // The compare-and-set: the version read above and, for a worker, its lease (plain SQL, so the same
+            // fence holds on a database where the row could change between the read and this write).
+            let lease = fence.and_then(Fence::lease);
             let updated = sqlx::query(
                 "UPDATE tickets SET state_json = ?1, state_kind = ?2, version = version + 1, attempts = ?3,
                     next_attempt_at = ?4, updated_at = ?5
-             WHERE id = ?6 AND version = ?7",
+             WHERE id = ?6 AND version = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_attempt = ?9))",
             )
             .bind(&state_json)
             .bind(to.as_str())
@@ -519,6 +523,8 @@ impl Store {
             .bind(millis)
             .bind(id)
             .bind(current.version)
+            .bind(lease.map(|lease| lease.owner.as_str()))
+            .bind(lease.map(|lease| lease.attempt))
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() != 1 {
@@ -566,26 +572,27 @@ impl Store {
 
     /// Claims the most urgent ticket in one of `kinds` that is due (`next_attempt_at` passed) and not leased by a
     /// live worker: highest priority first, then oldest. The claim is one `UPDATE ... RETURNING`, so two workers
-    /// can never claim the same ticket; an expired lease (its worker died) makes the ticket claimable again.
+    /// can never claim the same ticket; an expired lease (its worker died) makes the ticket claimable again. Every
+    /// claim gets a new `lease_attempt`: the returned [`Lease`] fences the worker's writes.
     pub async fn claim_next_ready(
         &self,
         worker: &str,
         kinds: &[StateKind],
         lease: Duration,
         now: DateTime<Utc>,
-    ) -> Result<Option<TicketRecord>, StoreError> {
+    ) -> Result<Option<(TicketRecord, Lease)>, StoreError> {
         if kinds.is_empty() {
             return Ok(None);
         }
         let placeholders = (0..kinds.len()).map(|n| format!("?{}", n + 4)).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "UPDATE tickets SET lease_owner = ?1, lease_expires_at = ?2
+            "UPDATE tickets SET lease_owner = ?1, lease_expires_at = ?2, lease_attempt = lease_attempt + 1
              WHERE id = (SELECT id FROM tickets
                          WHERE state_kind IN ({placeholders})
                            AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
                            AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
                          ORDER BY priority DESC, created_at ASC, id ASC LIMIT 1)
-             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at"
+             RETURNING {TICKET_COLUMNS}, lease_attempt"
         );
         let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let mut query = sqlx::query(&sql).bind(worker).bind(lease_until).bind(to_millis(now));
@@ -596,41 +603,52 @@ impl Store {
         let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
         let result = query.fetch_optional(&mut *tx).await.map_err(StoreError::from);
         let row = tx.finish(result, &self.storage).await?;
-        row.as_ref().map(record_from_row).transpose()
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let lease = Lease { owner: worker.to_string(), attempt: row.try_get("lease_attempt")? };
+                Ok(Some((record_from_row(&row)?, lease)))
+            }
+        }
     }
 
-    /// Extends `worker`'s lease on a ticket; false when the lease was lost (expired and taken by another worker).
+    /// Extends a worker's lease on a ticket; false when the lease was lost (expired and claimed again since).
     pub async fn renew_lease(
         &self,
         id: &str,
-        worker: &str,
-        lease: Duration,
+        lease: &Lease,
+        duration: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let lease_until = to_millis(now) + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2);
         self.storage.before_write()?;
         let _writer = self.writer.lock().await;
         let done = self.autocommit(
-            sqlx::query("UPDATE tickets SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3")
-                .bind(lease_until)
-                .bind(id)
-                .bind(worker)
-                .execute(&self.pool)
-                .await,
+            sqlx::query(
+                "UPDATE tickets SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND lease_attempt = ?4",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
+            .execute(&self.pool)
+            .await,
         )?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Gives a ticket back to the queue (the worker is done with it for now).
-    pub async fn release_lease(&self, id: &str, worker: &str) -> Result<(), StoreError> {
+    /// Gives a ticket back to the queue (the worker is done with it for now); nothing when the lease was lost.
+    pub async fn release_lease(&self, id: &str, lease: &Lease) -> Result<(), StoreError> {
         self.storage.before_write()?;
         let _writer = self.writer.lock().await;
         self.autocommit(
             sqlx::query(
-                "UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND lease_owner = ?2",
+                "UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND lease_attempt = ?3",
             )
             .bind(id)
-            .bind(worker)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
             .execute(&self.pool)
             .await,
         )?;
@@ -638,37 +656,40 @@ impl Store {
     }
 
     /// Replaces the data of the ticket's current state without changing its kind (progress of a download or a
-    /// conversion): no history event, but the version moves so stale writers are refused.
+    /// conversion): no history event, but the version moves so stale writers are refused. Fenced like a
+    /// transition: refused (`LeaseLost`, `Refused` for another state, `VersionConflict`) unless the ticket is still
+    /// in the state's kind, at the fence's version and, for a worker, under its lease.
     pub async fn update_state_data(
         &self,
         id: &str,
         state: &TicketState,
+        fence: &Fence,
         now: DateTime<Utc>,
     ) -> Result<TicketRecord, StoreError> {
         let state_json = state_to_json(id, state)?;
         self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        let row = sqlx::query(
+        let lease = fence.lease();
+        let row = sqlx::query(concat!(
             "UPDATE tickets SET state_json = ?1, version = version + 1, updated_at = ?2
-             WHERE id = ?3 AND state_kind = ?4
-             RETURNING id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at",
-        )
+             WHERE id = ?3 AND state_kind = ?4 AND version = ?5
+               AND (?6 IS NULL OR (lease_owner = ?6 AND lease_attempt = ?7))
+             RETURNING ",
+            ticket_columns!()
+        ))
         .bind(&state_json)
         .bind(to_millis(now))
         .bind(id)
         .bind(state.kind().as_str())
+        .bind(fence.version())
+        .bind(lease.map(|lease| lease.owner.as_str()))
+        .bind(lease.map(|lease| lease.attempt))
         .fetch_optional(&self.pool)
         .await;
         let row = self.autocommit(row)?;
         match row {
             Some(row) => record_from_row(&row),
-            None => match self.get_ticket(id).await? {
-                None => Err(StoreError::NotFound(id.to_string())),
-                Some(current) => Err(StoreError::Refused {
-                    reason: format!("ticket is {}, not {}", current.state.kind(), state.kind()),
-                    current: Box::new(current.state),
-                }),
-            },
+            None => Err(self.fenced_refusal(id, state.kind(), fence).await),
         }
     }
 
@@ -684,7 +705,8 @@ impl Store {
 
     /// Records a failed attempt that will be retried: the ticket stays in `kind`, `attempts` and `next_attempt_at`
     /// are set, and the history gets an event (`from == to`) naming the error and the time of the next attempt.
-    /// Refused when the ticket left `kind` meanwhile (cancelled, for instance).
+    /// Refused when the ticket left `kind` meanwhile (cancelled, for instance), or the `fence` no longer holds.
+    #[allow(clippy::too_many_arguments)]
     pub async fn schedule_retry(
         &self,
         id: &str,
@@ -692,66 +714,102 @@ impl Store {
         attempts: i64,
         retry_at: DateTime<Utc>,
         error: &str,
+        fence: &Fence,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let details = serde_json::json!({"retry": {"attempt": attempts, "retry_at": retry_at, "error": error}});
         let _writer = self.writer.lock().await;
         let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
         let result = async {
+            let lease = fence.lease();
             let updated = sqlx::query(
                 "UPDATE tickets SET attempts = ?1, next_attempt_at = ?2, updated_at = ?3, version = version + 1
-                 WHERE id = ?4 AND state_kind = ?5",
+                 WHERE id = ?4 AND state_kind = ?5 AND version = ?6
+                   AND (?7 IS NULL OR (lease_owner = ?7 AND lease_attempt = ?8))",
             )
             .bind(attempts)
             .bind(to_millis(retry_at))
             .bind(to_millis(now))
             .bind(id)
             .bind(kind.as_str())
+            .bind(fence.version())
+            .bind(lease.map(|lease| lease.owner.as_str()))
+            .bind(lease.map(|lease| lease.attempt))
             .execute(&mut *tx)
             .await?;
             if updated.rows_affected() != 1 {
                 return Ok(false);
             }
-            insert_note(&mut tx, id, kind, &details, now).await
+            // The fence was checked by the update above, in this transaction.
+            insert_note(&mut tx, id, kind, &details, None, now).await
         }
         .await;
         if tx.finish(result, &self.storage).await? {
             Ok(())
         } else {
-            Err(self.not_in_state(id, kind).await)
+            Err(self.fenced_refusal(id, kind, fence).await)
         }
     }
 
     /// Appends a note to a ticket's history without changing its state (an event with `from == to`, e.g. a
-    /// scheduled retry being resumed). Refused when the ticket is no longer in `kind`.
+    /// scheduled retry being resumed). Refused when the ticket is no longer in `kind` or the `fence` no longer
+    /// holds.
     pub async fn record_note(
         &self,
         id: &str,
         kind: StateKind,
         details: &serde_json::Value,
+        fence: &Fence,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
-        let result = insert_note(&mut tx, id, kind, details, now).await;
+        let result = insert_note(&mut tx, id, kind, details, Some(fence), now).await;
         if tx.finish(result, &self.storage).await? {
             Ok(())
         } else {
-            Err(self.not_in_state(id, kind).await)
+            Err(self.fenced_refusal(id, kind, fence).await)
         }
     }
 
-    /// The error for a command refused because ticket `id` is no longer in `kind`: `Refused` with its real state,
-    /// or `NotFound`.
-    async fn not_in_state(&self, id: &str, kind: StateKind) -> StoreError {
-        match self.get_ticket(id).await {
-            Ok(Some(current)) => StoreError::Refused {
-                reason: format!("ticket {id} is {}, no longer {kind}", current.state.kind()),
-                current: Box::new(current.state),
-            },
-            Ok(None) => StoreError::NotFound(id.to_string()),
-            Err(err) => err,
+    /// Why a fenced write of ticket `id` in `kind` changed nothing: `NotFound`, `LeaseLost` (the worker's claim
+    /// is gone), `Refused` with the real state (it left `kind`), else `VersionConflict`.
+    async fn fenced_refusal(&self, id: &str, kind: StateKind, fence: &Fence) -> StoreError {
+        let row = sqlx::query("SELECT state_json, lease_owner, lease_attempt FROM tickets WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await;
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return StoreError::NotFound(id.to_string()),
+            Err(err) => return err.into(),
+        };
+        let read = || -> Result<(TicketState, Option<String>, i64), StoreError> {
+            let state_json: String = row.try_get("state_json")?;
+            let state = serde_json::from_str(&state_json)
+                .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
+            Ok((state, row.try_get("lease_owner")?, row.try_get("lease_attempt")?))
+        };
+        let (state, owner, attempt) = match read() {
+            Ok(read) => read,
+            Err(err) => return err,
+        };
+        if let Some(lease) = fence.lease() {
+            if owner.as_deref() != Some(lease.owner.as_str()) || attempt != lease.attempt {
+                return StoreError::LeaseLost {
+                    id: id.to_string(),
+                    owner: lease.owner.clone(),
+                    attempt: lease.attempt,
+                };
+            }
         }
+        if state.kind() != kind {
+            return StoreError::Refused {
+                reason: format!("ticket {id} is {}, no longer {kind}", state.kind()),
+                current: Box::new(state),
+            };
+        }
+        StoreError::VersionConflict { id: id.to_string(), expected: fence.version() }
     }
 
     /// Tickets resting in `failed { retryable: true }` since `rested_since` or earlier, longest resting first (at
@@ -812,10 +870,11 @@ impl Store {
     pub async fn tickets_in(&self, kinds: &[StateKind]) -> Result<Vec<TicketRecord>, StoreError> {
         let mut records = Vec::new();
         for kind in kinds {
-            let rows = sqlx::query(
-                "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at, created_at, updated_at
-                 FROM tickets WHERE state_kind = ?1 ORDER BY created_at",
-            )
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                ticket_columns!(),
+                " FROM tickets WHERE state_kind = ?1 ORDER BY created_at"
+            ))
             .bind(kind.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -824,198 +883,6 @@ impl Store {
             }
         }
         Ok(records)
-    }
-
-    /// Figures for the stats endpoint.
-    pub async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
-        let hour_ago = to_millis(now - chrono::Duration::hours(1));
-        let day_ago = to_millis(now - chrono::Duration::days(1));
-        let mut counts_by_state: BTreeMap<String, i64> =
-            StateKind::ALL.iter().map(|kind| (kind.as_str().to_string(), 0)).collect();
-        for row in sqlx::query("SELECT state_kind, COUNT(*) AS n FROM tickets GROUP BY state_kind")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            counts_by_state.insert(row.try_get("state_kind")?, row.try_get("n")?);
-        }
-        let created_since = |since: i64| {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE created_at >= ?1")
-                .bind(since)
-                .fetch_one(&self.pool)
-        };
-        let reached_since = |kind: StateKind, since: i64| {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(DISTINCT ticket_id) FROM ticket_events WHERE to_kind = ?1 AND at >= ?2",
-            )
-            .bind(kind.as_str())
-            .bind(since)
-            .fetch_one(&self.pool)
-        };
-        let created_last_hour = created_since(hour_ago).await?;
-        let created_last_day = created_since(day_ago).await?;
-        let completed_last_hour = reached_since(StateKind::Completed, hour_ago).await?;
-        let completed_last_day = reached_since(StateKind::Completed, day_ago).await?;
-        let failed_last_hour = reached_since(StateKind::Failed, hour_ago).await?;
-        let failed_last_day = reached_since(StateKind::Failed, day_ago).await?;
-
-        let rows = sqlx::query(
-            "SELECT e.ticket_id, e.at, e.to_kind FROM ticket_events e
-             JOIN (SELECT id FROM tickets WHERE state_kind = 'completed' ORDER BY updated_at DESC LIMIT ?1) c
-               ON c.id = e.ticket_id
-             ORDER BY e.ticket_id, e.seq",
-        )
-        .bind(STATS_COMPLETED_SAMPLE)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut previous: Option<(String, i64, String)> = None;
-        for row in &rows {
-            let ticket_id: String = row.try_get("ticket_id")?;
-            let at: i64 = row.try_get("at")?;
-            let kind: String = row.try_get("to_kind")?;
-            if let Some((prev_id, prev_at, prev_kind)) = previous.take() {
-                if prev_id == ticket_id {
-                    let secs = Duration::from_millis(u64::try_from(at - prev_at).unwrap_or(0)).as_secs_f64();
-                    durations.entry(prev_kind).or_default().push(secs);
-                }
-            }
-            previous = Some((ticket_id, at, kind));
-        }
-        let median_secs_by_stage = durations
-            .into_iter()
-            .filter_map(|(kind, mut values)| {
-                values.sort_by(f64::total_cmp);
-                let mid = values.len() / 2;
-                let median = if values.len() % 2 == 1 {
-                    *values.get(mid)?
-                } else {
-                    (values.get(mid - 1)? + values.get(mid)?) / 2.0
-                };
-                Some((kind, median))
-            })
-            .collect();
-        Ok(StoreStats {
-            counts_by_state,
-            created_last_hour,
-            created_last_day,
-            completed_last_hour,
-            completed_last_day,
-            failed_last_hour,
-            failed_last_day,
-            median_secs_by_stage,
-            llm: self.llm_usage().await?,
-        })
-    }
-
-    /// The cached answer for a prompt hash, if any.
-    pub async fn llm_cached_answer(&self, key: &str) -> Result<Option<CachedLlmAnswer>, StoreError> {
-        let row = sqlx::query("SELECT answer_json, input_tokens, output_tokens FROM llm_answers WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let json: String = row.try_get("answer_json")?;
-        let answer = serde_json::from_str(&json)
-            .map_err(|err| StoreError::Corrupt { id: format!("llm answer {key}"), message: err.to_string() })?;
-        let tokens =
-            |name: &str| -> Result<u64, StoreError> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
-        Ok(Some(CachedLlmAnswer {
-            answer,
-            input_tokens: tokens("input_tokens")?,
-            output_tokens: tokens("output_tokens")?,
-        }))
-    }
-
-    /// Stores an answer under its prompt hash (the first one wins).
-    pub async fn store_llm_answer(
-        &self,
-        key: &str,
-        provider: &str,
-        model: &str,
-        answer: &CachedLlmAnswer,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.storage.before_write()?;
-        let _writer = self.writer.lock().await;
-        self.autocommit(
-sqlx::query(
-            "INSERT OR IGNORE INTO llm_answers (key, provider, model, answer_json, input_tokens, output_tokens, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(key)
-        .bind(provider)
-        .bind(model)
-        .bind(answer.answer.to_string())
-        .bind(i64::try_from(answer.input_tokens).unwrap_or(i64::MAX))
-        .bind(i64::try_from(answer.output_tokens).unwrap_or(i64::MAX))
-        .bind(to_millis(now))
-        .execute(&self.pool)
-        .await,
-        )?;
-        Ok(())
-    }
-
-    /// Records one LLM call in the ledger (`outcome`: answered, cached or failed).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_llm_call(
-        &self,
-        ticket_id: Option<&str>,
-        provider: &str,
-        model: &str,
-        outcome: &str,
-        input_tokens: u64,
-        output_tokens: u64,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.storage.before_write()?;
-        let _writer = self.writer.lock().await;
-        self.autocommit(
-            sqlx::query(
-                "INSERT INTO llm_calls (at, ticket_id, provider, model, outcome, input_tokens, output_tokens)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(to_millis(now))
-            .bind(ticket_id)
-            .bind(provider)
-            .bind(model)
-            .bind(outcome)
-            .bind(i64::try_from(input_tokens).unwrap_or(i64::MAX))
-            .bind(i64::try_from(output_tokens).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await,
-        )?;
-        Ok(())
-    }
-
-    /// Tokens this ticket's LLM calls consumed so far (its budget).
-    pub async fn llm_tokens_of_ticket(&self, ticket_id: &str) -> Result<u64, StoreError> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM llm_calls
-             WHERE ticket_id = ?1 AND outcome = 'answered'",
-        )
-        .bind(ticket_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(total).unwrap_or(0))
-    }
-
-    async fn llm_usage(&self) -> Result<LlmUsageStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(outcome = 'answered'), 0) AS answered, COALESCE(SUM(outcome = 'cached'), 0) AS cached,
-                    COALESCE(SUM(outcome = 'failed'), 0) AS failed,
-                    COALESCE(SUM(CASE WHEN outcome = 'answered' THEN input_tokens ELSE 0 END), 0) AS input_tokens,
-                    COALESCE(SUM(CASE WHEN outcome = 'answered' THEN output_tokens ELSE 0 END), 0) AS output_tokens
-             FROM llm_calls",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(LlmUsageStats {
-            answered: row.try_get("answered")?,
-            cached: row.try_get("cached")?,
-            failed: row.try_get("failed")?,
-            input_tokens: row.try_get("input_tokens")?,
-            output_tokens: row.try_get("output_tokens")?,
-        })
     }
 }
 
@@ -1032,16 +899,33 @@ const MAX_CREATE_BATCH: usize = 128;
 /// Waiting creations before `create_ticket` callers queue on the channel.
 const CREATE_QUEUE: usize = 1024;
 
+/// The store's group-commit task and its stop signal.
+#[derive(Debug)]
+struct GroupCommit {
+    stop: tokio_util::sync::CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
 /// The group-commit task: takes every creation waiting, writes them in one transaction, answers each after the
 /// commit. If a batch fails as a whole, its requests are retried one by one so one bad row cannot fail the others.
-/// Ends when every `Store` clone is dropped.
+/// Ends when `Store::close` stops it (after the requests already queued) or every `Store` clone is dropped.
 async fn run_create_batches(
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     storage: std::sync::Arc<StorageWatch>,
     mut requests: tokio::sync::mpsc::Receiver<CreateRequest>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
-    while let Some(first) = requests.recv().await {
+    loop {
+        // Requests first: what was asked before the stop is still written.
+        let first = tokio::select! {
+            biased;
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            () = stop.cancelled() => return,
+        };
         let mut batch = vec![first];
         let _writer = writer.lock().await;
         while batch.len() < MAX_CREATE_BATCH {
@@ -1140,9 +1024,39 @@ async fn insert_ticket_rows(
     Ok(outcomes)
 }
 
-const SELECT_TICKET: &str = "SELECT id, ticket_json, state_json, version, priority, attempts, next_attempt_at,
-                                    created_at, updated_at
-                             FROM tickets WHERE id = ?1";
+/// Checks `fence` against the ticket row read in the transaction `tx`: a worker's lease first (`LeaseLost`), then
+/// the version (`VersionConflict`). The write that follows repeats both conditions in its `WHERE`.
+async fn check_fence(
+    tx: &mut SqliteConnection,
+    id: &str,
+    current: &TicketRecord,
+    fence: &Fence,
+) -> Result<(), StoreError> {
+    if let Some(lease) = fence.lease() {
+        let holder = sqlx::query("SELECT lease_owner, lease_attempt FROM tickets WHERE id = ?1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let owner: Option<String> = holder.try_get("lease_owner")?;
+        let attempt: i64 = holder.try_get("lease_attempt")?;
+        if owner.as_deref() != Some(lease.owner.as_str()) || attempt != lease.attempt {
+            return Err(StoreError::LeaseLost {
+                id: id.to_string(),
+                owner: lease.owner.clone(),
+                attempt: lease.attempt,
+            });
+        }
+    }
+    if fence.version() != current.version {
+        return Err(StoreError::VersionConflict { id: id.to_string(), expected: fence.version() });
+    }
+    Ok(())
+}
+
+/// [`ticket_columns!`] as a constant, for queries built at run time.
+const TICKET_COLUMNS: &str = ticket_columns!();
+
+const SELECT_TICKET: &str = concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE id = ?1");
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketRecord, StoreError> {
     let id: String = row.try_get("id")?;
@@ -1281,9 +1195,18 @@ mod tests {
     async fn retry_notes_are_written_in_the_state_only_and_a_refusal_names_the_real_state() {
         let (_dir, store) = fresh_store().await;
         store.create_ticket(&ticket("a"), at(0)).await.unwrap();
-        store.schedule_retry("a", StateKind::Pending, 1, at(60), "indexer down", at(1)).await.unwrap();
         store
-            .record_note("a", StateKind::Pending, &serde_json::json!({"resumed": {"attempt": 1}}), at(61))
+            .schedule_retry("a", StateKind::Pending, 1, at(60), "indexer down", &Fence::Version(0), at(1))
+            .await
+            .unwrap();
+        store
+            .record_note(
+                "a",
+                StateKind::Pending,
+                &serde_json::json!({"resumed": {"attempt": 1}}),
+                &Fence::Version(1),
+                at(61),
+            )
             .await
             .unwrap();
         let history = store.get_history("a").await.unwrap();
@@ -1298,18 +1221,27 @@ mod tests {
             })
             .await
             .unwrap();
-        let refused = store.schedule_retry("a", StateKind::Pending, 2, at(120), "x", at(63)).await.unwrap_err();
+        let refused = store
+            .schedule_retry("a", StateKind::Pending, 2, at(120), "x", &Fence::Version(2), at(63))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
             "{refused:?}"
         );
-        let refused = store.record_note("a", StateKind::Pending, &serde_json::json!({}), at(63)).await.unwrap_err();
+        let refused = store
+            .record_note("a", StateKind::Pending, &serde_json::json!({}), &Fence::Version(2), at(63))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&refused, StoreError::Refused { current, .. } if current.kind() == StateKind::Cancelled),
             "{refused:?}"
         );
         assert_eq!(store.get_history("a").await.unwrap().len(), 4, "nothing written when refused");
-        let missing = store.record_note("nope", StateKind::Pending, &serde_json::json!({}), at(63)).await.unwrap_err();
+        let missing = store
+            .record_note("nope", StateKind::Pending, &serde_json::json!({}), &Fence::Version(0), at(63))
+            .await
+            .unwrap_err();
         assert!(matches!(missing, StoreError::NotFound(_)));
     }
 
@@ -1342,7 +1274,7 @@ mod tests {
         let first = go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
         assert_eq!(first.record.version, 1);
         let err = store
-            .transition("a", Some(0), at(2), TransitionExtras::default(), |_| {
+            .transition("a", Some(&Fence::Version(0)), at(2), TransitionExtras::default(), |_| {
                 Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
             })
             .await
@@ -1350,7 +1282,7 @@ mod tests {
         assert!(matches!(err, StoreError::VersionConflict { expected: 0, .. }));
         assert!(err.is_retryable());
         let ok = store
-            .transition("a", Some(1), at(2), TransitionExtras::default(), |_| {
+            .transition("a", Some(&Fence::Version(1)), at(2), TransitionExtras::default(), |_| {
                 Ok(TicketState::Matching { candidates_found: 0, started_at: at(2) })
             })
             .await
@@ -1421,20 +1353,20 @@ mod tests {
         let lease = Duration::from_secs(30);
         let pending = [StateKind::Pending, StateKind::Failed];
         let first = store.claim_next_ready("w1", &pending, lease, at(20)).await.unwrap().unwrap();
-        assert_eq!(first.ticket.ticket_id, "old", "oldest first");
+        assert_eq!(first.0.ticket.ticket_id, "old", "oldest first");
         let second = store.claim_next_ready("w2", &pending, lease, at(20)).await.unwrap().unwrap();
-        assert_eq!(second.ticket.ticket_id, "new", "a leased ticket is not claimed twice");
+        assert_eq!(second.0.ticket.ticket_id, "new", "a leased ticket is not claimed twice");
         assert!(store.claim_next_ready("w3", &pending, lease, at(20)).await.unwrap().is_none(), "'later' is not due");
         // w1 keeps its lease alive; w2's expires and its ticket is claimable again.
-        assert!(store.renew_lease("old", "w1", lease, at(40)).await.unwrap());
+        assert!(store.renew_lease("old", &first.1, lease, at(40)).await.unwrap());
         let again = store.claim_next_ready("w3", &pending, lease, at(60)).await.unwrap().unwrap();
-        assert_eq!(again.ticket.ticket_id, "new");
-        assert!(!store.renew_lease("new", "w2", lease, at(61)).await.unwrap(), "w2 lost its lease");
-        store.release_lease("old", "w1").await.unwrap();
+        assert_eq!(again.0.ticket.ticket_id, "new");
+        assert!(!store.renew_lease("new", &second.1, lease, at(61)).await.unwrap(), "w2 lost its lease");
+        store.release_lease("old", &first.1).await.unwrap();
         let released = store.claim_next_ready("w4", &pending, lease, at(62)).await.unwrap().unwrap();
-        assert_eq!(released.ticket.ticket_id, "old");
+        assert_eq!(released.0.ticket.ticket_id, "old");
         let due = store.claim_next_ready("w5", &[StateKind::Failed], lease, at(2000)).await.unwrap().unwrap();
-        assert_eq!(due.ticket.ticket_id, "later", "due once next_attempt_at passed");
+        assert_eq!(due.0.ticket.ticket_id, "later", "due once next_attempt_at passed");
     }
 
     #[tokio::test]
@@ -1442,10 +1374,18 @@ mod tests {
         let (_dir, store) = fresh_store().await;
         store.create_ticket(&ticket("a"), at(0)).await.unwrap();
         let wrong = TicketState::Placing { files_placed: 1, total_files: 2, started_at: at(1) };
-        assert!(matches!(store.update_state_data("a", &wrong, at(1)).await, Err(StoreError::Refused { .. })));
+        assert!(matches!(
+            store.update_state_data("a", &wrong, &Fence::Version(0), at(1)).await,
+            Err(StoreError::Refused { .. })
+        ));
         go(&store, "a", at(1), TicketState::Searching { query: None, started_at: at(1) }).await;
         let updated = store
-            .update_state_data("a", &TicketState::Searching { query: Some("q".into()), started_at: at(1) }, at(2))
+            .update_state_data(
+                "a",
+                &TicketState::Searching { query: Some("q".into()), started_at: at(1) },
+                &Fence::Version(1),
+                at(2),
+            )
             .await
             .unwrap();
         assert_eq!(updated.version, 2);
@@ -1469,25 +1409,5 @@ mod tests {
         assert_eq!(page[0].track_count, 11);
         let (total, _) = store.list_tickets(Some(StateKind::Failed), None, 10, 0).await.unwrap();
         assert_eq!(total, 0);
-    }
-
-    #[tokio::test]
-    async fn llm_answers_are_cached_by_key_and_calls_counted() {
-        let (_dir, store) = fresh_store().await;
-        let now = at(1000);
-        assert_eq!(store.llm_cached_answer("k1").await.unwrap(), None);
-        let answer =
-            CachedLlmAnswer { answer: serde_json::json!({"candidates": []}), input_tokens: 900, output_tokens: 80 };
-        store.store_llm_answer("k1", "anthropic", "claude-haiku-5-5", &answer, now).await.unwrap();
-        let other = CachedLlmAnswer { answer: serde_json::json!({"candidates": [1]}), ..answer.clone() };
-        store.store_llm_answer("k1", "anthropic", "claude-haiku-5-5", &other, now).await.unwrap();
-        assert_eq!(store.llm_cached_answer("k1").await.unwrap(), Some(answer), "the first answer wins");
-
-        store.record_llm_call(Some("t1"), "anthropic", "m", "answered", 900, 80, now).await.unwrap();
-        store.record_llm_call(Some("t1"), "anthropic", "m", "cached", 900, 80, now).await.unwrap();
-        store.record_llm_call(Some("t2"), "anthropic", "m", "failed", 0, 0, now).await.unwrap();
-        assert_eq!(store.llm_tokens_of_ticket("t1").await.unwrap(), 980, "cached answers cost nothing");
-        let usage = store.stats(now).await.unwrap().llm;
-        assert_eq!(usage, LlmUsageStats { answered: 1, cached: 1, failed: 1, input_tokens: 900, output_tokens: 80 });
     }
 }

@@ -13,13 +13,11 @@
 //! | [`candidates`] | turning items into candidates, dedup by info hash — pure |
 //! | [`host_policy`] | which hosts links may be fetched from and which trackers/web seeds the torrent client gets |
 //! | [`rate_limit`] | the searches-per-minute window shared by every search |
-//! | `release` | release-title parsing (used by the matcher) |
 
 pub mod candidates;
 pub mod host_policy;
 pub mod query;
 pub mod rate_limit;
-pub mod release;
 pub mod torznab;
 pub mod torznab_xml;
 

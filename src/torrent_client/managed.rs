@@ -5,8 +5,10 @@
 //! resume data saved every minute so a crash loses little),
 //! the child process, and a supervisor task that restarts it when it dies and stops it on `shutdown()` or when the
 //! cancellation token fires. It never talks to torrents (that is `QbittorrentClient`) and never kills any process
-//! but its own child.
+//! but its own child (or one a killed predecessor left running on the same profile). Spawning and signals go
+//! through `crate::process`.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +18,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::qbittorrent::QbittorrentClient;
 use super::TorrentClientError;
 use crate::config::QbittorrentConfig;
+use crate::process::{send_stop_signal, spawn_long_lived, StopSignal};
 
 /// The WebUI user of a managed instance.
 pub const MANAGED_USERNAME: &str = "downloader2";
@@ -145,7 +149,9 @@ impl ManagedQbittorrent {
         let supervision = Arc::new(Supervision::default());
         supervision.pid.store(u64::from(child.id().unwrap_or(0)), Ordering::SeqCst);
         tracing::info!(url = %launch.url, profile = %launch.profile_dir.display(), "managed qbittorrent-nox started");
-        let task = tokio::spawn(supervise(child, launch.clone(), Arc::clone(&supervision), cancel.clone()));
+        // Owned here (below `app`'s task spawner) and joined by `shutdown`.
+        let supervisor = supervise(child, launch.clone(), Arc::clone(&supervision), cancel.clone());
+        let task = tokio::spawn(supervisor.instrument(tracing::info_span!("task", name = "qbittorrent.supervisor")));
         Ok(ManagedQbittorrent { launch, peer_port, supervision, cancel, task: tokio::sync::Mutex::new(Some(task)) })
     }
 
@@ -281,8 +287,8 @@ async fn stop_child(child: &mut Child, launch: &Launch) {
 /// Spawns qbittorrent-nox and waits until its WebUI answers HTTP.
 /// Stops a qbittorrent-nox still running on this profile: the orphan of a service that was killed (SIGKILL, power
 /// loss of the parent only) before it could stop its child. Two instances on one profile would fight over its
-/// files, and the new one's WebUI credentials would not be the orphan's. Linux `/proc` scan; the `kill` program
-/// sends the signals (this crate has no unsafe code).
+/// files, and the new one's WebUI credentials would not be the orphan's. Linux `/proc` scan; the signals go through
+/// `crate::process::send_stop_signal`.
 async fn stop_stale_instance(profile_dir: &Path) {
     let wanted = format!("--profile={}", profile_dir.display());
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -299,8 +305,12 @@ async fn stop_stale_instance(profile_dir: &Path) {
         .collect();
     for pid in stale {
         tracing::warn!(pid, profile = %profile_dir.display(), "stopping a qbittorrent-nox left running on our profile");
-        for (signal, wait) in [("-TERM", Duration::from_secs(10)), ("-KILL", Duration::from_secs(5))] {
-            let _ = Command::new("kill").arg(signal).arg(pid.to_string()).status().await;
+        for (signal, wait) in
+            [(StopSignal::Terminate, Duration::from_secs(10)), (StopSignal::Kill, Duration::from_secs(5))]
+        {
+            if let Err(error) = send_stop_signal(pid, signal) {
+                tracing::debug!(pid, ?signal, %error, "signal not delivered (the process may be gone)");
+            }
             let deadline = std::time::Instant::now() + wait;
             while process_running(pid) && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -329,21 +339,17 @@ async fn spawn_ready(launch: &Launch) -> Result<Child, TorrentClientError> {
     let log_err = log
         .try_clone()
         .map_err(|source| TorrentClientError::Profile { path: launch.log_path.display().to_string(), source })?;
-    let mut child = Command::new(&launch.program)
-        .arg(format!("--profile={}", launch.profile_dir.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|error| match error.kind() {
+    let args = [OsString::from(format!("--profile={}", launch.profile_dir.display()))];
+    let mut child = spawn_long_lived(&launch.program, &args, Stdio::from(log), Stdio::from(log_err)).map_err(
+        |error| match error.kind() {
             std::io::ErrorKind::NotFound => TorrentClientError::NoxNotFound { program: launch.program.clone() },
             _ => TorrentClientError::NoxStartFailed {
                 program: launch.program.clone(),
                 reason: error.to_string(),
                 log_tail: String::new(),
             },
-        })?;
+        },
+    )?;
     let probe = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().map_err(|e| {
         TorrentClientError::NoxStartFailed {
             program: launch.program.clone(),

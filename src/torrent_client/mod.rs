@@ -5,7 +5,7 @@
 //! itself, [`managed::ManagedQbittorrent`] (a supervised qbittorrent-nox with a private profile).
 //! [`path_mapping`] translates between qBittorrent's paths and ours, so every path the trait returns is local.
 //! This module never decides ticket states: it reports what qBittorrent says, typed, and leaves retry decisions to
-//! the queue manager. The only filesystem access is the check that a finished download is visible here.
+//! the scheduler (`processor::scheduler` with `processor::retry`). The only filesystem access is the check that a finished download is visible here.
 
 pub mod managed;
 pub mod metainfo;
@@ -290,7 +290,7 @@ pub enum TorrentClientError {
 }
 
 impl TorrentClientError {
-    /// Whether trying again later may succeed (the queue manager schedules the retry).
+    /// Whether trying again later may succeed (the scheduler plans the retry).
     pub fn is_retryable(&self) -> bool {
         match self {
             TorrentClientError::Unreachable { .. }

@@ -734,15 +734,6 @@ impl QbittorrentClient {
         self.expect_success(endpoint, reply)
     }
 
-    /// Stops (pauses) a torrent, in the dialect of the connected version.
-    pub async fn stop_torrent(&self, hash: &InfoHash) -> Result<(), TorrentClientError> {
-        let id = self.require_id(hash).await?;
-        let version = self.webapi_version().await?;
-        let endpoint = if version.uses_stop_start() { "torrents/stop" } else { "torrents/pause" };
-        let reply = self.post_form(endpoint, &[("hashes", id.as_str())]).await?;
-        self.expect_success(endpoint, reply)
-    }
-
     async fn set_share_limits(&self, id: &str) -> Result<(), TorrentClientError> {
         let ratio = format!("{}", self.seed_ratio_limit);
         let minutes = self.seed_time_limit_mins.to_string();

@@ -13,12 +13,22 @@ use downloader2::converter::{
 use downloader2::models::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TorrentFile, TrackMapping,
 };
-use downloader2::placer::{self, PlaceError};
+use downloader2::placer::{self, PlaceError, PlacementItem};
 use lofty::picture::PictureType;
 use lofty::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::audio;
+
+/// Every converted file (tracks, then images) as the placer takes it, as the pipeline's place stage builds them.
+fn placement_items(output: &ConversionOutput) -> Vec<PlacementItem> {
+    output
+        .tracks
+        .iter()
+        .chain(&output.images)
+        .map(|file| PlacementItem { source: file.path.clone(), dest_path: file.dest_path.clone() })
+        .collect()
+}
 
 /// A download directory, a work root and an allowed root inside one temp dir.
 struct Fixture {
@@ -191,9 +201,9 @@ async fn album_converts_to_every_format_with_tags_and_cover() {
         assert!(output.missing_track_ids.is_empty());
 
         let roots = [fixture.media_root.clone()];
-        let report = placer::place_ticket(&output.placement_items(), &roots, &|_, _| {}).await.unwrap();
+        let report = placer::place_ticket(&placement_items(&output), &roots, &|_, _| {}).await.unwrap();
         assert_eq!(report.placed_files.len(), ALBUM_TRACKS + 1);
-        output.remove_work_dir().await.unwrap();
+        tokio::fs::remove_dir_all(&output.work_dir).await.unwrap();
         assert!(!output.work_dir.exists());
 
         let placed_cover = std::fs::read(dest_dir.join("cover.jpg")).unwrap();
@@ -281,7 +291,7 @@ async fn cue_image_is_split_at_exact_sample_boundaries() {
     let ticket = make_ticket("cue", tracks.clone(), vec![], constraints(OutputFormat::Flac, None, None));
     let (result, _) = convert(&converter, &fixture, ticket, &pairs).await;
     let output = result.unwrap();
-    placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+    placer::place_ticket(&placement_items(&output), std::slice::from_ref(&fixture.media_root), &|_, _| {})
         .await
         .unwrap();
     for (idx, frames) in CUE_TRACK_FRAMES.iter().enumerate() {
@@ -344,7 +354,7 @@ async fn hires_is_resampled_never_upsampled_and_multichannel_follows_the_rules()
             make_ticket(&format!("rate-{idx}"), vec![track(0, 3.0, &dest)], vec![], constraints(format, None, rate));
         let (result, _) = convert(&converter, &fixture, ticket, &[("trk-0".into(), source.into())]).await;
         let output = result.unwrap_or_else(|err| panic!("case {idx}: {err}"));
-        placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+        placer::place_ticket(&placement_items(&output), std::slice::from_ref(&fixture.media_root), &|_, _| {})
             .await
             .unwrap();
         let probe = audio::probe(&dest);
@@ -513,7 +523,7 @@ async fn covers_come_from_embedded_art_and_large_images_are_bounded() {
     let (result, _) = convert(&converter, &fixture, ticket, &[("trk-0".into(), "01 - With art.flac".into())]).await;
     let output = result.unwrap();
     assert!(output.missing_image_ids.is_empty(), "{:?}", output.missing_image_ids);
-    let report = placer::place_ticket(&output.placement_items(), std::slice::from_ref(&fixture.media_root), &|_, _| {})
+    let report = placer::place_ticket(&placement_items(&output), std::slice::from_ref(&fixture.media_root), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(report.placed_files.len(), 3);

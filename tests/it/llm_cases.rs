@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use downloader2::config::MatcherConfig;
-use downloader2::matcher::llm::answer::validate_answer;
-use downloader2::matcher::llm::combine::combine;
-use downloader2::matcher::llm::prompt::{build_request, PromptCandidate, PromptKeys};
-use downloader2::matcher::llm::refine::LlmRefiner;
-use downloader2::matcher::llm::{provider_from_config, HttpOptions, LlmProvider};
+use downloader2::llm::answer::validate_answer;
+use downloader2::llm::prompt::{build_request, PromptCandidate, PromptKeys};
+use downloader2::llm::{provider_from_config, HttpOptions, LlmProvider};
+use downloader2::matcher::llm_guard::combine;
 use downloader2::matcher::{match_candidates, MatchDecision, MatchOutcome};
+use downloader2::processor::llm_refine::LlmRefiner;
 use serde_json::{json, Value};
 
 use crate::matcher_cases::{dev_cases_dir, load_cases as load_dev_cases, Case};

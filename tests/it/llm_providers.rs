@@ -1,4 +1,4 @@
-//! The LLM provider clients (`matcher::llm`) against wire-level test servers on 127.0.0.1 that validate every
+//! The LLM provider clients (`llm`) against wire-level test servers on 127.0.0.1 that validate every
 //! request like the real APIs: parsing of each provider's answer shapes, retries with `retry-after`, the error
 //! mapping (timeouts, malformed answers, truncation, refusals, account limits), and that the API key never shows.
 
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use downloader2::config::MatcherConfig;
-use downloader2::matcher::llm::{
+use downloader2::llm::{
     answer_schema, provider_from_config, AnthropicProvider, ChatDialect, HttpOptions, LlmError, LlmHttp, LlmProvider,
     LlmRequest, OpenAiProvider, TokenUsage,
 };

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use downloader2::config::MatcherConfig;
-use downloader2::matcher::llm::prompt::build_request;
-use downloader2::matcher::llm::refine::LlmRefiner;
-use downloader2::matcher::llm::{provider_from_config, HttpOptions, LlmProvider};
+use downloader2::llm::prompt::build_request;
+use downloader2::llm::{provider_from_config, HttpOptions, LlmProvider};
 use downloader2::matcher::{match_candidates, MatchDecision, MatchOutcome};
 use downloader2::models::{Ticket, TorrentCandidate};
+use downloader2::processor::llm_refine::LlmRefiner;
 use downloader2::queue::Store;
 use serde::Deserialize;
 use serde_json::{json, Value};

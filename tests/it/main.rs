@@ -32,6 +32,7 @@ mod pipeline_qbittorrent;
 mod placer;
 mod searcher;
 mod service;
+mod shutdown;
 mod slow_clients;
 mod tokens;
 mod torrent_client;

@@ -178,7 +178,7 @@ fn the_bound_keeps_every_kind_of_file_the_pipeline_reads() {
     use downloader2::models::torrent::{bound_file_list, listed_kind};
     use downloader2::models::{ImageType, TorrentFile};
     use downloader2::placer::images::choose_image_file;
-    use downloader2::searcher::release::AudioFormat;
+    use downloader2::release::AudioFormat;
 
     let probes = [
         "flac", "FLAC", "mp3", "m4a", "aac", "mp4", "m4b", "ogg", "oga", "opus", "wav", "ape", "wv", "aiff", "aif",

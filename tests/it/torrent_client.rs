@@ -204,7 +204,13 @@ async fn torrent_file_add_share_limits_stop_start_and_session_expiry(version: Qb
 
     // Stopped and started again, in the version's dialect (`pause`/`resume` or `stop`/`start`). (Done complete:
     // stopped half-way, libtorrent takes a minute to get data from the same seeder again.)
-    client.stop_torrent(&hash).await.unwrap();
+    // Stopped the way a user does it in the WebUI (the service itself never stops a torrent), then started by the
+    // client.
+    let stop_endpoint = match version {
+        QbtVersion::V4_5 => "torrents/pause",
+        QbtVersion::V5_1 => "torrents/stop",
+    };
+    raw_post_form(&qbt.managed, stop_endpoint, &[("hashes", hash.as_str())]).await;
     let stopped = wait_for("the torrent to stop", DEADLINE, || async {
         let progress = client.get_progress(&hash).await.unwrap();
         (progress.state == TorrentState::StoppedComplete).then_some(progress)
@@ -429,7 +435,7 @@ async fn a_users_own_torrent_outside_our_category_is_never_touched(version: QbtV
     assert!(matches!(missing, TorrentClientError::TorrentNotFound { .. }), "{missing}");
     let missing = client.set_file_priorities(&hash, &[]).await.unwrap_err();
     assert!(matches!(missing, TorrentClientError::TorrentNotFound { .. }), "{missing}");
-    let missing = client.stop_torrent(&hash).await.unwrap_err();
+    let missing = client.start_torrent(&hash).await.unwrap_err();
     assert!(matches!(missing, TorrentClientError::TorrentNotFound { .. }), "{missing}");
     client.remove_torrent(&hash, true).await.unwrap();
 

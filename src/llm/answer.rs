@@ -4,7 +4,7 @@
 //! The answer is untrusted: any entry naming a candidate key, track id or file key the prompt did not contain, any
 //! entry breaking the schema, and any repeated key is DROPPED and described in [`ValidatedAnswer::dropped`] (the
 //! caller logs it), never guessed at. Only a top level that is not `{"candidates": [...]}` is an error. This file
-//! never decides anything about the ticket: `combine.rs` does.
+//! never decides anything about the ticket: the guard rails in `crate::matcher::llm_guard` do.
 
 use std::collections::BTreeSet;
 
@@ -12,88 +12,10 @@ use serde_json::Value;
 
 use super::prompt::{cap_text, PromptKeys};
 use super::LlmError;
+use crate::matcher::llm_guard::{CandidateVerdict, LlmTrackFile, ValidatedAnswer, Verdict};
 
 /// Longest LLM reasoning kept, in characters (it is shown to admins).
 pub const MAX_REASONING_CHARS: usize = 400;
-
-/// The verdict values of the answer schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Exact,
-    OtherEdition,
-    Incomplete,
-    WrongRelease,
-    Unsure,
-}
-
-impl Verdict {
-    /// The schema's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Exact => "exact",
-            Verdict::OtherEdition => "other_edition",
-            Verdict::Incomplete => "incomplete",
-            Verdict::WrongRelease => "wrong_release",
-            Verdict::Unsure => "unsure",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Verdict> {
-        match text {
-            "exact" => Some(Verdict::Exact),
-            "other_edition" => Some(Verdict::OtherEdition),
-            "incomplete" => Some(Verdict::Incomplete),
-            "wrong_release" => Some(Verdict::WrongRelease),
-            "unsure" => Some(Verdict::Unsure),
-            _ => None,
-        }
-    }
-}
-
-/// One track of an LLM mapping, translated: the catalog track and the torrent path the LLM named (`None`: the LLM
-/// said no file holds it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LlmTrackFile {
-    pub catalog_track_id: String,
-    pub file_path: Option<String>,
-}
-
-/// The LLM's verdict on one prompted candidate, with every key checked and translated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CandidateVerdict {
-    /// The prompt key (`C2`).
-    pub key: String,
-    /// Index into the matcher's input candidates.
-    pub idx: usize,
-    pub verdict: Verdict,
-    /// In [0, 1].
-    pub score: f64,
-    /// Only entries whose track id and file key exist; at most one per track.
-    pub track_mapping: Vec<LlmTrackFile>,
-    /// The LLM's words, capped, without control characters.
-    pub reasoning: String,
-}
-
-/// A checked answer.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ValidatedAnswer {
-    /// One verdict per candidate the answer judged validly, in answer order.
-    pub verdicts: Vec<CandidateVerdict>,
-    /// What was dropped and why (`C9: unknown candidate key`), for the caller to log.
-    pub dropped: Vec<String>,
-    /// Prompted candidate keys the answer gave no valid verdict for.
-    pub missing: Vec<String>,
-    /// The ticket's catalog track ids (from the prompt keys): what a complete mapping covers.
-    pub track_ids: Vec<String>,
-}
-
-impl ValidatedAnswer {
-    /// The verdict on input candidate `idx`, if there is one.
-    pub fn verdict_for(&self, idx: usize) -> Option<&CandidateVerdict> {
-        self.verdicts.iter().find(|v| v.idx == idx)
-    }
-}
 
 /// Checks `answer` against the schema rules and the prompt's keys. Fails only when the top level is unusable.
 pub fn validate_answer(answer: &Value, keys: &PromptKeys) -> Result<ValidatedAnswer, LlmError> {
@@ -232,7 +154,7 @@ fn clean_reasoning(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::llm::prompt::{PromptCandidate, PromptFile};
+    use crate::llm::prompt::{PromptCandidate, PromptFile};
     use serde_json::json;
 
     fn keys() -> PromptKeys {

@@ -1,23 +1,23 @@
-//! The optional LLM second opinion over the deterministic matcher (`[matcher] llm_provider` = `none` | `anthropic`
-//! | `openai` | `local`). This file holds the boundary every part shares: the request and reply of one structured
+//! The LLM client: the optional second opinion over the deterministic matcher (`[matcher] llm_provider` = `none`
+//! | `anthropic` | `openai` | `local`), a client like the searcher or the torrent client. This file holds the boundary every part shares: the request and reply of one structured
 //! completion, the [`LlmProvider`] trait the provider clients implement, and the one error enum [`LlmError`].
 //!
 //! Parts: `anthropic.rs` and `openai.rs` (thin reqwest clients for the Messages and Chat Completions endpoints;
 //! `local` servers speak the OpenAI dialect), `http.rs` (timeouts, retries with backoff on 429/5xx/529 honouring
 //! `retry-after`), `prompt.rs` (the prompt: the ticket plus the top candidates, indexer text fenced, capped and
 //! escaped), `answer.rs` (parsing and validating an answer against [`answer_schema`], dropping unknown keys),
-//! `combine.rs` (the guard rails: how the LLM's verdicts may change the deterministic outcome).
+//! The guard rails (how the LLM's verdicts may change the deterministic outcome) are pure and live in
+//! `crate::matcher::llm_guard`; the step that caches answers and keeps the token budget is
+//! `crate::processor::llm_refine`. Nothing here imports the queue, the app or the processor.
 //!
 //! Nothing here may ever block a ticket: every failure is an `LlmError`, and the caller falls back to the
 //! deterministic result.
 
 pub mod answer;
 pub mod anthropic;
-pub mod combine;
 pub mod http;
 pub mod openai;
 pub mod prompt;
-pub mod refine;
 
 use std::sync::{Arc, LazyLock};
 
@@ -194,6 +194,16 @@ pub fn provider_from_config(
             "[matcher] llm_provider = {other:?} is unknown: use none, anthropic, openai or local"
         ))),
     }
+}
+
+/// The provider `[matcher]` configures, with the HTTP options it sets (`llm_timeout_secs`): the one LLM set-up the
+/// service and `downloader2 match --llm` share. `None` with `llm_provider = "none"`.
+pub fn configured_provider(config: &crate::config::MatcherConfig) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
+    let options = HttpOptions {
+        request_timeout: std::time::Duration::from_secs(config.llm_timeout_secs.max(1)),
+        ..Default::default()
+    };
+    provider_from_config(config, options)
 }
 
 /// The configured base URL (or `default` when empty), checked to be http(s) with a host, without a trailing `/`

@@ -1,6 +1,6 @@
 //! The LLM second opinion as one call: build the prompt from the deterministic outcome, answer it from the SQLite
 //! cache or the provider (within the ticket's token budget), validate the answer, and combine it with the
-//! deterministic outcome under the guard rails (`combine.rs`). Every failure falls back to the deterministic
+//! deterministic outcome under the guard rails (`crate::matcher::llm_guard`). Every failure falls back to the deterministic
 //! outcome unchanged; the returned [`LlmReport`] says what happened (it goes into the ticket's history).
 
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::answer::validate_answer;
-use super::combine::combine;
-use super::prompt::build_request;
-use super::{LlmError, LlmProvider, LlmReply, LlmRequest, TokenUsage};
+use crate::llm::answer::validate_answer;
+use crate::llm::prompt::build_request;
+use crate::llm::{LlmError, LlmProvider, LlmReply, LlmRequest, TokenUsage};
+use crate::matcher::llm_guard::combine;
 use crate::matcher::MatchOutcome;
 use crate::models::{Ticket, TorrentCandidate};
 use crate::queue::{CachedLlmAnswer, Store};
@@ -54,6 +54,15 @@ impl LlmRefiner {
         ticket_token_budget: u64,
     ) -> LlmRefiner {
         LlmRefiner { provider, store, max_candidates: max_candidates.max(1), ticket_token_budget }
+    }
+
+    /// The step with the limits of `[matcher]` (`llm_max_candidates`, `llm_ticket_token_budget`).
+    pub fn from_config(
+        provider: Arc<dyn LlmProvider>,
+        store: Option<Store>,
+        config: &crate::config::MatcherConfig,
+    ) -> LlmRefiner {
+        LlmRefiner::new(provider, store, config.llm_max_candidates, config.llm_ticket_token_budget)
     }
 
     /// The deterministic `outcome` for `ticket`, reviewed by the LLM under the guard rails. Never fails: on any

@@ -14,7 +14,7 @@ use crate::matcher::duration::estimate_duration_from_size;
 use crate::matcher::mapping::extension_of;
 use crate::matcher::{MatchOutcome, RankedCandidate};
 use crate::models::{Ticket, TorrentCandidate, TorrentFile};
-use crate::searcher::release::{parse_release_title, AudioFormat, ReleaseInfo};
+use crate::release::{parse_release_title, AudioFormat, ReleaseInfo};
 
 use super::{answer_schema, LlmRequest};
 

@@ -37,7 +37,8 @@
 //!
 //! No rule reads text: the deterministic doubts and rejects are the typed verdict each candidate carries.
 //! Everything the LLM changed is described in [`Combined::notes`]. This file never builds prompts, never parses
-//! answers and never calls a provider.
+//! answers and never calls a provider; it owns the checked answer's types ([`ValidatedAnswer`]), which
+//! `crate::llm::answer` fills in.
 
 use crate::matcher::cue::split_track_reference;
 use crate::matcher::mapping::read_audio_files;
@@ -46,7 +47,85 @@ use crate::matcher::{MatchDecision, MatchOutcome, RankedCandidate};
 use crate::models::verdict::reword;
 use crate::models::ApprovalReason;
 
-use super::answer::{CandidateVerdict, ValidatedAnswer, Verdict};
+/// The verdict values of the answer schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Exact,
+    OtherEdition,
+    Incomplete,
+    WrongRelease,
+    Unsure,
+}
+
+impl Verdict {
+    /// The schema's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Exact => "exact",
+            Verdict::OtherEdition => "other_edition",
+            Verdict::Incomplete => "incomplete",
+            Verdict::WrongRelease => "wrong_release",
+            Verdict::Unsure => "unsure",
+        }
+    }
+
+    /// Reads the schema's spelling; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Verdict> {
+        match text {
+            "exact" => Some(Verdict::Exact),
+            "other_edition" => Some(Verdict::OtherEdition),
+            "incomplete" => Some(Verdict::Incomplete),
+            "wrong_release" => Some(Verdict::WrongRelease),
+            "unsure" => Some(Verdict::Unsure),
+            _ => None,
+        }
+    }
+}
+
+/// One track of an LLM mapping, translated: the catalog track and the torrent path the LLM named (`None`: the LLM
+/// said no file holds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmTrackFile {
+    pub catalog_track_id: String,
+    pub file_path: Option<String>,
+}
+
+/// The LLM's verdict on one prompted candidate, with every key checked and translated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateVerdict {
+    /// The prompt key (`C2`).
+    pub key: String,
+    /// Index into the matcher's input candidates.
+    pub idx: usize,
+    pub verdict: Verdict,
+    /// In [0, 1].
+    pub score: f64,
+    /// Only entries whose track id and file key exist; at most one per track.
+    pub track_mapping: Vec<LlmTrackFile>,
+    /// The LLM's words, capped, without control characters.
+    pub reasoning: String,
+}
+
+/// A checked answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidatedAnswer {
+    /// One verdict per candidate the answer judged validly, in answer order.
+    pub verdicts: Vec<CandidateVerdict>,
+    /// What was dropped and why (`C9: unknown candidate key`), for the caller to log.
+    pub dropped: Vec<String>,
+    /// Prompted candidate keys the answer gave no valid verdict for.
+    pub missing: Vec<String>,
+    /// The ticket's catalog track ids (from the prompt keys): what a complete mapping covers.
+    pub track_ids: Vec<String>,
+}
+
+impl ValidatedAnswer {
+    /// The verdict on input candidate `idx`, if there is one.
+    pub fn verdict_for(&self, idx: usize) -> Option<&CandidateVerdict> {
+        self.verdicts.iter().find(|v| v.idx == idx)
+    }
+}
 
 /// A deterministic track confidence above this was confirmed by the file's name (see the file's doc).
 pub const CONFIDENT_TRACK: f64 = 0.8;
@@ -313,7 +392,6 @@ fn raise_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::llm::answer::LlmTrackFile;
     use crate::models::{Doubt, HardReject, ScoredCandidate, TorrentCandidate, TorrentFile, TrackMapping};
 
     const T: f64 = 0.85;
