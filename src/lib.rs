@@ -14,6 +14,7 @@
 //! | [`torrent_client`] | qBittorrent's WebUI API and the managed qbittorrent-nox |
 //! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting |
 //! | [`placer`] | atomic placement inside the allowed roots |
+//! | [`verifier`] | the audio itself: integrity, transcodes, upsampling, duplicates, loudness |
 //! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |
 //! | [`app`] | `App`, built once and shared: the commands the API calls |
@@ -37,6 +38,7 @@ pub mod queue;
 pub mod searcher;
 pub mod server;
 pub mod torrent_client;
+pub mod verifier;
 
 pub use app::App;
 pub use config::Config;

@@ -6,6 +6,7 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod verification;
 pub mod work;
 
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
