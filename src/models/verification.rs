@@ -48,11 +48,14 @@ pub struct SpectrumEvidence {
     /// Where the long-term spectrum of the mid channel falls into the floor, in Hz (the Nyquist frequency when it
     /// never does).
     pub cutoff_hz: f64,
-    /// How far the spectrum falls within 1 kHz around the cut-off, in dB (a lossy encoder's shelf: 30-60 dB).
+    /// How far the spectrum falls from the music under the cut-off to what is left above it, in dB (a lossy
+    /// encoder's shelf: 20-60 dB).
     pub drop_db: f64,
     /// The level of the band above the cut-off relative to the quantisation floor of the file's bit depth, in dB
     /// (an encoder leaves nothing there: about 0 dB; a recording keeps noise there).
     pub above_cutoff_db: f64,
+    /// How wide the fall from the music (less 6 dB) to the floor is, in Hz (an encoder's: a few hundred).
+    pub transition_hz: f64,
     /// The same cut-off for the side channel (L-R), when the file has one with any content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side_cutoff_hz: Option<f64>,

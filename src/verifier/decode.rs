@@ -17,7 +17,7 @@ use symphonia::core::codecs::CodecParameters;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream, ReadBytes};
 use symphonia::core::meta::MetadataOptions;
 
 use crate::models::verification::Md5Check;
@@ -51,6 +51,9 @@ pub struct DecodeSummary {
     /// Why reading stopped before the end of the stream, if it did (a truncated file).
     pub stopped_early: Option<String>,
     pub md5: Option<Md5Check>,
+    /// Bytes of the file after the point where reading stopped early (a hole in the middle leaves many; a cut
+    /// file none).
+    pub bytes_unread: u64,
 }
 
 /// Receives the decoded audio.
@@ -74,6 +77,18 @@ pub enum DecodeFailure {
     Unreadable(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+fn extension_of(path: &Path) -> String {
+    path.extension().and_then(|ext| ext.to_str()).unwrap_or_default().to_ascii_lowercase()
+}
+
+/// Extensions of the containers this module reads itself.
+fn claims_readable_format(path: &Path) -> bool {
+    matches!(
+        extension_of(path).as_str(),
+        "flac" | "wav" | "wave" | "aif" | "aiff" | "mp3" | "m4a" | "mp4" | "ogg" | "oga" | "caf"
+    )
 }
 
 /// Codecs whose output is bit-exact to what was encoded.
@@ -105,7 +120,10 @@ pub fn decode_file(
             SymphoniaError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
                 DecodeFailure::Open(io.to_string())
             }
-            SymphoniaError::Unsupported(what) => DecodeFailure::Unsupported(what.to_string()),
+            // A file named like a format symphonia reads that it cannot even start on is damaged, not exotic.
+            other if claims_readable_format(path) => {
+                DecodeFailure::Unreadable(format!("not a readable {} file ({other})", extension_of(path)))
+            }
             other => DecodeFailure::Unsupported(other.to_string()),
         })?;
     let track = format
@@ -214,6 +232,11 @@ pub fn decode_file(
         return Err(DecodeFailure::Unreadable(
             summary.first_error.or(summary.stopped_early).unwrap_or_else(|| "the stream holds no audio".into()),
         ));
+    }
+    if summary.stopped_early.is_some() || facts.expected_frames.is_some_and(|expected| summary.frames < expected) {
+        let stream = format.into_inner();
+        let position = stream.pos();
+        summary.bytes_unread = stream.byte_len().map_or(0, |len| len.saturating_sub(position));
     }
     summary.md5 = Some(match (md5_stored, decoder.finalize().verify_ok) {
         (None, _) => Md5Check::NotApplicable,

@@ -234,17 +234,25 @@ fn format_time(secs: f64) -> String {
     format!("{}:{:02}", whole / 60, whole % 60)
 }
 
+/// A hole this big after the point where decoding stopped is damage in the middle, not a cut file.
+const HOLE_MIN_BYTES: u64 = 64 * 1024;
+
 /// The integrity finding, if any: the reason the file is corrupt.
 fn integrity_problem(summary: &DecodeSummary, missing: f64, zero_runs: &[ZeroRun], duration: f64) -> Option<String> {
     if summary.decode_errors > 0 {
         let first = summary.first_error.clone().unwrap_or_default();
         return Some(format!("{} damaged frame(s): {first}", summary.decode_errors));
     }
+    if missing > 0.0 {
+        let how = if summary.bytes_unread >= HOLE_MIN_BYTES { "damaged in the middle" } else { "truncated or damaged" };
+        return Some(format!(
+            "audio stops at {}: {missing:.1} s of {:.1} s missing ({how})",
+            format_time(duration),
+            duration + missing
+        ));
+    }
     if summary.md5 == Some(Md5Check::Mismatch) {
         return Some("MD5 mismatch: the decoded audio differs from what was encoded".into());
-    }
-    if missing > 0.0 {
-        return Some(format!("truncated: {missing:.1} s of {:.1} s missing", duration + missing));
     }
     if let Some(run) = zero_runs.first() {
         return Some(format!(
@@ -292,7 +300,7 @@ fn judge_file(
         && measured.spectrum.as_ref().is_some_and(|spectrum| transcode::is_upsampled(spectrum, bits, stereo));
     let judgement = measured.spectrum.as_ref().filter(|_| settings.check_transcode && facts.lossless).map(|spectrum| {
         // The floor of the bits actually used: 16-bit audio padded to 24 bits has a 16-bit floor.
-        transcode::judge_spectrum(spectrum, bits.saturating_sub(padded_bits).max(8), stereo, &settings.spectrum)
+        transcode::judge_spectrum(spectrum, bits.saturating_sub(padded_bits).max(8), &settings.spectrum)
     });
     let problem = if settings.check_integrity {
         integrity_problem(summary, missing, &interior_runs, duration_secs)

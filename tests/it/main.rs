@@ -27,4 +27,5 @@ mod placer;
 mod searcher;
 mod service;
 mod torrent_client;
+mod verifier_accuracy;
 mod ws;

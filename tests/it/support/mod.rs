@@ -10,3 +10,4 @@ pub mod prometheus;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;
+pub mod verify_corpus;
