@@ -1,5 +1,5 @@
 //! Benchmark of the audio verifier. (1) Accuracy on the larger generated corpus (`tests/it/support/verify_corpus.rs`,
-//! 45 s sources, more seeds and instruments than the test's): a confusion table per source kind and the scores the
+//! 30 s sources, more seeds and instruments than the test's): a confusion table per source kind and the scores the
 //! accuracy test gates on. (2) Speed: time per minute of audio with 2 threads. (3) Cost next to conversion: a
 //! 12-track album (12 x 60 s of rendered band music, FLAC) verified, and the same album encoded with plain ffmpeg to
 //! Ogg Vorbis 320 (the convert bench's format) 2 at a time: the verifier's share of the album's total. Prints

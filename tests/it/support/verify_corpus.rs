@@ -645,7 +645,7 @@ pub fn corpus(size: CorpusSize) -> Corpus {
     }
     let secs = match size {
         CorpusSize::Test => 16.0,
-        CorpusSize::Bench => 45.0,
+        CorpusSize::Bench => 30.0,
     };
     let sources = sources(size);
     let masters: Vec<PathBuf> = jobs_in_parallel(
