@@ -1,9 +1,13 @@
 //! Benchmark of the deterministic matcher: one ticket of 30 tracks against 15 candidates of 30 files each (FLAC,
 //! MP3 320 and V0 releases, a live set, a tribute, another album, scene numbering). Criterion prints the median;
-//! the acceptance target is < 2 ms per `match_candidates` call. Builds its input synthetically; no I/O.
+//! the acceptance target is < 2 ms per `match_candidates` call. Builds that input synthetically.
+//!
+//! Second figure: the `downloader2 match` body ([`run_match_command`]: parse, match, render) on every labelled
+//! development case (`../shared/matching-dev/cases`, or `DOWNLOADER2_MATCHING_DEV_CASES`), read into memory first:
+//! the median over the cases of each case's median time per call, and criterion's median for all cases in a row.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use downloader2::matcher::match_candidates;
+use downloader2::matcher::{match_candidates, run_match_command};
 use downloader2::models::{Ticket, TorrentCandidate, TorrentFile};
 
 const WORDS: [&str; 24] = [
@@ -100,5 +104,77 @@ fn bench_matcher(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_matcher);
+/// The development case files, read into memory, sorted by name. Panics (with what to do) when they are missing.
+fn dev_case_inputs() -> Vec<(String, Vec<u8>)> {
+    let dir = match std::env::var_os("DOWNLOADER2_MATCHING_DEV_CASES") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases"),
+    };
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!("cannot read {}: {e} (set DOWNLOADER2_MATCHING_DEV_CASES to the cases folder)", dir.display())
+    });
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn bench_match_command_on_dev_cases(c: &mut Criterion) {
+    let cases = dev_case_inputs();
+    assert!(!cases.is_empty(), "no development cases found");
+    // Per case: the median of `runs` timed calls; then the median over the cases. CPU time (10 ms ticks) only as a
+    // mean over every call of every case.
+    let runs = 30;
+    let mut wall_medians = Vec::new();
+    let cpu_before = process_cpu_secs();
+    for (name, input) in &cases {
+        let mut walls = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = std::time::Instant::now();
+            let out = run_match_command(black_box(input), 0.85).unwrap_or_else(|e| panic!("{name}: {e}"));
+            black_box(out);
+            walls.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        wall_medians.push(median(&mut walls));
+    }
+    let calls = (cases.len() * runs) as f64;
+    let cpu_mean = match (cpu_before, process_cpu_secs()) {
+        (Some(before), Some(after)) => format!("{:.3} ms", (after - before) * 1000.0 / calls),
+        _ => "unknown".to_string(),
+    };
+    let max = wall_medians.iter().copied().fold(0.0, f64::max);
+    println!(
+        "downloader2 match on {} dev cases: median per case {:.3} ms wall (slowest case {max:.3} ms), mean CPU time \
+         per case {cpu_mean} ({runs} calls per case)",
+        cases.len(),
+        median(&mut wall_medians),
+    );
+    c.bench_function("downloader2 match, all dev cases in a row", |b| {
+        b.iter(|| {
+            for (_, input) in &cases {
+                black_box(run_match_command(black_box(input), 0.85).ok());
+            }
+        })
+    });
+}
+
+criterion_group!(benches, bench_matcher, bench_match_command_on_dev_cases);
 criterion_main!(benches);

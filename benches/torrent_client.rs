@@ -1,10 +1,13 @@
 //! Benchmark of the torrent client against a real qbittorrent-nox and a loopback swarm: time to metadata for a
 //! magnet and time to download a 50 MB album, through `QbittorrentClient` and, for comparison, through `curl`
 //! against the same qbittorrent-nox. Prints figures (median of a few runs); asserts nothing about speed.
-//! Talks to 127.0.0.1 only.
+//! Talks to 127.0.0.1 only. `BENCH_QBITTORRENT=5.1` measures qbittorrent-nox 5.1.0 (the Debian 13 root that
+//! `scripts/install-deps.sh --for-tests` builds) instead of 4.5.2.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
 
+#[path = "../tests/it/support/qbittorrent_root.rs"]
+mod qbittorrent_root;
 #[path = "../tests/it/support/swarm.rs"]
 mod swarm;
 
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use downloader2::models::InfoHash;
 use downloader2::torrent_client::{AddSource, TorrentClient};
+use qbittorrent_root::QbtVersion;
 use swarm::{non_empty_files, require_program, wait_for, QbittorrentUnderTest, Swarm};
 
 const RUNS: usize = 3;
@@ -105,7 +109,12 @@ async fn run() {
     let files: Vec<(&str, u64)> = tracks.iter().map(|(name, size)| (name.as_str(), *size)).collect();
     let swarm = Swarm::builder().album("Bench Artist - Fifty Megabytes (2024) [FLAC]", &files).build().await;
     let album = &swarm.albums[0];
-    let qbt = QbittorrentUnderTest::start(|_| {}).await;
+    let version = match std::env::var("BENCH_QBITTORRENT").as_deref() {
+        Ok("5.1") => QbtVersion::V5_1,
+        Ok("4.5") | Err(_) => QbtVersion::V4_5,
+        Ok(other) => panic!("BENCH_QBITTORRENT={other:?}: use 4.5 or 5.1"),
+    };
+    let qbt = QbittorrentUnderTest::start_version(version, |_| {}).await;
     let client = &qbt.client;
     let curl = Curl { base: qbt.managed.url().to_string(), jar: qbt.dir.path().join("curl-cookies.txt") };
     curl.login(qbt.managed.username(), qbt.managed.password()).await;
@@ -168,7 +177,7 @@ async fn run() {
                 && list[0]["size"].as_i64().is_some_and(|size| size > 0)
                 && matches!(
                     list[0]["state"].as_str(),
-                    Some("uploading" | "stalledUP" | "pausedUP" | "queuedUP" | "forcedUP")
+                    Some("uploading" | "stalledUP" | "pausedUP" | "stoppedUP" | "queuedUP" | "forcedUP")
                 );
             if done {
                 break;
@@ -182,7 +191,10 @@ async fn run() {
 
     let mb = total as f64 / 1e6;
     let rate = |d: Duration| mb / d.as_secs_f64();
-    println!("torrent_client benchmark: qbittorrent-nox on 127.0.0.1, opentracker + qbittorrent-nox seeder, {RUNS} runs, medians");
+    println!(
+        "torrent_client benchmark: qbittorrent-nox {version:?} on 127.0.0.1, opentracker + qbittorrent-nox seeder, \
+         {RUNS} runs, medians"
+    );
     println!(
         "  time to metadata (magnet)      downloader2: {:>8.3} s   curl: {:>8.3} s",
         median(ours_meta.clone()).as_secs_f64(),

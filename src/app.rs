@@ -283,6 +283,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: Vec::new(),
             hard_rejects: Vec::new(),
+            doubts: Vec::new(),
         }
     }
 

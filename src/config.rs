@@ -24,6 +24,7 @@ pub struct Config {
     pub converter: ConverterConfig,
     pub processing: ProcessingConfig,
     pub placer: PlacerConfig,
+    pub notify: NotifyConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -40,6 +41,17 @@ pub struct ServerConfig {
     pub admin_token: String,
     /// Bearer token that may read `/metrics` only (besides the admin token). Empty: admin token only.
     pub metrics_token: String,
+    /// A connection must deliver a request's headers within this many seconds of opening, or of its previous
+    /// answer (the keep-alive idle limit); else it is closed. Slow-header and idle clients cannot hold a slot.
+    pub header_read_timeout_secs: u64,
+    /// A request body must arrive completely within this many seconds once its headers are in (408 otherwise).
+    pub body_timeout_secs: u64,
+    /// Connections served at once (WebSockets included). Capped further by the open-file limit (leaving room for
+    /// the database, qBittorrent and ffmpeg); when full, the connection idle the longest is closed to admit a new
+    /// one, so `/api/v1/health` still answers under a flood of idle connections.
+    pub max_connections: usize,
+    /// The WebSocket pings its client this often; a client silent for two intervals is closed.
+    pub websocket_ping_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +62,10 @@ impl Default for ServerConfig {
             auth_token: String::new(),
             admin_token: String::new(),
             metrics_token: String::new(),
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            websocket_ping_secs: 30,
         }
     }
 }
@@ -142,6 +158,21 @@ pub struct QbittorrentConfig {
     /// default, because a managed instance must reach real peers to download anything; its WebUI is always
     /// loopback-only, and UPnP and LSD are always off.
     pub managed_loopback_only: bool,
+    /// An external qBittorrent that sees the download folder under another path (another container, a NAS): each
+    /// entry says that what qBittorrent calls `remote` is `local` here. Paths it reports are translated before
+    /// downloader2 reads files; save paths it is sent are translated the other way. Longest prefix wins, whole
+    /// path components only. Empty: both sides see the same paths.
+    pub path_mappings: Vec<PathMapping>,
+}
+
+/// One `[qbittorrent] path_mappings` entry (the *arr "remote path mapping" convention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMapping {
+    /// The folder as qBittorrent sees it, e.g. `/downloads`.
+    pub remote: PathBuf,
+    /// The same folder as downloader2 sees it, e.g. `/mnt/nas/downloads`.
+    pub local: PathBuf,
 }
 
 impl Default for QbittorrentConfig {
@@ -157,6 +188,7 @@ impl Default for QbittorrentConfig {
             stall_timeout_secs: 600,
             timeout_secs: 30,
             managed_loopback_only: false,
+            path_mappings: Vec::new(),
         }
     }
 }
@@ -266,6 +298,62 @@ impl Default for PlacerConfig {
     }
 }
 
+/// `[notify]`: the catalog webhook. One signed POST per event, from a persisted outbox, delivered at least once
+/// and in commit order (see `crate::notify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Where events are POSTed (http or https). Empty: no webhook, no events recorded.
+    pub url: String,
+    /// Key of the HMAC-SHA256 signature of every body (`X-Downloader2-Signature: sha256=<hex>`). Required with a
+    /// `url`, at least `MIN_WEBHOOK_SECRET_LEN` characters.
+    pub secret: String,
+    /// The states whose entry is reported: any of `completed`, `failed`, `needs_approval`, `cancelled`, `rejected`.
+    pub events: Vec<String>,
+    /// Per delivery attempt (connect, send, answer).
+    pub timeout_secs: u64,
+    /// The first retry of a failed delivery waits this long; each further one twice as long, up to
+    /// `retry_max_delay_secs`. Retries never stop: an event is kept until the receiver accepts it.
+    pub retry_initial_delay_secs: u64,
+    pub retry_max_delay_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            url: String::new(),
+            secret: String::new(),
+            events: crate::models::WEBHOOK_STATES.iter().map(|kind| kind.as_str().to_string()).collect(),
+            timeout_secs: 10,
+            retry_initial_delay_secs: 1,
+            retry_max_delay_secs: 300,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Whether a webhook is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// The states whose entry produces an event: `events` when a `url` is set, else none. Names that are not
+    /// webhook states are skipped (`validate` refuses them).
+    pub fn event_kinds(&self) -> std::collections::BTreeSet<crate::models::StateKind> {
+        if !self.enabled() {
+            return std::collections::BTreeSet::new();
+        }
+        self.events
+            .iter()
+            .filter_map(|name| crate::models::StateKind::parse(name))
+            .filter(|kind| crate::models::WEBHOOK_STATES.contains(kind))
+            .collect()
+    }
+}
+
+/// The shortest `[notify] secret` accepted.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -295,8 +383,32 @@ impl ConfigError {
     }
 }
 
-const SECTIONS: [&str; 8] =
-    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer"];
+const SECTIONS: [&str; 9] =
+    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer", "notify"];
+
+/// The shortest bearer token accepted, from the configuration or from `tokens.toml`.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The rules every bearer token obeys wherever it comes from (the configuration or `tokens.toml`): at least
+/// `MIN_TOKEN_LEN` characters, and no two roles sharing one. Empty tokens are skipped (the caller decides whether
+/// empty is allowed). On failure: the name of the offending token and what is wrong.
+pub fn check_bearer_tokens<'a>(tokens: &[(&'a str, &str)]) -> Result<(), (&'a str, String)> {
+    for (index, (name, token)) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            continue;
+        }
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err((name, format!("must be at least {MIN_TOKEN_LEN} characters")));
+        }
+        if let Some((other, _)) = tokens[..index].iter().find(|(_, other)| other == token) {
+            return Err((name, format!("must differ from {other}")));
+        }
+    }
+    Ok(())
+}
+
+/// The smallest `[server] max_connections`: a few for the catalog, the admin page, its WebSocket and health.
+pub const MIN_CONNECTIONS: usize = 16;
 
 /// The LLM providers `[matcher] llm_provider` accepts.
 pub const LLM_PROVIDERS: [&str; 4] = ["none", "anthropic", "openai", "local"];
@@ -331,17 +443,25 @@ impl Config {
         if self.server.host.trim().is_empty() {
             return Err(ConfigError::invalid("server.host", "must not be empty"));
         }
-        for (key, token) in [
+        check_bearer_tokens(&[
             ("server.auth_token", &self.server.auth_token),
             ("server.admin_token", &self.server.admin_token),
             ("server.metrics_token", &self.server.metrics_token),
+        ])
+        .map_err(|(key, message)| {
+            ConfigError::invalid(key, format!("{message} (or leave it empty to have one generated)"))
+        })?;
+        for (key, value) in [
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.websocket_ping_secs", self.server.websocket_ping_secs),
         ] {
-            if !token.is_empty() && token.len() < 16 {
-                return Err(ConfigError::invalid(key, "must be at least 16 characters (or empty to generate one)"));
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be >= 1"));
             }
         }
-        if !self.server.auth_token.is_empty() && self.server.auth_token == self.server.admin_token {
-            return Err(ConfigError::invalid("server.admin_token", "must differ from server.auth_token"));
+        if self.server.max_connections < MIN_CONNECTIONS {
+            return Err(ConfigError::invalid("server.max_connections", format!("must be >= {MIN_CONNECTIONS}")));
         }
         if self.database.path.as_os_str().is_empty() {
             return Err(ConfigError::invalid("database.path", "must not be empty"));
@@ -376,6 +496,22 @@ impl Config {
         }
         if self.qbittorrent.seed_time_limit_mins < -1 {
             return Err(ConfigError::invalid("qbittorrent.seed_time_limit_mins", "must be -1 (no limit) or >= 0"));
+        }
+        for mapping in &self.qbittorrent.path_mappings {
+            for (side, path) in [("remote", &mapping.remote), ("local", &mapping.local)] {
+                if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                    return Err(ConfigError::invalid(
+                        "qbittorrent.path_mappings",
+                        format!("{side} = {:?} must be an absolute path without '..'", path.display().to_string()),
+                    ));
+                }
+            }
+        }
+        if !self.qbittorrent.path_mappings.is_empty() && self.qbittorrent.url.is_empty() {
+            return Err(ConfigError::invalid(
+                "qbittorrent.path_mappings",
+                "only applies to an external qBittorrent ([qbittorrent] url); the managed one sees the same paths",
+            ));
         }
         if !LLM_PROVIDERS.contains(&self.matcher.llm_provider.as_str()) {
             return Err(ConfigError::invalid(
@@ -443,6 +579,53 @@ impl Config {
                 ));
             }
         }
+        self.validate_notify()
+    }
+
+    /// `[notify]`: a webhook URL needs a secret (an unsigned event could be forged by anyone reaching the
+    /// receiver), and only the five webhook states may be listed.
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let notify = &self.notify;
+        let allowed: Vec<&str> = crate::models::WEBHOOK_STATES.iter().map(|kind| kind.as_str()).collect();
+        for name in &notify.events {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "notify.events",
+                    format!("{name:?} is not a webhook event; use any of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        if notify.timeout_secs == 0 {
+            return Err(ConfigError::invalid("notify.timeout_secs", "must be >= 1"));
+        }
+        if notify.retry_initial_delay_secs == 0 {
+            return Err(ConfigError::invalid("notify.retry_initial_delay_secs", "must be >= 1"));
+        }
+        if notify.retry_max_delay_secs < notify.retry_initial_delay_secs {
+            return Err(ConfigError::invalid(
+                "notify.retry_max_delay_secs",
+                "must be >= notify.retry_initial_delay_secs",
+            ));
+        }
+        if !notify.enabled() {
+            return Ok(());
+        }
+        check_http_url("notify.url", &notify.url)?;
+        if notify.secret.chars().count() < MIN_WEBHOOK_SECRET_LEN {
+            return Err(ConfigError::invalid(
+                "notify.secret",
+                format!(
+                    "must be at least {MIN_WEBHOOK_SECRET_LEN} characters when notify.url is set (the receiver checks \
+                     every event's signature with it; e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if notify.events.is_empty() {
+            return Err(ConfigError::invalid(
+                "notify.events",
+                format!("lists no event while notify.url is set; use any of {}", allowed.join(", ")),
+            ));
+        }
         Ok(())
     }
 
@@ -460,6 +643,8 @@ impl Config {
         hide(&mut copy.jackett.api_key);
         hide(&mut copy.qbittorrent.password);
         hide(&mut copy.matcher.api_key);
+        hide(&mut copy.notify.secret);
+        copy.notify.url = redact_url_credentials(&copy.notify.url);
         copy
     }
 
@@ -479,6 +664,19 @@ impl Config {
         } else {
             self.qbittorrent.download_path.clone()
         }
+    }
+}
+
+/// `url` with the password of its user info (if any) replaced by `<redacted>`.
+fn redact_url_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some(REDACTED)).is_err() {
+                return REDACTED.to_string();
+            }
+            parsed.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -557,6 +755,7 @@ fn apply_env(mut table: toml::Table, env: &[(String, String)], path: Option<&Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::StateKind;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -590,6 +789,49 @@ mod tests {
         assert_eq!(config.placer.allowed_roots, vec![PathBuf::from("/music"), PathBuf::from("/media")]);
         assert_eq!(config.processing.retry_max_attempts, 3);
         assert!((config.qbittorrent.seed_ratio_limit - 1.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn path_mappings_come_from_the_file_or_the_environment_and_must_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[qbittorrent]\nurl = \"http://127.0.0.1:8080/\"\n\
+             path_mappings = [{ remote = \"/downloads\", local = \"/mnt/nas/downloads\" }]\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(Some(&path), &[]).unwrap();
+        let expected = PathMapping { remote: "/downloads".into(), local: "/mnt/nas/downloads".into() };
+        assert_eq!(config.qbittorrent.path_mappings, vec![expected]);
+
+        let variable =
+            "[{ remote = \"/data\", local = \"/srv/data\" }, { remote = \"/data/music\", local = \"/music\" }]";
+        let config = Config::load_with_env(
+            None,
+            &env(&[
+                ("DOWNLOADER2_QBITTORRENT_URL", "http://127.0.0.1:8080/"),
+                ("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", variable),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.qbittorrent.path_mappings.len(), 2);
+        assert_eq!(config.qbittorrent.path_mappings[1].local, PathBuf::from("/music"));
+
+        for bad in ["[{ remote = \"downloads\", local = \"/x\" }]", "[{ remote = \"/d\", local = \"/x/../y\" }]"] {
+            let err = Config::load_with_env(
+                None,
+                &env(&[
+                    ("DOWNLOADER2_QBITTORRENT_URL", "http://127.0.0.1:8080/"),
+                    ("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", bad),
+                ]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("qbittorrent.path_mappings"), "{err}");
+        }
+        let managed =
+            Config::load_with_env(None, &env(&[("DOWNLOADER2_QBITTORRENT_PATH_MAPPINGS", variable)])).unwrap_err();
+        assert!(managed.to_string().contains("external qBittorrent"), "{managed}");
     }
 
     #[test]
@@ -631,6 +873,70 @@ mod tests {
     }
 
     #[test]
+    fn token_rules_are_length_and_distinctness_wherever_tokens_come_from() {
+        let long = "x".repeat(MIN_TOKEN_LEN);
+        let other = "y".repeat(MIN_TOKEN_LEN);
+        assert!(check_bearer_tokens(&[("a", &long), ("b", &other), ("c", "")]).is_ok());
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", "short")]).unwrap_err();
+        assert_eq!(name, "b");
+        assert!(message.contains("16"), "{message}");
+        let (name, message) = check_bearer_tokens(&[("a", &long), ("b", &other), ("c", &long)]).unwrap_err();
+        assert_eq!((name, message.as_str()), ("c", "must differ from a"));
+        let err = Config::load_with_env(
+            None,
+            &env(&[("DOWNLOADER2_SERVER_AUTH_TOKEN", &long), ("DOWNLOADER2_SERVER_METRICS_TOKEN", &long)]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.metrics_token"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("DOWNLOADER2_SERVER_MAX_CONNECTIONS", "3")])).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn a_webhook_needs_an_http_url_a_secret_and_known_events() {
+        let secret = "s".repeat(MIN_WEBHOOK_SECRET_LEN);
+        let config = Config::load_with_env(
+            None,
+            &env(&[
+                ("DOWNLOADER2_NOTIFY_URL", "https://catalog.lan:8443/hooks/downloader2"),
+                ("DOWNLOADER2_NOTIFY_SECRET", &secret),
+                ("DOWNLOADER2_NOTIFY_EVENTS", "completed,failed"),
+                ("DOWNLOADER2_NOTIFY_RETRY_MAX_DELAY_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.notify.events, ["completed", "failed"]);
+        assert_eq!(config.notify.retry_max_delay_secs, 60);
+        let kinds: Vec<StateKind> = config.notify.event_kinds().into_iter().collect();
+        assert_eq!(kinds, [StateKind::Completed, StateKind::Failed]);
+        assert!(Config::default().notify.event_kinds().is_empty(), "no url: no events recorded");
+
+        let refused = |pairs: &[(&str, &str)]| Config::load_with_env(None, &env(pairs)).unwrap_err().to_string();
+        for url in ["ftp://catalog.lan/hook", "catalog.lan/hook", "http://"] {
+            let err = refused(&[("DOWNLOADER2_NOTIFY_URL", url), ("DOWNLOADER2_NOTIFY_SECRET", &secret)]);
+            assert!(err.contains("notify.url"), "{url}: {err}");
+        }
+        let err = refused(&[("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook")]);
+        assert!(err.contains("notify.secret") && err.contains("openssl rand"), "{err}");
+        let err =
+            refused(&[("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook"), ("DOWNLOADER2_NOTIFY_SECRET", "short")]);
+        assert!(err.contains("notify.secret"), "{err}");
+        let err = refused(&[("DOWNLOADER2_NOTIFY_EVENTS", "completed,downloading")]);
+        assert!(err.contains("notify.events") && err.contains("\"downloading\""), "{err}");
+        let err = refused(&[
+            ("DOWNLOADER2_NOTIFY_URL", "http://127.0.0.1:9/hook"),
+            ("DOWNLOADER2_NOTIFY_SECRET", &secret),
+            ("DOWNLOADER2_NOTIFY_EVENTS", "[]"),
+        ]);
+        assert!(err.contains("notify.events"), "{err}");
+        let err = refused(&[
+            ("DOWNLOADER2_NOTIFY_RETRY_INITIAL_DELAY_SECS", "10"),
+            ("DOWNLOADER2_NOTIFY_RETRY_MAX_DELAY_SECS", "5"),
+        ]);
+        assert!(err.contains("notify.retry_max_delay_secs"), "{err}");
+    }
+
+    #[test]
     fn redaction_hides_every_secret() {
         let mut config = Config::default();
         config.server.auth_token = "catalog-secret-123456".into();
@@ -638,8 +944,19 @@ mod tests {
         config.jackett.api_key = "jackett-secret".into();
         config.qbittorrent.password = "qb-secret".into();
         config.matcher.api_key = "llm-secret".into();
+        config.notify.secret = "webhook-secret".into();
+        config.notify.url = "https://hook-user:hook-password@catalog.lan/hook".into();
         let shown = serde_json::to_string(&config.redacted()).unwrap();
-        for secret in ["catalog-secret", "admin-secret", "jackett-secret", "qb-secret", "llm-secret"] {
+        assert!(shown.contains("https://hook-user:%3Credacted%3E@catalog.lan/hook"), "{shown}");
+        for secret in [
+            "catalog-secret",
+            "admin-secret",
+            "jackett-secret",
+            "qb-secret",
+            "llm-secret",
+            "webhook-secret",
+            "hook-password",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
     }

@@ -16,8 +16,12 @@
 //! | `downloader2_active_tasks` | gauge | `class` | tickets being worked on per stage class (`search`, `download`, `convert`, `place`) |
 //! | `downloader2_downloaded_bytes_total` | counter | — | bytes of finished downloads (at `downloading` → `converting`) |
 //! | `downloader2_written_bytes_total` | counter | — | bytes of the files placed (at `completed`) |
-//! | `downloader2_external_calls_total` | counter | `system`, `outcome` | calls to `torznab`, `qbittorrent`, `llm`, `ffmpeg`, `ffprobe`: `ok` or `error` |
+//! | `downloader2_external_calls_total` | counter | `system`, `outcome` | calls to `torznab`, `qbittorrent`, `llm`, `ffmpeg`, `ffprobe`, `webhook`: `ok` or `error` |
 //! | `downloader2_external_call_seconds` | histogram | `system` | how long each of those calls took |
+//! | `downloader2_webhook_delivered_total` | counter | — | webhook events the receiver accepted (2xx) |
+//! | `downloader2_webhook_failed_attempts_total` | counter | `reason` | failed webhook deliveries: `connect`, `timeout`, `request`, `status`, `redirect`, `setup` (each is retried) |
+//! | `downloader2_webhook_pending` | gauge | — | webhook events waiting in the outbox (refreshed on every scrape) |
+//! | `downloader2_webhook_oldest_pending_age_seconds` | gauge | — | age of the oldest of them, 0 when none (refreshed on every scrape) |
 //!
 //! The recorder is process-wide (several services in one test process share it): counters add up over all of them.
 
@@ -54,6 +58,15 @@ pub const WRITTEN_BYTES: &str = "downloader2_written_bytes_total";
 pub const EXTERNAL_CALLS: &str = "downloader2_external_calls_total";
 /// Seconds per external call (histogram, label `system`).
 pub const EXTERNAL_CALL_SECONDS: &str = "downloader2_external_call_seconds";
+
+/// Webhook events delivered (counter).
+pub const WEBHOOK_DELIVERED: &str = "downloader2_webhook_delivered_total";
+/// Failed webhook deliveries (counter, label `reason`).
+pub const WEBHOOK_FAILED_ATTEMPTS: &str = "downloader2_webhook_failed_attempts_total";
+/// Webhook events waiting (gauge).
+pub const WEBHOOK_PENDING: &str = "downloader2_webhook_pending";
+/// Age of the oldest waiting webhook event, seconds (gauge).
+pub const WEBHOOK_OLDEST_PENDING_AGE: &str = "downloader2_webhook_oldest_pending_age_seconds";
 
 /// Bucket bounds of the external-call histogram, in seconds (an API call takes milliseconds, an ffmpeg run minutes).
 const EXTERNAL_CALL_BUCKETS: &[f64] = &[0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0];
@@ -112,6 +125,10 @@ fn describe() {
     describe_counter!(WRITTEN_BYTES, Unit::Bytes, "Bytes of the files placed.");
     describe_counter!(EXTERNAL_CALLS, "Calls to external systems (torznab, qbittorrent, llm, ffmpeg, ffprobe).");
     describe_histogram!(EXTERNAL_CALL_SECONDS, Unit::Seconds, "Time one call to an external system took.");
+    describe_counter!(WEBHOOK_DELIVERED, "Webhook events the receiver accepted.");
+    describe_counter!(WEBHOOK_FAILED_ATTEMPTS, "Failed webhook deliveries (each is retried).");
+    describe_gauge!(WEBHOOK_PENDING, "Webhook events waiting for delivery.");
+    describe_gauge!(WEBHOOK_OLDEST_PENDING_AGE, Unit::Seconds, "Age of the oldest webhook event waiting, 0 when none.");
 }
 
 /// Sets the store-derived gauges from `counts_by_state` (as `Store::stats` returns it) and renders every metric in
@@ -155,6 +172,22 @@ pub fn stage_error(stage: StateKind) {
 pub fn external_call(system: &'static str, ok: bool, took: Duration) {
     counter!(EXTERNAL_CALLS, "system" => system, "outcome" => if ok { "ok" } else { "error" }).increment(1);
     histogram!(EXTERNAL_CALL_SECONDS, "system" => system).record(took.as_secs_f64());
+}
+
+/// Counts a webhook event the receiver accepted.
+pub fn webhook_delivered() {
+    counter!(WEBHOOK_DELIVERED).increment(1);
+}
+
+/// Counts a failed webhook delivery (`reason`: see `NotifyError::reason`).
+pub fn webhook_failed_attempt(reason: &'static str) {
+    counter!(WEBHOOK_FAILED_ATTEMPTS, "reason" => reason).increment(1);
+}
+
+/// Sets the webhook backlog gauges: events waiting and the age of the oldest (zero when none).
+pub fn set_webhook_backlog(pending: i64, oldest_age: Duration) {
+    gauge!(WEBHOOK_PENDING).set(as_f64(pending));
+    gauge!(WEBHOOK_OLDEST_PENDING_AGE).set(oldest_age.as_secs_f64());
 }
 
 /// Counts an LLM second opinion (`answered`, `cached`, `failed`, `budget_exceeded`).
@@ -257,6 +290,10 @@ mod tests {
             drop(done);
             downloaded(Some(777));
             downloaded(None);
+            webhook_delivered();
+            webhook_failed_attempt("connect");
+            webhook_failed_attempt("connect");
+            set_webhook_backlog(4, Duration::from_secs(90));
             let scrape = parse(&handle.render());
             assert_eq!(value_of(&scrape, TICKETS, &[("state", "pending")]), Some(3.0));
             assert_eq!(value_of(&scrape, TICKETS, &[("state", "completed")]), Some(5.0));
@@ -268,6 +305,10 @@ mod tests {
             assert_eq!(value_of(&scrape, STAGE_ERRORS, &[("stage", "downloading")]), Some(1.0));
             assert_eq!(value_of(&scrape, LLM_CALLS, &[("outcome", "cached")]), Some(1.0));
             assert_eq!(value_of(&scrape, ACTIVE_TASKS, &[("class", "convert")]), Some(1.0));
+            assert_eq!(value_of(&scrape, WEBHOOK_DELIVERED, &[]), Some(1.0));
+            assert_eq!(value_of(&scrape, WEBHOOK_FAILED_ATTEMPTS, &[("reason", "connect")]), Some(2.0));
+            assert_eq!(value_of(&scrape, WEBHOOK_PENDING, &[]), Some(4.0));
+            assert_eq!(value_of(&scrape, WEBHOOK_OLDEST_PENDING_AGE, &[]), Some(90.0));
             let histogram = scrape
                 .samples
                 .iter()

@@ -1,7 +1,9 @@
 //! Starting and stopping the service: open the store, settle the bearer tokens (generating them on first start
 //! when none are configured, so the service never starts open), start the managed qbittorrent-nox when no
 //! `[qbittorrent] url` is configured, serve the router on a given listener until the shutdown future resolves,
-//! then stop qbittorrent-nox and close the store. `main.rs` and the integration tests both go through `run`.
+//! then stop qbittorrent-nox and close the store. The background tasks (the scheduler, the webhook delivery) are
+//! spawned here and stopped through one cancellation token. `main.rs` and the integration tests both go through `run`.
+//! How connections are accepted and served (timeouts, the connection cap) is `connections.rs`.
 
 use std::future::Future;
 use std::io::Write;
@@ -17,11 +19,16 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::converter::FfmpegConverter;
+use crate::processor::webhook::WebhookDeliveryTask;
 use crate::processor::{Clients, Scheduler};
 use crate::queue::{Store, StoreError};
 use crate::searcher::TorznabSearcher;
 use crate::torrent_client::{ManagedQbittorrent, QbittorrentClient};
 use tokio_util::sync::CancellationToken;
+
+pub mod connections;
+
+use connections::ConnectionLimits;
 
 /// A start-up failure; its message is the one line `serve` prints.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +39,6 @@ pub enum ServeError {
     Tokens { path: String, message: String },
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
     #[error("cannot start the managed qbittorrent-nox (or set [qbittorrent] url to use an existing qBittorrent): {0}")]
     ManagedTorrentClient(crate::torrent_client::TorrentClientError),
     #[error("cannot set up {stage}: {message}")]
@@ -67,6 +72,10 @@ fn random_token() -> String {
 
 /// The configured tokens, or for each one left empty a token generated once and kept in `<data dir>/tokens.toml`
 /// (mode 0600). Returns the tokens and, when the file was used, its path (to be logged).
+///
+/// An existing file obeys the configuration's rules (catalog and admin present, at least 16 characters, all
+/// different) and must not be readable by group or others: a token file anyone on the machine could read is
+/// refused with the `chmod` that fixes it, never used silently.
 pub fn settle_tokens(config: &Config) -> Result<(Tokens, Option<PathBuf>), ServeError> {
     let server = &config.server;
     if !server.auth_token.is_empty() && !server.admin_token.is_empty() {
@@ -81,10 +90,9 @@ pub fn settle_tokens(config: &Config) -> Result<(Tokens, Option<PathBuf>), Serve
     }
     let path = config.database.data_dir().join(TOKEN_FILE);
     let token_error = |message: String| ServeError::Tokens { path: path.display().to_string(), message };
-    let stored: Option<Tokens> = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(toml::from_str(&text).map_err(|err| token_error(err.message().to_string()))?),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(token_error(err.to_string())),
+    let stored = match read_token_file(&path) {
+        Ok(stored) => stored,
+        Err(message) => return Err(token_error(message)),
     };
     let stored = match stored {
         Some(tokens) => tokens,
@@ -101,14 +109,52 @@ pub fn settle_tokens(config: &Config) -> Result<(Tokens, Option<PathBuf>), Serve
             configured.to_string()
         }
     };
-    Ok((
-        Tokens {
-            catalog: pick(&server.auth_token, &stored.catalog),
-            admin: pick(&server.admin_token, &stored.admin),
-            metrics: server.metrics_token.clone(),
-        },
-        Some(path),
-    ))
+    let tokens = Tokens {
+        catalog: pick(&server.auth_token, &stored.catalog),
+        admin: pick(&server.admin_token, &stored.admin),
+        metrics: server.metrics_token.clone(),
+    };
+    // The file's tokens may collide with the one configured token.
+    crate::config::check_bearer_tokens(&[
+        ("catalog (or server.auth_token)", &tokens.catalog),
+        ("admin (or server.admin_token)", &tokens.admin),
+        ("server.metrics_token", &tokens.metrics),
+    ])
+    .map_err(|(name, message)| token_error(format!("{name} {message}")))?;
+    Ok((tokens, Some(path)))
+}
+
+/// The tokens of an existing `tokens.toml` (None when there is none), checked: private mode, valid TOML, catalog
+/// and admin present and obeying the token rules. The error says what is wrong and how to fix it.
+fn read_token_file(path: &Path) -> Result<Option<Tokens>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.to_string()),
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "it is readable or writable by group or others (mode {mode:04o}): anyone on this machine may have read \
+             the tokens; run `chmod 600 {}` (and replace the tokens if they may have leaked)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| err.to_string())?;
+    let tokens: Tokens = toml::from_str(&text).map_err(|err| err.message().to_string())?;
+    for (name, token) in [("catalog", &tokens.catalog), ("admin", &tokens.admin)] {
+        if token.is_empty() {
+            return Err(format!("{name} is empty (delete the file to have new tokens generated)"));
+        }
+    }
+    crate::config::check_bearer_tokens(&[
+        ("catalog", &tokens.catalog),
+        ("admin", &tokens.admin),
+        ("metrics", &tokens.metrics),
+    ])
+    .map_err(|(name, message)| format!("{name} {message} (or delete the file to have new tokens generated)"))?;
+    Ok(Some(tokens))
 }
 
 fn write_token_file(path: &Path, tokens: &Tokens) -> std::io::Result<()> {
@@ -126,7 +172,8 @@ fn write_token_file(path: &Path, tokens: &Tokens) -> std::io::Result<()> {
 pub async fn prepare(config: Config) -> Result<Arc<App>, ServeError> {
     let store = Store::open(&config.database.path)
         .await
-        .map_err(|source| ServeError::Database { path: config.database.path.display().to_string(), source })?;
+        .map_err(|source| ServeError::Database { path: config.database.path.display().to_string(), source })?
+        .with_webhook_events(config.notify.event_kinds());
     let (tokens, token_file) = settle_tokens(&config)?;
     if let Some(path) = token_file {
         tracing::info!(path = %path.display(), "bearer tokens not configured: using the generated ones stored in this file");
@@ -205,6 +252,8 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "downloader2 listening");
     }
+    let webhook = WebhookDeliveryTask::new(app.store.clone(), &app.config.notify)
+        .map_err(|err| ServeError::Stage { stage: "the webhook", message: err.to_string() })?;
     let stop = CancellationToken::new();
     let scheduler = if app.config.processing.paused {
         tracing::warn!("[processing] paused = true: tickets are accepted but no work starts");
@@ -213,21 +262,25 @@ pub async fn serve(
         let scheduler = Scheduler::new(app.clone());
         Some(tokio::spawn(scheduler.run(stop.child_token())))
     };
+    // The webhook is delivered even while processing is paused: cancellations and admin decisions still happen.
+    let webhook = webhook.map(|task| tokio::spawn(task.run(stop.child_token())));
     let router = crate::api::router(app.clone());
+    let limits = ConnectionLimits::new(&app.config.server, connections::raise_open_file_limit());
     let stop_serving = stop.clone();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = stop_serving.cancelled() => {}
-            }
-        })
-        .await
-        .map_err(ServeError::Serve);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_serving.cancel();
+    });
+    connections::serve_connections(listener, router, limits, stop.clone()).await;
     stop.cancel();
     if let Some(scheduler) = scheduler {
         if let Err(err) = scheduler.await {
             tracing::error!(error = %err, "scheduler task failed");
+        }
+    }
+    if let Some(webhook) = webhook {
+        if let Err(err) = webhook.await {
+            tracing::error!(error = %err, "webhook delivery task failed");
         }
     }
     let managed = app.managed_qbittorrent.lock().await.take();
@@ -236,7 +289,7 @@ pub async fn serve(
     }
     app.store.close().await;
     tracing::info!("downloader2 stopped");
-    result
+    Ok(())
 }
 
 /// Binds the configured address, with a message that says which address failed.

@@ -1,7 +1,7 @@
-//! The admin's routes: approve, reject, retry, force-search, a candidate's whole file list, stats and the effective
-//! configuration.
+//! The admin's routes: approve, reject, retry, force-search, a candidate's whole file list, stats, the effective
+//! configuration and the catalog webhook's delivery status.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -9,16 +9,40 @@ use serde::{Deserialize, Serialize};
 use super::auth::AdminAuth;
 use super::body::OptionalJsonBody;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
 use super::tickets::TicketView;
 use super::AppState;
 use crate::models::{TicketState, TorrentFile};
-use crate::queue::StoreStats;
+use crate::queue::{OutboxBacklog, StoreStats};
 
 /// Body of `approve`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ApproveRequest {
-    /// Index into the `needs_approval` state's `candidates`; default: the recommended one.
+    /// Index into the `needs_approval` state's `candidates`; default: the recommended one. A JSON integer (`2`,
+    /// or `2.0`, which JSON Schema also calls an integer), 0 to 9999.
+    #[serde(default, deserialize_with = "candidate_index")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 9999)]
     pub candidate_idx: Option<usize>,
+}
+
+/// Largest `candidate_idx` accepted (far beyond any candidate list).
+const MAX_CANDIDATE_IDX: u64 = 9_999;
+
+/// `candidate_idx`: null, or a non-negative integral number up to `MAX_CANDIDATE_IDX` (`3.0` included).
+fn candidate_index<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    let integral = match (number.as_u64(), number.as_f64()) {
+        (Some(value), _) => Some(value),
+        (None, Some(value)) if value.fract() == 0.0 && (0.0..=MAX_CANDIDATE_IDX as f64).contains(&value) => {
+            format!("{:.0}", value.abs()).parse().ok()
+        }
+        (None, _) => None,
+    };
+    match integral.filter(|value| *value <= MAX_CANDIDATE_IDX).and_then(|value| usize::try_from(value).ok()) {
+        Some(index) => Ok(Some(index)),
+        None => Err(D::Error::custom(format!("must be an integer from 0 to {MAX_CANDIDATE_IDX}, not {number}"))),
+    }
 }
 
 /// Body of `reject`.
@@ -53,7 +77,7 @@ fn clean_text(text: Option<String>) -> Option<String> {
 pub async fn approve(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<ApproveRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let candidate_idx = body.unwrap_or_default().candidate_idx;
@@ -70,7 +94,7 @@ pub async fn approve(
 pub async fn reject(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<RejectRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let reason = clean_text(body.unwrap_or_default().reason).unwrap_or_else(|| "rejected by admin".to_string());
@@ -87,7 +111,7 @@ pub async fn reject(
 pub async fn retry(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let record = app.retry(&id, &auth.actor).await?;
     tracing::info!("ticket retried");
@@ -102,7 +126,7 @@ pub async fn retry(
 pub async fn force_search(
     State(app): State<AppState>,
     auth: AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<ForceSearchRequest>,
 ) -> Result<Json<TicketView>, ApiError> {
     let query = clean_text(body.unwrap_or_default().query);
@@ -143,15 +167,16 @@ pub struct CandidateFiles {
 /// The whole kept file list of candidate `idx` of a `needs_approval` ticket, a page at a time.
 #[utoipa::path(get, path = "/api/v1/ticket/{id}/candidates/{idx}/files", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "ticket_id"),
-           ("idx" = usize, Path, description = "index into the needs_approval state's candidates"), FilesQuery),
+           ("idx" = u32, Path, description = "index into the needs_approval state's candidates"), FilesQuery),
     responses((status = 200, body = CandidateFiles), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, description = "Not waiting for approval", body = ErrorBody)))]
 pub async fn candidate_files(
     State(app): State<AppState>,
     _auth: AdminAuth,
-    Path((id, idx)): Path<(String, usize)>,
-    Query(query): Query<FilesQuery>,
+    ApiPath((id, idx)): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<FilesQuery>,
 ) -> Result<Json<CandidateFiles>, ApiError> {
+    let idx = usize::try_from(idx).unwrap_or(usize::MAX);
     let limit = query.limit.unwrap_or(DEFAULT_FILES_PAGE);
     if !(1..=MAX_FILES_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_FILES_PAGE}")));
@@ -203,4 +228,37 @@ pub async fn stats(State(app): State<AppState>, _auth: super::auth::CatalogAuth)
     responses((status = 200, description = "The configuration, secrets redacted", body = Object)))]
 pub async fn config(State(app): State<AppState>, _auth: AdminAuth) -> Json<crate::config::Config> {
     Json(app.config.redacted())
+}
+
+/// Answer of `GET /webhook`: whether a webhook is configured and what waits in its outbox.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookStatus {
+    /// Whether `[notify] url` is set (events are recorded and delivered).
+    pub enabled: bool,
+    /// The receiver, without credentials or query.
+    pub url: Option<String>,
+    /// The states whose entry is reported.
+    pub events: Vec<String>,
+    #[serde(flatten)]
+    pub backlog: OutboxBacklog,
+}
+
+/// The catalog webhook: events waiting for delivery, and how the next one's last delivery failed (the admin page
+/// shows it in its header).
+#[utoipa::path(get, path = "/api/v1/webhook", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = WebhookStatus)))]
+pub async fn webhook(State(app): State<AppState>, _auth: AdminAuth) -> Result<Json<WebhookStatus>, ApiError> {
+    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let notify = &app.config.notify;
+    let url = notify
+        .enabled()
+        .then(|| reqwest::Url::parse(&notify.url).ok())
+        .flatten()
+        .map(|url| crate::notify::shown_url(&url));
+    Ok(Json(WebhookStatus {
+        enabled: notify.enabled(),
+        url,
+        events: if notify.enabled() { notify.events.clone() } else { Vec::new() },
+        backlog,
+    }))
 }

@@ -1,6 +1,7 @@
 //! Bearer-token authentication as extractors for the two roles: `CatalogAuth` (the catalog's token or the admin's)
-//! and `AdminAuth` (the admin's only; the catalog's token gets 403). Tokens are compared in constant time. Browsers
-//! that cannot set headers (the WebSocket) may pass `?token=`.
+//! and `AdminAuth` (the admin's only; the catalog's token gets 403). Tokens are compared in constant time and read
+//! from `Authorization: Bearer` only, except on the WebSocket upgrade (`WebSocketAuth`), where browsers, which cannot
+//! set headers there, may pass `?token=`.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -28,6 +29,10 @@ pub struct AdminAuth {
     pub actor: String,
 }
 
+/// The WebSocket upgrade: the catalog's or the admin's token, from the header or from `?token=`.
+#[derive(Debug)]
+pub struct WebSocketAuth(pub Role);
+
 /// A request allowed to read metrics (admin or metrics token).
 #[derive(Debug)]
 pub struct MetricsAuth;
@@ -36,11 +41,23 @@ fn tokens_equal(given: &str, expected: &str) -> bool {
     !expected.is_empty() && given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-fn presented_token(parts: &Parts) -> Option<String> {
+/// Where a token may come from: the `Authorization` header always; the query string (`?token=`) only for the
+/// WebSocket upgrade, because browsers cannot set headers there. Anywhere else a query token would end up in proxy
+/// and access logs, so it is not even looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSources {
+    HeaderOnly,
+    HeaderOrQuery,
+}
+
+fn presented_token(parts: &Parts, sources: TokenSources) -> Option<String> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+    }
+    if sources == TokenSources::HeaderOnly {
+        return None;
     }
     let query = parts.uri.query()?;
     url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token").map(|(_, value)| value.into_owned())
@@ -50,8 +67,8 @@ fn unauthorized() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid bearer token (Authorization: Bearer <token>)")
 }
 
-fn role_of(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
-    let token = presented_token(parts).ok_or_else(unauthorized)?;
+fn role_of(parts: &Parts, state: &AppState, sources: TokenSources) -> Result<Role, ApiError> {
+    let token = presented_token(parts, sources).ok_or_else(unauthorized)?;
     let tokens = &state.tokens;
     // Compare against every token so the time taken does not tell which one matched.
     let admin = tokens_equal(&token, &tokens.admin);
@@ -86,7 +103,7 @@ impl FromRequestParts<AppState> for CatalogAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match role_of(parts, state)? {
+        match role_of(parts, state, TokenSources::HeaderOnly)? {
             role @ (Role::Catalog | Role::Admin) => Ok(CatalogAuth(role)),
             Role::Metrics => Err(ApiError::new(StatusCode::FORBIDDEN, "the metrics token may only read /metrics")),
         }
@@ -97,7 +114,7 @@ impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match role_of(parts, state)? {
+        match role_of(parts, state, TokenSources::HeaderOnly)? {
             Role::Admin => Ok(AdminAuth { actor: actor_of(parts) }),
             Role::Catalog | Role::Metrics => {
                 Err(ApiError::new(StatusCode::FORBIDDEN, "this route needs the admin token"))
@@ -110,9 +127,20 @@ impl FromRequestParts<AppState> for MetricsAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match role_of(parts, state)? {
+        match role_of(parts, state, TokenSources::HeaderOnly)? {
             Role::Admin | Role::Metrics => Ok(MetricsAuth),
             Role::Catalog => Err(ApiError::new(StatusCode::FORBIDDEN, "this route needs the admin or metrics token")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for WebSocketAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match role_of(parts, state, TokenSources::HeaderOrQuery)? {
+            role @ (Role::Catalog | Role::Admin) => Ok(WebSocketAuth(role)),
+            Role::Metrics => Err(ApiError::new(StatusCode::FORBIDDEN, "the metrics token may only read /metrics")),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! `JsonBody<T>`: the request-body extractor of every JSON route. Wrong content type -> 415, bytes that are not
 //! JSON -> 400, JSON of the wrong shape -> 422 naming the field (`tracks[3].duration_secs`); an empty body is
-//! accepted where the route's body is optional (`OptionalJsonBody`). The size limit is the router's.
+//! accepted where the route's body is optional (`OptionalJsonBody`). The size limit is the router's; the time
+//! limit (`[server] body_timeout_secs`, 408) is here.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -26,8 +29,17 @@ fn is_json_content_type(request: &Request) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+/// Reads the whole body within `[server] body_timeout_secs` of the headers: a client that trickles its body (or
+/// never sends the bytes its Content-Length promised) gets 408 and the connection is closed.
 async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
+    let deadline = Duration::from_secs(state.config.server.body_timeout_secs.max(1));
+    let read = tokio::time::timeout(deadline, Bytes::from_request(request, state)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", deadline.as_secs()),
+        )
+    })?;
+    read.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "request body is too large (limit 1 MiB)")

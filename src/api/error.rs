@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::app::AppError;
 use crate::models::TicketState;
+use crate::queue::StorageProblem;
 
 /// An error answer.
 #[derive(Debug)]
@@ -61,6 +62,20 @@ impl From<AppError> for ApiError {
             }
             AppError::Store(err) => {
                 let retryable = err.is_retryable();
+                if let Some(problem) = err.storage_problem() {
+                    // The store already warned (rate-limited); the answer says what is wrong with the storage.
+                    tracing::debug!(error = %err, retryable, "storage problem while answering a request");
+                    let status = match problem {
+                        StorageProblem::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+                        StorageProblem::DiskFull
+                        | StorageProblem::ReadOnly
+                        | StorageProblem::Io
+                        | StorageProblem::CannotOpen
+                        | StorageProblem::FileDeleted
+                        | StorageProblem::FileReplaced => StatusCode::SERVICE_UNAVAILABLE,
+                    };
+                    return ApiError::new(status, format!("cannot use the database: {}", problem.describe()));
+                }
                 tracing::error!(error = %err, retryable, "store error while answering a request");
                 if retryable {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is busy; try again")

@@ -5,11 +5,14 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod contract;
 pub mod error;
+pub mod extract;
 pub mod tickets;
 pub mod ui;
 pub mod ws;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,15 +21,65 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
 
 use crate::app::App;
+use crate::queue::DatabaseHealth;
+use contract::CommonAnswers;
 use error::{ApiError, ErrorBody};
 
 /// What every handler gets.
 pub type AppState = Arc<App>;
+
+/// What the server puts into every request's extensions: the request's connection as a slot that a long-lived
+/// handler (the WebSocket) holds for as long as it uses the connection, so the server counts it as busy (never
+/// closed for room, still counted against `[server] max_connections`), and the server's shutdown signal.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    /// Requests and sockets in flight on the connection (the server reads it to find idle connections).
+    in_flight: Arc<AtomicUsize>,
+    /// Whatever keeps the connection's place in the server's count; released when the last holder drops it.
+    place: Arc<dyn std::any::Any + Send + Sync>,
+    /// Cancelled when the server shuts down: long-lived sockets close themselves.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlot").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSlot {
+    pub fn new(
+        in_flight: Arc<AtomicUsize>,
+        place: Arc<dyn std::any::Any + Send + Sync>,
+        shutdown: CancellationToken,
+    ) -> ConnectionSlot {
+        ConnectionSlot { in_flight, place, shutdown }
+    }
+
+    /// Marks the connection busy (and keeps its place) until the guard is dropped.
+    pub fn hold(&self) -> SlotHold {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        SlotHold { in_flight: self.in_flight.clone(), _place: self.place.clone() }
+    }
+}
+
+/// A busy mark on a connection; see `ConnectionSlot::hold`.
+pub struct SlotHold {
+    in_flight: Arc<AtomicUsize>,
+    _place: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -50,16 +103,24 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/ticket/{id}/candidates/{idx}/files", get(admin::candidate_files))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
+        .route("/api/v1/webhook", get(admin::webhook))
         .route("/api/v1/ws", get(ws::ws))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(contract::limit_uri_length))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            // The path only: query strings may carry a token.
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    // The path only: query strings may carry a token.
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                // A 5xx is logged where its cause is known (ApiError, the store's rate-limited warnings), not once
+                // more per answer: a failing disk must not log a line per request.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(app)
 }
 
@@ -79,26 +140,24 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Answer of `GET /health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer.
+    /// `ok`, or `degraded` when the database does not answer or cannot be written (disk full, read-only, the
+    /// file deleted or replaced while running).
     pub status: &'static str,
     pub version: &'static str,
-    /// `ok` or the error.
+    /// `ok`, or what is wrong with the database and how to fix it.
     pub database: String,
 }
 
-/// Liveness and database health (no authentication).
+/// Liveness and database health (no authentication). Cheap: no write unless writes are already failing.
 #[utoipa::path(get, path = "/api/v1/health", tag = "service",
-    responses((status = 200, body = Health), (status = 503, description = "Database down", body = Health)))]
+    responses((status = 200, body = Health), (status = 503, description = "Database degraded", body = Health)))]
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION");
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "degraded", version, database: format!("error: {err}") }),
-            )
+    match app.store.health().await {
+        DatabaseHealth::Ok => (StatusCode::OK, Json(Health { status: "ok", version, database: "ok".into() })),
+        // Not logged here (health is polled): the store warns about failing writes, rate-limited.
+        DatabaseHealth::Degraded(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "degraded", version, database: reason }))
         }
     }
 }
@@ -107,7 +166,11 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "service", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(app): State<AppState>, _auth: auth::MetricsAuth) -> Result<Response, ApiError> {
-    let stats = app.store.stats(chrono::Utc::now()).await.map_err(crate::app::AppError::from)?;
+    let now = chrono::Utc::now();
+    let stats = app.store.stats(now).await.map_err(crate::app::AppError::from)?;
+    let backlog = app.store.outbox_backlog().await.map_err(crate::app::AppError::from)?;
+    let oldest_age = backlog.oldest_created_at.and_then(|oldest| (now - oldest).to_std().ok()).unwrap_or_default();
+    crate::metrics::set_webhook_backlog(backlog.pending, oldest_age);
     let body = crate::metrics::render(crate::metrics::install(), &stats.counts_by_state);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
@@ -140,9 +203,9 @@ impl utoipa::Modify for BearerSecurity {
         health, openapi_json, metrics_text,
         tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
-        admin::candidate_files,
+        admin::candidate_files, admin::webhook,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &CommonAnswers),
 )]
 pub struct ApiDoc;

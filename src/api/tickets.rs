@@ -1,6 +1,6 @@
 //! The catalog's routes: create, read, list and cancel tickets. Handlers only translate HTTP to `App` commands.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{CatalogAuth, Role};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::app::CreateResult;
 use crate::matcher::review::{review_candidate, CandidateReview};
@@ -64,14 +65,19 @@ impl TicketView {
 
 /// Query of `GET /tickets`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only tickets in this state.
+    /// Only tickets in this state (empty: all); the document lists the state names.
+    #[param(nullable = false)]
     pub state: Option<String>,
     /// Only tickets whose artist or album contains this text (case-insensitive).
+    #[param(nullable = false)]
     pub q: Option<String>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     pub limit: Option<i64>,
     /// Tickets to skip (default 0).
+    #[param(minimum = 0, nullable = false)]
     pub offset: Option<i64>,
 }
 
@@ -118,7 +124,7 @@ pub async fn create_ticket(
 pub async fn get_ticket(
     State(app): State<AppState>,
     _auth: CatalogAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let record = app.store.get_ticket(&id).await.map_err(crate::app::AppError::from)?;
     let record = record.ok_or_else(|| ApiError::not_found(format!("ticket {id:?} not found")))?;
@@ -150,7 +156,7 @@ fn with_candidates_counted(mut event: TicketEventRecord) -> TicketEventRecord {
 pub async fn list_tickets(
     State(app): State<AppState>,
     _auth: CatalogAuth,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TicketList>, ApiError> {
     let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         Some(name) => Some(StateKind::parse(name).ok_or_else(|| {
@@ -182,7 +188,7 @@ pub async fn list_tickets(
 pub async fn cancel_ticket(
     State(app): State<AppState>,
     auth: CatalogAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TicketView>, ApiError> {
     let actor = match auth.0 {
         Role::Admin => "admin",

@@ -1,27 +1,34 @@
 //! `GET /api/v1/ws`: the event stream. Authenticated like the API (header, or `?token=` for browsers), optionally
 //! filtered by `?ticket_id=`. Each connection has its own receiver on the bounded broadcast bus, so a slow client
 //! never blocks the pipeline: when it falls behind it is sent `{"type": "lagged", "missed": N}` and continues.
-//! Idle connections are kept alive with pings.
 //!
 //! Messages carry states and counts, never whole candidate lists (an indexer controls how long those are): the
 //! `needs_approval` state is sent with the number of its candidates and the recommended one's title; the
 //! candidates themselves are behind `GET /api/v1/ticket/{id}`.
+//!
+//! The client is pinged every `[server] websocket_ping_secs`; one silent (no pong, no message) for two intervals,
+//! or not taking a message for `SEND_TIMEOUT`, is closed. The socket is exempt from the HTTP body timeout and holds
+//! its connection's slot until it ends; on shutdown it is closed with 1001 (going away).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
-use super::auth::CatalogAuth;
+use super::auth::WebSocketAuth;
+use super::error::ApiError;
 use super::AppState;
+use super::ConnectionSlot;
 use crate::events::TicketEvent;
 use crate::models::{ApprovalReason, StateKind, TicketState};
 
-/// How often an idle connection is pinged.
-const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A client that has not taken a message for this long is disconnected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -130,12 +137,24 @@ pub fn messages_for(event: &TicketEvent) -> Vec<WsMessage<'_>> {
 /// Upgrade to a WebSocket streaming ticket events.
 pub async fn ws(
     State(app): State<AppState>,
-    _auth: CatalogAuth,
-    Query(query): Query<WsQuery>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+    _auth: WebSocketAuth,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    slot: Option<Extension<ConnectionSlot>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(ApiError::from)?;
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(rejection.status(), format!("this route is a WebSocket: {}", rejection.body_text()))
+    })?;
     let receiver = app.bus.subscribe();
-    upgrade.on_upgrade(move |socket| stream_events(socket, receiver, query.ticket_id))
+    let ping_every = Duration::from_secs(app.config.server.websocket_ping_secs.max(1));
+    let slot = slot.map(|Extension(slot)| slot);
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // The socket keeps its connection's slot (never closed for room) until it ends.
+        let _in_flight = slot.as_ref().map(ConnectionSlot::hold);
+        let shutdown = slot.map(|slot| slot.shutdown).unwrap_or_default();
+        stream_events(socket, receiver, query.ticket_id, ping_every, shutdown).await;
+    }))
 }
 
 async fn send_json(socket: &mut WebSocket, message: &WsMessage<'_>) -> bool {
@@ -151,13 +170,23 @@ async fn send_json(socket: &mut WebSocket, message: &WsMessage<'_>) -> bool {
     }
 }
 
+/// Sends a close frame (bounded in time: the client may not be reading) and ends.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
 async fn stream_events(
     mut socket: WebSocket,
     mut receiver: tokio::sync::broadcast::Receiver<TicketEvent>,
     ticket_filter: Option<String>,
+    ping_every: Duration,
+    shutdown: CancellationToken,
 ) {
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
+    // Anything from the client (a pong, a message) proves it is there; silence for two pings ends the socket.
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
             event = receiver.recv() => match event {
@@ -177,18 +206,28 @@ async fn stream_events(
                     }
                 }
                 Err(RecvError::Closed) => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket, close_code::AWAY, "service stopping").await;
                     return;
                 }
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = Instant::now(),
             },
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if last_heard.elapsed() >= ping_every * 2 {
+                    tracing::debug!("WebSocket client silent for two pings: closing");
+                    close(&mut socket, close_code::POLICY, "no answer to pings").await;
                     return;
                 }
+                let pinged = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Default::default()))).await;
+                if !matches!(pinged, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            () = shutdown.cancelled() => {
+                close(&mut socket, close_code::AWAY, "service stopping").await;
+                return;
             }
         }
     }

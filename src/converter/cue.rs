@@ -113,7 +113,9 @@ impl CueSheet {
                 return Err(CueSheetError::OutOfOrder { number });
             }
             let to_samples = |frames: u64| frames * u64::from(sample_rate_hz) / CUE_FRAMES_PER_SECOND;
-            return Ok((file, SampleRange { start_sample: to_samples(start), end_sample: end.map(to_samples) }));
+            let range =
+                SampleRange { start_sample: to_samples(start), end_sample: end.map(to_samples), sample_rate_hz };
+            return Ok((file, range));
         }
         Err(CueSheetError::NoSuchTrack(number))
     }
@@ -182,12 +184,12 @@ mod tests {
         let sheet = parse_cue_sheet(SHEET.as_bytes()).unwrap();
         let (file, range) = sheet.track_range(1, 44_100).unwrap();
         assert_eq!(file.name, "Album.wav");
-        assert_eq!(range, SampleRange { start_sample: 0, end_sample: Some(4 * 75 * 588) });
+        assert_eq!(range, SampleRange { start_sample: 0, end_sample: Some(4 * 75 * 588), sample_rate_hz: 44_100 });
         let (_, range) = sheet.track_range(2, 44_100).unwrap();
         assert_eq!(range.start_sample, 4 * 75 * 588);
         assert_eq!(range.end_sample, Some((60 * 75 + 74) * 588));
         let (_, range) = sheet.track_range(3, 48_000).unwrap();
-        assert_eq!(range, SampleRange { start_sample: (60 * 75 + 74) * 640, end_sample: None });
+        assert_eq!(range, SampleRange { start_sample: (60 * 75 + 74) * 640, end_sample: None, sample_rate_hz: 48_000 });
         assert_eq!(sheet.track_range(4, 44_100).unwrap_err(), CueSheetError::NoSuchTrack(4));
         assert_eq!(sheet.files[0].tracks[1].title.as_deref(), Some("Two"));
     }

@@ -1,17 +1,24 @@
-//! Conversion: the `Converter` trait the pipeline calls and its real implementation on ffmpeg/ffprobe. For one
-//! ticket it resolves the mapped torrent files (or CUE image tracks) safely under the download directory, probes
-//! them, refuses a source whose duration does not match the catalog (`DurationMismatch`), prepares the ticket's
-//! images as JPEG, transcodes every track (at most `max_parallel_conversions` ffmpeg processes over all tickets),
-//! tags it with lofty, and validates the result with ffprobe and a lofty read-back. Everything is written inside the
-//! ticket's own work directory; this module never writes to a destination (that is the placer) and never spawns a
-//! program except through `process.rs`.
+//! Conversion: the `Converter` trait the pipeline calls and its real implementation on ffmpeg. For one ticket it
+//! resolves the mapped torrent files (or CUE image tracks) safely under the download directory, reads their headers,
+//! refuses a source whose duration does not match the catalog (`DurationMismatch`) or a lossy source asked as FLAC
+//! (`LossySourceForLossless`), prepares the ticket's images as JPEG, transcodes every track (at most
+//! `max_parallel_conversions` ffmpeg processes over all tickets), tags it with lofty, and validates the result per
+//! codec (`validate.rs`). Everything is written inside the ticket's own work directory; this module never writes to
+//! a destination (that is the placer) and never spawns a program except through `crate::process`.
+//!
+//! Files: `album.rs` (one ticket's flow, the hot path), `ffmpeg.rs` (encoding rules and argument vectors),
+//! `inspect.rs` (in-process header reading), `probe.rs` (ffprobe), `validate.rs` (output checks), `tags.rs`,
+//! `images.rs`, `cue.rs`, `sources.rs` (safe paths).
 
+mod album;
 pub mod cue;
 pub mod ffmpeg;
+mod images;
+pub mod inspect;
 pub mod probe;
-pub mod process;
 pub mod sources;
 pub mod tags;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -19,27 +26,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConverterConfig;
-use crate::models::{ImageType, Ticket, TicketTrack, TorrentFile, TrackMapping};
-use crate::placer::images::choose_image_file;
+use crate::models::{Ticket, TicketTrack, TorrentFile, TrackMapping};
 use crate::placer::PlacementItem;
+use crate::process::{Program, ProgramOutput};
 
+pub use crate::process::ProcessError;
 pub use ffmpeg::{EncodePlan, SampleRange, MAX_IMAGE_SIDE_PX};
 pub use probe::{ImageInfo, SourceInfo};
-pub use process::ProcessError;
 pub use sources::SourcePathError;
 pub use tags::TagWriteError;
+pub use validate::{Check, BITRATE_TOLERANCE, CONTAINER_ALLOWANCE_BYTES};
 
 /// Prefix of every per-ticket work directory under the work root; start-up cleanup removes only these.
 pub const WORK_DIR_PREFIX: &str = "d2-work-";
-/// Relative bitrate tolerance of lossy outputs (the issue's 15 %).
-pub const BITRATE_TOLERANCE: f64 = 0.15;
-/// Container and header bytes allowed on top of the audio payload when checking a lossy output's bitrate.
-pub const CONTAINER_ALLOWANCE_BYTES: f64 = 16.0 * 1024.0;
+/// How long an in-process header read of a source may take before ffprobe decides instead.
+const HEADER_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// One catalog track being converted: what the `converting` state shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +90,9 @@ pub struct ConversionOutput {
     pub missing_track_ids: Vec<String>,
     /// Ticket images no source was found for (reported, not fatal).
     pub missing_image_ids: Vec<String>,
+    /// What the conversion did differently from what was asked, one sentence each (a bitrate capped at a lossy
+    /// source's), for the ticket's history.
+    pub adjustments: Vec<String>,
     pub conversion_duration_secs: f64,
 }
 
@@ -104,7 +112,8 @@ impl ConversionOutput {
     }
 }
 
-/// Why a ticket could not be converted. Messages name the track and the torrent file.
+/// Why a ticket could not be converted. Messages name the track and the torrent file, and say what to do when a
+/// human must act.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error("unusable converter configuration: {0}")]
@@ -122,11 +131,25 @@ pub enum ConvertError {
          (wrong file or edition)"
     )]
     DurationMismatch { catalog_track_id: String, expected_secs: f64, found_secs: f64 },
+    #[error(
+        "track {catalog_track_id}: {path:?} is damaged or incomplete ({detail}); this release cannot be used: search \
+         again (force-search) or reject it"
+    )]
+    DamagedSource { catalog_track_id: String, path: String, expected_secs: f64, decoded_secs: f64, detail: String },
+    #[error(
+        "{path:?} is {codec}, a lossy format: FLAC made from it would claim a quality it does not have; approve \
+         a lossless release for this ticket, or ask for a lossy output format"
+    )]
+    LossySourceForLossless { path: String, codec: String },
     #[error("{path:?}: {source}")]
     Program { path: String, source: ProcessError },
-    #[error("output of {path:?} failed validation: {reason}")]
-    Validation { path: String, reason: String },
-    #[error("{source}")]
+    #[error(
+        "output of {path:?} failed the {} check: {detail}. This is a converter or resource fault, not a property \
+         of the album: the ticket is retried; if it keeps failing, report it with this message",
+        check.name()
+    )]
+    Validation { path: String, check: Check, detail: String },
+    #[error("{source} (a converter or resource fault: the ticket is retried)")]
     Tags { source: TagWriteError },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -135,20 +158,22 @@ pub enum ConvertError {
 }
 
 impl ConvertError {
-    /// Whether trying the same ticket again later may succeed without a human changing anything.
+    /// Whether trying the same ticket again later may succeed without a human changing anything. A check failed
+    /// by our own output (validation, tags) is never the album's fault, so it is retried; what the sources are
+    /// (durations, damage, a lossy source for FLAC) needs a human.
     pub fn is_retryable(&self) -> bool {
         match self {
             ConvertError::Program { source, .. } => source.is_retryable(),
             // The disk may be full or the work dir briefly unavailable.
-            ConvertError::Io { .. } => true,
+            ConvertError::Io { .. } | ConvertError::Validation { .. } | ConvertError::Tags { .. } => true,
             ConvertError::Config(_)
             | ConvertError::NothingMapped
             | ConvertError::SourcePath { .. }
             | ConvertError::CueSheet { .. }
             | ConvertError::Probe { .. }
             | ConvertError::DurationMismatch { .. }
-            | ConvertError::Validation { .. }
-            | ConvertError::Tags { .. }
+            | ConvertError::DamagedSource { .. }
+            | ConvertError::LossySourceForLossless { .. }
             | ConvertError::Cancelled => false,
         }
     }
@@ -173,8 +198,8 @@ pub trait Converter: Send + Sync {
 /// The real converter: ffmpeg and ffprobe from `[converter]`, one semaphore for all tickets.
 #[derive(Debug, Clone)]
 pub struct FfmpegConverter {
-    ffmpeg: String,
-    ffprobe: String,
+    ffmpeg: Program,
+    ffprobe: Program,
     work_root: PathBuf,
     slots: Arc<Semaphore>,
 }
@@ -187,18 +212,6 @@ struct TrackSource {
     path: PathBuf,
     /// For a CUE image: the sheet and the track number.
     cue_track: Option<(cue::CueSheet, u32)>,
-}
-
-/// One track ready to be encoded.
-#[derive(Debug, Clone)]
-struct TrackWork {
-    idx: usize,
-    track: TicketTrack,
-    source: TrackSource,
-    info: SourceInfo,
-    range: Option<SampleRange>,
-    /// Duration of the part of the source that becomes this track.
-    source_secs: f64,
 }
 
 impl FfmpegConverter {
@@ -214,8 +227,8 @@ impl FfmpegConverter {
         }
         std::fs::create_dir_all(&work_root).map_err(|source| io_error(&work_root, source))?;
         Ok(FfmpegConverter {
-            ffmpeg: config.ffmpeg_path.clone(),
-            ffprobe: config.ffprobe_path.clone(),
+            ffmpeg: Program::ffmpeg(&config.ffmpeg_path),
+            ffprobe: Program::ffprobe(&config.ffprobe_path),
             work_root,
             slots: Arc::new(Semaphore::new(config.max_parallel_conversions)),
         })
@@ -234,7 +247,7 @@ impl FfmpegConverter {
         cancel: &CancellationToken,
     ) -> Result<Vec<u8>, ConvertError> {
         let args = probe::probe_args(path, demuxers);
-        match process::run_program(&self.ffprobe, &args, process::time_limit_for(0.0), cancel).await {
+        match crate::process::run_program(&self.ffprobe, &args, crate::process::time_limit_for(0.0), cancel).await {
             Ok(output) => Ok(output.stdout),
             Err(ProcessError::Cancelled { .. }) => Err(ConvertError::Cancelled),
             Err(ProcessError::Failed { stderr_tail, .. }) => {
@@ -255,6 +268,27 @@ impl FfmpegConverter {
             .map_err(|err| ConvertError::Probe { path: shown.to_string(), reason: err.to_string() })
     }
 
+    /// A source's properties: from its headers in-process when lofty knows the type, else (and always when
+    /// `exact` sample positions are needed, for CUE images) from ffprobe. Header reading runs on a blocking thread,
+    /// where a panic on a hostile file only sends the file to ffprobe.
+    async fn inspect_source(
+        &self,
+        path: &Path,
+        shown: &str,
+        exact: bool,
+        cancel: &CancellationToken,
+    ) -> Result<SourceInfo, ConvertError> {
+        if !exact {
+            let owned = path.to_path_buf();
+            let reading = tokio::task::spawn_blocking(move || inspect::read_source_info(&owned));
+            // A header parser stuck on a hostile file is abandoned to ffprobe, which has a time limit.
+            if let Ok(Ok(Some(info))) = tokio::time::timeout(HEADER_READ_LIMIT, reading).await {
+                return Ok(info);
+            }
+        }
+        self.probe_source(path, shown, cancel).await
+    }
+
     /// Waits for one of the shared ffmpeg slots (FIFO over all tickets).
     async fn acquire_slot(&self, cancel: &CancellationToken) -> Result<tokio::sync::SemaphorePermit<'_>, ConvertError> {
         tokio::select! {
@@ -273,7 +307,7 @@ impl FfmpegConverter {
         cancel: &CancellationToken,
     ) -> Result<(), ConvertError> {
         let _permit = self.acquire_slot(cancel).await?;
-        self.run_ffmpeg_in_slot(args, media_secs, shown, cancel).await
+        self.run_ffmpeg_in_slot(args, media_secs, shown, cancel).await.map(|_| ())
     }
 
     /// Runs ffmpeg; the caller holds a slot.
@@ -283,9 +317,10 @@ impl FfmpegConverter {
         media_secs: f64,
         shown: &str,
         cancel: &CancellationToken,
-    ) -> Result<(), ConvertError> {
-        match process::run_program(&self.ffmpeg, args, process::time_limit_for(media_secs), cancel).await {
-            Ok(_) => Ok(()),
+    ) -> Result<ProgramOutput, ConvertError> {
+        match crate::process::run_program(&self.ffmpeg, args, crate::process::time_limit_for(media_secs), cancel).await
+        {
+            Ok(output) => Ok(output),
             Err(ProcessError::Cancelled { .. }) => Err(ConvertError::Cancelled),
             Err(source) => Err(ConvertError::Program { path: shown.to_string(), source }),
         }
@@ -409,41 +444,6 @@ pub fn check_source_duration(track: &TicketTrack, found_secs: f64) -> Result<(),
     Ok(())
 }
 
-/// Checks a converted file's ffprobe view against its plan: codec, sample rate, channels, duration within
-/// max(1 s, 0.5 %) of the source part, and for lossy formats an average bitrate within `BITRATE_TOLERANCE` of the
-/// target (the upper bound also allows `CONTAINER_ALLOWANCE_BYTES` of headers).
-pub fn validate_output(
-    plan: &EncodePlan,
-    produced: &SourceInfo,
-    expected_secs: f64,
-    size_bytes: u64,
-) -> Result<(), String> {
-    if produced.codec != plan.probe_codec_name() {
-        return Err(format!("codec {} instead of {}", produced.codec, plan.probe_codec_name()));
-    }
-    if produced.sample_rate_hz != plan.sample_rate_hz {
-        return Err(format!("sample rate {} Hz instead of {} Hz", produced.sample_rate_hz, plan.sample_rate_hz));
-    }
-    if produced.channels != plan.channels {
-        return Err(format!("{} channels instead of {}", produced.channels, plan.channels));
-    }
-    let tolerance = (0.005 * expected_secs).max(1.0);
-    if (produced.duration_secs - expected_secs).abs() > tolerance {
-        return Err(format!("lasts {:.3} s instead of {expected_secs:.3} s", produced.duration_secs));
-    }
-    if let Some(target_kbps) = plan.bitrate_kbps {
-        let target = f64::from(target_kbps);
-        let actual = size_bytes as f64 * 8.0 / produced.duration_secs / 1000.0;
-        let allowance = CONTAINER_ALLOWANCE_BYTES * 8.0 / produced.duration_secs / 1000.0;
-        let low = target * (1.0 - BITRATE_TOLERANCE);
-        let high = target * (1.0 + BITRATE_TOLERANCE) + allowance;
-        if actual < low || actual > high {
-            return Err(format!("average bitrate {actual:.0} kbit/s, target {target_kbps} kbit/s (+-15 %)"));
-        }
-    }
-    Ok(())
-}
-
 fn valid_ticket_id(id: &str) -> bool {
     !id.is_empty()
         && id != "."
@@ -499,256 +499,6 @@ impl Converter for FfmpegConverter {
     }
 }
 
-impl FfmpegConverter {
-    async fn convert_into(
-        &self,
-        job: &ConversionJob,
-        work_dir: &Path,
-        progress: &(dyn Fn(ConversionProgress) + Send + Sync),
-    ) -> Result<ConversionOutput, ConvertError> {
-        let ticket = &job.ticket;
-        let mapping: HashMap<&str, &str> = job
-            .mapping
-            .iter()
-            .map(|mapped| (mapped.catalog_track_id.as_str(), mapped.torrent_file_path.as_str()))
-            .collect();
-        let mut located = Vec::new();
-        let mut missing_track_ids = Vec::new();
-        for (idx, track) in ticket.tracks.iter().enumerate() {
-            match mapping.get(track.catalog_track_id.as_str()) {
-                Some(mapped) => located.push((idx, track.clone(), self.locate_track(job, mapped).await?)),
-                None => missing_track_ids.push(track.catalog_track_id.clone()),
-            }
-        }
-        if located.is_empty() {
-            return Err(ConvertError::NothingMapped);
-        }
-
-        // Probe every source once and check durations before spending CPU on any conversion.
-        let mut infos: HashMap<PathBuf, SourceInfo> = HashMap::new();
-        let mut works = Vec::new();
-        for (idx, track, source) in located {
-            let info = match infos.get(&source.path) {
-                Some(info) => info.clone(),
-                None => {
-                    let shown = source.shown.split('#').next().unwrap_or(&source.shown).to_string();
-                    let info = self.probe_source(&source.path, &shown, &job.cancel).await?;
-                    infos.insert(source.path.clone(), info.clone());
-                    info
-                }
-            };
-            let (range, source_secs) = match &source.cue_track {
-                None => (None, info.duration_secs),
-                Some((sheet, number)) => {
-                    let (_, range) = sheet.track_range(*number, info.sample_rate_hz).map_err(|err| {
-                        ConvertError::CueSheet { path: source.shown.clone(), reason: err.to_string() }
-                    })?;
-                    let rate = f64::from(info.sample_rate_hz);
-                    let file_samples = info.sample_count.map_or(info.duration_secs * rate, |count| count as f64);
-                    let end = range.end_sample.map_or(file_samples, |end| (end as f64).min(file_samples));
-                    let start = range.start_sample as f64;
-                    if start >= end {
-                        return Err(ConvertError::CueSheet {
-                            path: source.shown.clone(),
-                            reason: format!("track {number} starts after the end of the image"),
-                        });
-                    }
-                    (Some(range), (end - start) / rate)
-                }
-            };
-            check_source_duration(&track, source_secs)?;
-            works.push(TrackWork { idx, track, source, info, range, source_secs });
-        }
-
-        // Images: the front cover serves both the embedded art and the `cover_front` destination.
-        let wants_front = ticket.images.iter().any(|image| image.image_type == ImageType::CoverFront);
-        let front = if ticket.constraints.embed_cover || wants_front {
-            self.prepare_image(job, &ImageType::CoverFront, &work_dir.join("image-front.jpg"), &works).await?
-        } else {
-            None
-        };
-        let mut images = Vec::new();
-        let mut missing_image_ids = Vec::new();
-        for (idx, image) in ticket.images.iter().enumerate() {
-            let prepared = match &image.image_type {
-                ImageType::CoverFront => front.clone(),
-                other => self.prepare_image(job, other, &work_dir.join(format!("image-{idx:03}.jpg")), &works).await?,
-            };
-            match prepared {
-                Some(path) => {
-                    let size_bytes = file_size(&path).await?;
-                    images.push(ConvertedFile {
-                        catalog_id: image.catalog_image_id.clone(),
-                        path,
-                        dest_path: image.dest_path.clone(),
-                        size_bytes,
-                    });
-                }
-                None => missing_image_ids.push(image.catalog_image_id.clone()),
-            }
-        }
-        let cover_bytes = match (&front, ticket.constraints.embed_cover) {
-            (Some(path), true) => Some(Arc::new(tokio::fs::read(path).await.map_err(|source| io_error(path, source))?)),
-            _ => None,
-        };
-
-        let (per_disc, discs) = track_totals(ticket);
-        let total_tracks = ticket.tracks.len();
-        let encodes =
-            works.into_iter().map(|work| {
-                let cover = cover_bytes.clone();
-                let track_total = per_disc.get(&work.track.disc_number).copied().unwrap_or(1);
-                async move {
-                    self.encode_track(job, work, work_dir, cover, (track_total, discs), total_tracks, progress).await
-                }
-            });
-        let mut tracks: Vec<(usize, ConvertedFile)> =
-            // Every track waits on the shared semaphore, so a slot freed by one track's ffmpeg is taken by the next
-            // at once while the first one is still being validated and tagged.
-            stream::iter(encodes).buffer_unordered(total_tracks.max(1)).try_collect().await?;
-        tracks.sort_by_key(|(idx, _)| *idx);
-        Ok(ConversionOutput {
-            work_dir: work_dir.to_path_buf(),
-            tracks: tracks.into_iter().map(|(_, file)| file).collect(),
-            images,
-            missing_track_ids,
-            missing_image_ids,
-            conversion_duration_secs: 0.0,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn encode_track(
-        &self,
-        job: &ConversionJob,
-        work: TrackWork,
-        work_dir: &Path,
-        cover: Option<Arc<Vec<u8>>>,
-        (track_total, disc_total): (u32, u32),
-        total_tracks: usize,
-        progress: &(dyn Fn(ConversionProgress) + Send + Sync),
-    ) -> Result<(usize, ConvertedFile), ConvertError> {
-        let ticket = &job.ticket;
-        let shown = format!("track {} ({})", work.track.catalog_track_id, work.source.shown);
-        let plan = ffmpeg::plan_encoding(&ticket.constraints, &work.info);
-        let output = work_dir.join(format!("track-{:04}.{}", work.idx, plan.work_extension()));
-        let args = ffmpeg::transcode_args(&work.source.path, &work.info.format_name, work.range, &plan, &output);
-        {
-            let _slot = self.acquire_slot(&job.cancel).await?;
-            progress(ConversionProgress { track_idx: work.idx, total_tracks, track_name: work.track.name.clone() });
-            self.run_ffmpeg_in_slot(&args, work.source_secs, &shown, &job.cancel).await?;
-        }
-
-        let produced = self.probe_source(&output, &shown, &job.cancel).await.map_err(|err| match err {
-            ConvertError::Probe { reason, .. } => ConvertError::Validation { path: shown.clone(), reason },
-            other => other,
-        })?;
-        let encoded_size = file_size(&output).await?;
-        validate_output(&plan, &produced, work.source_secs, encoded_size)
-            .map_err(|reason| ConvertError::Validation { path: shown.clone(), reason })?;
-
-        let tags = ticket.constraints.embed_metadata.then(|| tags::TrackTags {
-            title: work.track.name.clone(),
-            track_number: work.track.track_number,
-            track_total,
-            disc_number: work.track.disc_number,
-            disc_total,
-            album_fields: ticket
-                .metadata_to_embed
-                .iter()
-                .filter_map(|(key, value)| tags::value_text(value).map(|text| (key.clone(), text)))
-                .collect(),
-        });
-        if tags.is_some() || cover.is_some() {
-            let path = output.clone();
-            tokio::task::spawn_blocking(move || {
-                let cover = cover.as_deref().map(Vec::as_slice);
-                tags::write_tags(&path, tags.as_ref(), cover)?;
-                tags::verify_tags(&path, tags.as_ref(), cover)
-            })
-            .await
-            .map_err(|err| ConvertError::Io { path: shown.clone(), source: std::io::Error::other(err.to_string()) })?
-            .map_err(|source| ConvertError::Tags { source })?;
-        }
-        let size_bytes = file_size(&output).await?;
-        Ok((
-            work.idx,
-            ConvertedFile {
-                catalog_id: work.track.catalog_track_id.clone(),
-                path: output,
-                dest_path: work.track.dest_path.clone(),
-                size_bytes,
-            },
-        ))
-    }
-
-    /// Finds and converts the image of `kind` to `output`: a torrent file chosen by name, else (front cover only)
-    /// art embedded in a source. A corrupt image counts as absent; only cancellation is an error.
-    async fn prepare_image(
-        &self,
-        job: &ConversionJob,
-        kind: &ImageType,
-        output: &Path,
-        works: &[TrackWork],
-    ) -> Result<Option<PathBuf>, ConvertError> {
-        if let Some(relative) = choose_image_file(&job.torrent_files, kind) {
-            if let Ok(path) = sources::resolve_source_file(&job.source_root, relative) {
-                match self.normalise_jpeg(&path, relative, output, &job.cancel).await {
-                    Ok(()) => return Ok(Some(output.to_path_buf())),
-                    Err(ConvertError::Cancelled) => return Err(ConvertError::Cancelled),
-                    Err(err) => tracing::warn!(error = %err, "image unusable, looking further"),
-                }
-            }
-        }
-        if *kind != ImageType::CoverFront {
-            return Ok(None);
-        }
-        let Some(work) = works.iter().find(|work| work.info.has_embedded_picture) else {
-            return Ok(None);
-        };
-        let source = work.source.path.clone();
-        let picture = tokio::task::spawn_blocking(move || tags::read_embedded_picture(&source)).await.ok().flatten();
-        let Some((data, _)) = picture else {
-            return Ok(None);
-        };
-        let extracted = output.with_extension("embedded");
-        tokio::fs::write(&extracted, &data).await.map_err(|source| io_error(&extracted, source))?;
-        let result = self.normalise_jpeg(&extracted, &work.source.shown, output, &job.cancel).await;
-        let _ = tokio::fs::remove_file(&extracted).await;
-        match result {
-            Ok(()) => Ok(Some(output.to_path_buf())),
-            Err(ConvertError::Cancelled) => Err(ConvertError::Cancelled),
-            Err(err) => {
-                tracing::warn!(error = %err, "embedded picture unusable");
-                Ok(None)
-            }
-        }
-    }
-
-    /// Writes `input` as a JPEG of at most `MAX_IMAGE_SIDE_PX` per side to `output`; a JPEG already small enough
-    /// is copied byte for byte.
-    async fn normalise_jpeg(
-        &self,
-        input: &Path,
-        shown: &str,
-        output: &Path,
-        cancel: &CancellationToken,
-    ) -> Result<(), ConvertError> {
-        let json = self.run_ffprobe(input, shown, probe::IMAGE_DEMUXERS, cancel).await?;
-        let info = probe::parse_image_info(&json)
-            .map_err(|err| ConvertError::Probe { path: shown.to_string(), reason: err.to_string() })?;
-        if info.codec == "mjpeg" && info.width <= MAX_IMAGE_SIDE_PX && info.height <= MAX_IMAGE_SIDE_PX {
-            tokio::fs::copy(input, output).await.map_err(|source| io_error(output, source))?;
-            return Ok(());
-        }
-        self.run_ffmpeg(&ffmpeg::image_to_jpeg_args(input, &info.format_name, output), 0.0, shown, cancel).await
-    }
-}
-
-async fn file_size(path: &Path) -> Result<u64, ConvertError> {
-    Ok(tokio::fs::metadata(path).await.map_err(|source| io_error(path, source))?.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,40 +526,24 @@ mod tests {
     }
 
     #[test]
-    fn validation_checks_every_property() {
-        let plan = EncodePlan {
-            format: crate::models::OutputFormat::Mp3,
-            bitrate_kbps: Some(320),
-            sample_rate_hz: 44_100,
-            channels: 2,
-            resample: false,
-            flac_bits: None,
-        };
-        let good = SourceInfo {
-            format_name: "mp3".into(),
-            duration_secs: 10.0,
-            codec: "mp3".into(),
-            sample_rate_hz: 44_100,
-            channels: 2,
-            bits_per_sample: None,
-            sample_count: None,
-            bit_rate_bps: None,
-            has_embedded_picture: false,
-        };
-        assert!(validate_output(&plan, &good, 10.0, 400_000).is_ok());
-        assert!(validate_output(&plan, &good, 10.0, 200_000).unwrap_err().contains("bitrate"));
-        assert!(validate_output(&plan, &good, 12.0, 400_000).unwrap_err().contains("lasts"));
-        let mono = SourceInfo { channels: 1, ..good.clone() };
-        assert!(validate_output(&plan, &mono, 10.0, 400_000).unwrap_err().contains("channels"));
-        let vorbis = SourceInfo { codec: "vorbis".into(), ..good };
-        assert!(validate_output(&plan, &vorbis, 10.0, 400_000).unwrap_err().contains("codec"));
-    }
-
-    #[test]
     fn every_error_decides_retryability() {
         assert!(ConvertError::Io { path: "x".into(), source: std::io::Error::other("full") }.is_retryable());
         assert!(!ConvertError::DurationMismatch { catalog_track_id: "t".into(), expected_secs: 1.0, found_secs: 9.0 }
             .is_retryable());
         assert!(!ConvertError::Cancelled.is_retryable());
+        let validation = ConvertError::Validation {
+            path: "track t1 (01.flac)".into(),
+            check: Check::BitrateCeiling,
+            detail: "x".into(),
+        };
+        assert!(validation.is_retryable(), "our own output's fault is never the album's");
+        let message = validation.to_string();
+        assert!(
+            message.contains("01.flac") && message.contains("bitrate ceiling") && message.contains("retried"),
+            "{message}"
+        );
+        let lossy = ConvertError::LossySourceForLossless { path: "01.mp3".into(), codec: "mp3".into() };
+        assert!(!lossy.is_retryable());
+        assert!(lossy.to_string().contains("approve a lossless release"), "{lossy}");
     }
 }

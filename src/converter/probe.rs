@@ -30,7 +30,8 @@ pub struct SourceInfo {
     pub bits_per_sample: Option<u32>,
     /// Exact number of samples when the stream's time base is 1/sample rate (FLAC, WAV, ...).
     pub sample_count: Option<u64>,
-    /// Overall bitrate (container bytes over duration), bit/s.
+    /// Audio bitrate, bit/s: the stream's when the container states it, else the container's (bytes over duration,
+    /// so an embedded cover inflates it). Caps the target of a lossy source.
     pub bit_rate_bps: Option<u64>,
     /// Whether an attached picture (embedded cover) is present.
     pub has_embedded_picture: bool,
@@ -113,6 +114,7 @@ struct StreamJson {
     time_base: Option<String>,
     duration_ts: Option<u64>,
     duration: Option<String>,
+    bit_rate: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
     #[serde(default)]
@@ -170,7 +172,9 @@ pub fn parse_source_info(json: &[u8]) -> Result<SourceInfo, ProbeParseError> {
         (Some(time_base), Some(ts)) if *time_base == format!("1/{sample_rate_hz}") => Some(ts),
         _ => None,
     };
-    let bit_rate_bps = format.and_then(|format| format.bit_rate.as_deref()).and_then(|rate| rate.trim().parse().ok());
+    let parse_rate = |rate: Option<&str>| rate.and_then(|rate| rate.trim().parse::<u64>().ok()).filter(|bps| *bps > 0);
+    let bit_rate_bps = parse_rate(audio.bit_rate.as_deref())
+        .or_else(|| parse_rate(format.and_then(|format| format.bit_rate.as_deref())));
     let has_embedded_picture = probe.streams.iter().any(|stream| {
         stream.codec_type.as_deref() == Some("video") && stream.disposition.get("attached_pic") == Some(&1)
     });

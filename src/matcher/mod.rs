@@ -3,7 +3,11 @@
 //! the same outcome, byte for byte. It never auto-approves a candidate with a hard reject, without a file list, or
 //! with any doubt; it performs no I/O (the `match` command's body only parses bytes it is given).
 //!
-//! - `scoring.rs` judges one candidate (title, files, quality) and ranks by the labelling rules of "best".
+//! - `scoring.rs` judges one candidate (title, files, quality) and ranks by the labelling rules of "best"; its
+//!   verdict is typed (`models::verdict`: hard rejects and doubts, carried on every `ScoredCandidate`).
+//! - `verdict.rs` holds the only functions that decide from that verdict: auto-approval, an LLM raise, the next
+//!   candidate after a dead download; `wanted.rs` which torrent files a chosen candidate needs. No decision reads
+//!   the reasoning text.
 //! - `mapping.rs` assigns tracks to files (Hungarian algorithm), `duration.rs` estimates durations from sizes,
 //!   `cue.rs` handles single-file images with a cue sheet.
 //! - `review.rs` lays out one candidate for the admin (mapping table with durations).
@@ -16,6 +20,10 @@ pub mod llm;
 pub mod mapping;
 pub mod review;
 pub mod scoring;
+pub mod verdict;
+pub mod wanted;
+#[cfg(test)]
+mod wording_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +31,9 @@ use crate::models::{ApprovalReason, ScoredCandidate, Ticket, TorrentCandidate};
 
 pub use command::{run_match_command, MatchInputError};
 use mapping::MatchMemo;
-use scoring::{evaluate_candidate, CandidateClass, Doubt, Evaluation, TicketContext};
+use scoring::{evaluate_candidate, Evaluation, TicketContext};
+pub use verdict::{approval_blocker, auto_approvable, next_fallback, Fallback, FallbackStep};
+pub use wanted::wanted_files;
 
 /// What the matcher concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,14 +85,7 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
         candidates.iter().enumerate().map(|(idx, c)| (idx, evaluate_candidate(&ctx, &mut memo, c))).collect();
     evaluated.sort_by(|(ia, a), (ib, b)| b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)).then(ia.cmp(ib)));
 
-    let (decision, reason, recommended_idx, confidence) = match evaluated.first() {
-        Some((idx, best)) => {
-            let (decision, reason) = decide(best, auto_approve_threshold);
-            (decision, reason, Some(*idx), best.score)
-        }
-        None => (MatchDecision::NoCandidates, None, None, 0.0),
-    };
-    let ranked = evaluated
+    let ranked: Vec<RankedCandidate> = evaluated
         .into_iter()
         .filter_map(|(idx, evaluation)| {
             let candidate = candidates.get(idx)?.clone();
@@ -94,70 +97,34 @@ pub fn match_candidates(ticket: &Ticket, candidates: &[TorrentCandidate], auto_a
                     reasoning: evaluation.reasoning,
                     track_mapping: evaluation.mapping,
                     hard_rejects: evaluation.hard_rejects,
+                    doubts: evaluation.doubts,
                 },
             })
         })
         .collect();
+    let (decision, reason, recommended_idx, confidence) = match ranked.first() {
+        Some(best) => {
+            let (decision, reason) = decide(&best.scored, auto_approve_threshold);
+            (decision, reason, Some(best.idx), best.scored.score)
+        }
+        None => (MatchDecision::NoCandidates, None, None, 0.0),
+    };
     MatchOutcome { decision, recommended_idx, confidence, reason, candidates: ranked }
 }
 
-fn decide(best: &Evaluation, threshold: f64) -> (MatchDecision, Option<ApprovalReason>) {
-    match best.class {
-        CandidateClass::Rejected => {
-            // Nothing acceptable: the closest one, with the most specific reason.
-            let reason = if best.hard_rejects.iter().all(|r| r.starts_with("missing ")) {
-                ApprovalReason::TrackCountMismatch { expected: best.expected_tracks, found: best.mapped_tracks }
-            } else {
-                ApprovalReason::NoExactMatch {}
-            };
-            (MatchDecision::NeedsApproval, Some(reason))
-        }
-        CandidateClass::TitleOnly => {
-            (MatchDecision::NeedsApproval, Some(ApprovalReason::LowConfidence { score: best.score, threshold }))
-        }
-        CandidateClass::Verified => {
-            if let Some(reason) = reason_for_doubts(best, threshold) {
-                return (MatchDecision::NeedsApproval, Some(reason));
-            }
-            if best.score < threshold {
-                return (
-                    MatchDecision::NeedsApproval,
-                    Some(ApprovalReason::LowConfidence { score: best.score, threshold }),
-                );
-            }
-            (MatchDecision::AutoApprove, None)
-        }
+/// The decision on the best candidate: its typed verdict says whether it may go on without an admin.
+fn decide(best: &ScoredCandidate, threshold: f64) -> (MatchDecision, Option<ApprovalReason>) {
+    match approval_blocker(best, threshold) {
+        None => (MatchDecision::AutoApprove, None),
+        Some(reason) => (MatchDecision::NeedsApproval, Some(reason)),
     }
-}
-
-fn reason_for_doubts(best: &Evaluation, threshold: f64) -> Option<ApprovalReason> {
-    if best.doubts.is_empty() {
-        return None;
-    }
-    for doubt in &best.doubts {
-        if let Doubt::Duration { expected_secs, found_secs } = doubt {
-            return Some(ApprovalReason::DurationMismatch { expected_secs: *expected_secs, found_secs: *found_secs });
-        }
-    }
-    for doubt in &best.doubts {
-        match doubt {
-            Doubt::NamesUnconfirmed { similarity } | Doubt::TitleMismatch { similarity } => {
-                return Some(ApprovalReason::NameSimilarityLow { similarity: *similarity });
-            }
-            Doubt::ArtistUncertain | Doubt::CueUnverified => {
-                return Some(ApprovalReason::NameSimilarityLow { similarity: 0.0 });
-            }
-            _ => {}
-        }
-    }
-    Some(ApprovalReason::LowConfidence { score: best.score, threshold })
 }
 
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)] // test fixtures size files from f64 durations
 mod tests {
     use super::*;
-    use crate::models::TorrentFile;
+    use crate::models::{HardReject, TorrentFile};
 
     const TRACKS: [(&str, f64); 9] = [
         ("Lantern Bay", 241.0),
@@ -223,7 +190,7 @@ mod tests {
         match_candidates(&ticket(), cands, 0.85)
     }
 
-    fn rejects_of(o: &MatchOutcome, idx: usize) -> Vec<String> {
+    fn rejects_of(o: &MatchOutcome, idx: usize) -> Vec<HardReject> {
         o.candidates.iter().find(|c| c.idx == idx).map(|c| c.scored.hard_rejects.clone()).unwrap_or_default()
     }
 
@@ -247,14 +214,15 @@ mod tests {
         let c = candidate("The Northern Lights Orchestra - Glass Harbour [FLAC]", 40, "flac", 880.0, &short);
         let o = outcome(&[c]);
         assert_eq!(o.decision, MatchDecision::NeedsApproval);
-        assert!(rejects_of(&o, 0).iter().any(|r| r.starts_with("missing 1 of 9")));
+        let missing = HardReject::MissingTracks { missing_track_ids: vec!["t5".into()], expected: 9 };
+        assert_eq!(rejects_of(&o, 0), [missing]);
         assert_eq!(o.reason, Some(ApprovalReason::TrackCountMismatch { expected: 9, found: 8 }));
     }
 
     #[test]
     fn wrong_artist_is_a_hard_reject() {
         let o = outcome(&[flac("Harbour Tribute Band - Glass Harbour (2016) [FLAC]", 30)]);
-        assert!(rejects_of(&o, 0).iter().any(|r| r.starts_with("wrong artist")));
+        assert!(rejects_of(&o, 0).iter().any(|r| matches!(r, HardReject::WrongArtist { .. })));
         assert_eq!(o.decision, MatchDecision::NeedsApproval);
     }
 
@@ -299,7 +267,7 @@ mod tests {
     #[test]
     fn zero_seeders_is_a_hard_reject() {
         let o = outcome(&[flac("The Northern Lights Orchestra - Glass Harbour (2016) [FLAC]", 0)]);
-        assert!(rejects_of(&o, 0).contains(&"no seeders".to_string()));
+        assert!(rejects_of(&o, 0).contains(&HardReject::NoSeeders));
         assert_eq!(o.decision, MatchDecision::NeedsApproval);
     }
 
@@ -310,7 +278,8 @@ mod tests {
         let c =
             candidate("The Northern Lights Orchestra - Glass Harbour Sessions [FLAC]", 30, "flac", 880.0, &live_refs);
         let o = outcome(&[c]);
-        assert!(rejects_of(&o, 0).iter().any(|r| r.starts_with("missing")), "{:?}", o.candidates[0].scored.reasoning);
+        let missing = rejects_of(&o, 0).iter().any(|r| matches!(r, HardReject::MissingTracks { .. }));
+        assert!(missing, "{:?}", o.candidates[0].scored.reasoning);
     }
 
     #[test]

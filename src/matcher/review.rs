@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::duration::DurationCheck;
 use super::mapping::{extension_of, read_audio_files, AudioFile};
 use super::scoring::fit_duration_model;
+use super::wanted::mapped_files;
 use crate::models::{ScoredCandidate, Ticket};
 use crate::searcher::release::{parse_release_title, AudioFormat, ReleaseInfo, ReleaseSource, VbrPreset};
 
@@ -110,8 +111,8 @@ pub fn review_candidate(ticket: &Ticket, scored: &ScoredCandidate) -> CandidateR
         })
         .collect();
 
-    let mapped_paths: BTreeSet<&str> =
-        scored.track_mapping.iter().map(|m| without_cue_track(&m.torrent_file_path)).collect();
+    let listed: Vec<&str> = candidate.files.iter().flatten().map(|file| file.path.as_str()).collect();
+    let mapped_paths: BTreeSet<&str> = mapped_files(scored, &listed);
     let unmapped_audio_files =
         audio.iter().filter(|file| !mapped_paths.contains(file.path.as_str())).map(|file| file.path.clone()).collect();
     let file_formats: BTreeSet<AudioFormat> = candidate
@@ -168,14 +169,6 @@ fn describe_quality(info: &ReleaseInfo, file_formats: &BTreeSet<AudioFormat>) ->
         });
     }
     text
-}
-
-/// `<image path>#<n>` (a track inside a CUE image) -> the image path; any other path as it is.
-fn without_cue_track(path: &str) -> &str {
-    match path.rsplit_once('#') {
-        Some((image, number)) if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) => image,
-        _ => path,
-    }
 }
 
 fn trim_khz(rate_hz: u32) -> String {
@@ -244,7 +237,14 @@ mod tests {
             .collect();
         let mut candidate = TorrentCandidate::with_title("Band - Record (2001) [MP3 320] WEB");
         candidate.files = Some(files);
-        ScoredCandidate { candidate, score: 0.5, reasoning: String::new(), track_mapping, hard_rejects: Vec::new() }
+        ScoredCandidate {
+            candidate,
+            score: 0.5,
+            reasoning: String::new(),
+            track_mapping,
+            hard_rejects: Vec::new(),
+            doubts: Vec::new(),
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ pub mod metainfo;
 pub mod state;
 pub mod ticket;
 pub mod torrent;
+pub mod verdict;
 pub mod verification;
+pub mod webhook;
 pub mod work;
 
 pub use state::{ApprovalReason, CompletionStats, ScoredCandidate, StateKind, TicketState, TrackMapping};
@@ -14,4 +16,6 @@ pub use ticket::{
     Constraints, ImageType, OutputFormat, SearchHints, Ticket, TicketImage, TicketTrack, TicketValidationError,
 };
 pub use torrent::{bound_file_list, InfoHash, InvalidInfoHash, TorrentCandidate, TorrentFile};
+pub use verdict::{Doubt, HardReject, UnaskedKind};
+pub use webhook::{WebhookDelivery, WebhookEvent, WEBHOOK_STATES};
 pub use work::{ConversionRecord, ConvertedFileRecord, TicketWork};

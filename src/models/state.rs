@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::torrent::TorrentCandidate;
+use super::verdict::{verdict_entries, Doubt, HardReject};
 
 /// The state of a ticket, with the data that state carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -180,12 +181,19 @@ pub struct ScoredCandidate {
     pub candidate: TorrentCandidate,
     /// In [0, 1].
     pub score: f64,
-    /// The evidence in words ("12/12 tracks mapped, titles 0.97, ...").
+    /// The evidence in words ("12/12 tracks mapped, titles 0.97, ..."), for people and the LLM: no decision reads
+    /// it (they read `hard_rejects` and `doubts`).
     pub reasoning: String,
     pub track_mapping: Vec<TrackMapping>,
-    /// Reasons this candidate may never be auto-approved (missing tracks, wrong artist, live, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hard_rejects: Vec<String>,
+    /// Reasons this candidate may never be auto-approved (missing tracks, wrong artist, live, ...). Each is shown as
+    /// `{"type": ..., ...data, "message": "..."}`; plain strings stored by older versions load as `recorded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "verdict_entries")]
+    pub hard_rejects: Vec<HardReject>,
+    /// Why an acceptable candidate still needs an admin (weak swarm, a duration, names, ...), shown like
+    /// `hard_rejects`. Always written (an empty list means "no doubt"); missing in what older versions stored, where
+    /// it loads as `[not_recorded]` so such a candidate is never auto-approved.
+    #[serde(default = "Doubt::not_recorded", with = "verdict_entries")]
+    pub doubts: Vec<Doubt>,
 }
 
 impl ScoredCandidate {
@@ -193,7 +201,7 @@ impl ScoredCandidate {
     /// to the files mapped to tracks (for a CUE image, the image) and a few others
     /// ([`TorrentCandidate::trimmed`]); the whole kept list stays in the ticket's work.
     pub fn trimmed(self) -> ScoredCandidate {
-        let ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects } = self;
+        let ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects, doubts } = self;
         let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for mapping in &track_mapping {
             let path = mapping.torrent_file_path.as_str();
@@ -206,7 +214,7 @@ impl ScoredCandidate {
             }
         }
         let candidate = candidate.trimmed(&keep);
-        ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects }
+        ScoredCandidate { candidate, score, reasoning, track_mapping, hard_rejects, doubts }
     }
 }
 
@@ -258,6 +266,56 @@ mod tests {
         assert_eq!(pending, serde_json::json!({"state": "pending"}));
     }
 
+    /// A `needs_approval` state exactly as versions before the typed verdict stored it (hard rejects as text, no
+    /// `doubts`), and an `auto_approved` one.
+    const OLD_NEEDS_APPROVAL: &str = r#"{"state":"needs_approval","candidates":[
+        {"candidate":{"title":"Marrow Lane - Paper Satellites (2017) [FLAC]","indexer":"orpheus","magnet_uri":null,
+         "info_hash":"0123456789abcdef0123456789abcdef01234567","size_bytes":31000000,"seeders":1,"leechers":2,
+         "files":[{"path":"Marrow Lane - Paper Satellites (2017) [FLAC]/01 - Static Bloom.flac","size_bytes":15000000}],
+         "publish_date":null},
+         "score":0.8642,"reasoning":"1/1 tracks mapped (1 by name), titles 1.00, lossless, 1 seeders; doubts: weak swarm (1 seeders)",
+         "track_mapping":[{"catalog_track_id":"a","torrent_file_path":"Marrow Lane - Paper Satellites (2017) [FLAC]/01 - Static Bloom.flac","confidence":1.0}]},
+        {"candidate":{"title":"Marrow Lane - Paper Satellites (Live) [MP3 320]","indexer":"orpheus","magnet_uri":null,
+         "info_hash":null,"size_bytes":9000000,"seeders":0,"leechers":0,"files":null,"publish_date":null},
+         "score":0.05,"reasoning":"title only: album words 1.00; rejected: live recording not asked for, no seeders",
+         "track_mapping":[],"hard_rejects":["live recording not asked for","no seeders"]}],
+        "recommended_idx":0,"confidence":0.8642,
+        "reason":{"type":"low_confidence","score":0.8642,"threshold":0.85},
+        "waiting_since":"2026-11-25T10:00:00Z"}"#;
+
+    #[test]
+    fn states_stored_before_the_typed_verdict_still_load() {
+        let state: TicketState = serde_json::from_str(OLD_NEEDS_APPROVAL).unwrap();
+        let TicketState::NeedsApproval { candidates, recommended_idx, .. } = &state else {
+            panic!("{state:?}");
+        };
+        assert_eq!(*recommended_idx, Some(0));
+        assert!(candidates[0].hard_rejects.is_empty());
+        assert_eq!(candidates[0].doubts, vec![Doubt::NotRecorded], "unknown doubts: never auto-approved");
+        assert_eq!(
+            candidates[1].hard_rejects,
+            vec![
+                HardReject::Recorded { text: "live recording not asked for".into() },
+                HardReject::Recorded { text: "no seeders".into() }
+            ]
+        );
+        // Written again in the new shape, and read back the same.
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json["candidates"][1]["hard_rejects"][1],
+            serde_json::json!({"type": "recorded", "text": "no seeders", "message": "no seeders"})
+        );
+        assert_eq!(json["candidates"][0]["doubts"][0]["type"], "not_recorded");
+        assert_eq!(serde_json::from_value::<TicketState>(json).unwrap(), state);
+
+        let old_approved = serde_json::json!({"state": "auto_approved", "confidence": 0.99,
+            "approved_at": "2026-11-25T10:00:00Z",
+            "selected": {"candidate": {"title": "A - B"}, "score": 0.99, "reasoning": "", "track_mapping": []}});
+        let state: TicketState = serde_json::from_value(old_approved).unwrap();
+        let TicketState::AutoApproved { selected, .. } = state else { panic!() };
+        assert_eq!((selected.hard_rejects.len(), selected.doubts.clone()), (0, vec![Doubt::NotRecorded]));
+    }
+
     #[test]
     fn a_trimmed_candidate_keeps_its_mapped_files_and_cue_images() {
         use crate::models::TorrentFile;
@@ -277,6 +335,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: vec![mapping("a", "Box/400.flac"), mapping("b", "Box/CD9/image.flac#3")],
             hard_rejects: vec![],
+            doubts: vec![],
         };
         let trimmed = scored.trimmed();
         let paths: Vec<&str> = trimmed.candidate.files.as_ref().unwrap().iter().map(|f| f.path.as_str()).collect();

@@ -15,6 +15,7 @@ use crate::placer::paths::{check_destination, destination_identity, DestinationE
 pub struct Ticket {
     /// The catalog's id; also names the ticket's download and work directories, so it is restricted to
     /// `[A-Za-z0-9._-]{1,128}`.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub ticket_id: String,
     pub created_at: DateTime<Utc>,
     pub search: SearchHints,
@@ -152,6 +153,8 @@ pub const BITRATE_RANGE_KBPS: std::ops::RangeInclusive<u32> = 32..=512;
 pub const SAMPLE_RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 8_000..=192_000;
 /// Longest accepted ticket id.
 pub const MAX_TICKET_ID_LEN: usize = 128;
+/// The characters of a ticket id, as the OpenAPI document states them (`.` and `..` alone are refused too).
+pub const TICKET_ID_PATTERN: &str = "^[A-Za-z0-9._-]+$";
 /// Most tracks one ticket may have (a large box set fits; a hostile body does not).
 pub const MAX_TRACKS: usize = 1_000;
 

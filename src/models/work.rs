@@ -60,3 +60,37 @@ pub struct ConvertedFileRecord {
     pub dest_path: String,
     pub size_bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{Doubt, HardReject};
+
+    /// `TicketWork` as versions before the typed verdict stored it in SQLite: hard rejects as text, no `doubts`.
+    const OLD_WORK: &str = r#"{"search_results":[],
+        "ranked":[
+          {"candidate":{"title":"A - B [FLAC]","indexer":"x","magnet_uri":null,"info_hash":"0123456789abcdef0123456789abcdef01234567",
+           "size_bytes":10,"seeders":12,"leechers":0,"files":[{"path":"A - B [FLAC]/01 - One.flac","size_bytes":10}],"publish_date":null},
+           "score":0.99,"reasoning":"1/1 tracks mapped","track_mapping":[{"catalog_track_id":"a","torrent_file_path":"A - B [FLAC]/01 - One.flac","confidence":1.0}]},
+          {"candidate":{"title":"A - B [MP3]","indexer":"x","magnet_uri":null,"info_hash":null,"size_bytes":10,"seeders":40,
+           "leechers":0,"files":[],"publish_date":null},
+           "score":0.3,"reasoning":"","track_mapping":[],"hard_rejects":["missing 1 of 1 ticket tracks (a)"]}],
+        "selected":{"candidate":{"title":"A - B [FLAC]","indexer":"x","magnet_uri":null,"info_hash":"0123456789abcdef0123456789abcdef01234567",
+           "size_bytes":10,"seeders":12,"leechers":0,"files":null,"publish_date":null},"score":0.99,"reasoning":"","track_mapping":[]},
+        "torrent_hash":"0123456789abcdef0123456789abcdef01234567","failed_hashes":[],
+        "download_started_at":"2026-11-25T10:00:00Z","download_bytes":0,"download_duration_secs":0.0,"conversion":null}"#;
+
+    #[test]
+    fn work_stored_before_the_typed_verdict_still_loads() {
+        let work: TicketWork = serde_json::from_str(OLD_WORK).unwrap();
+        assert_eq!(work.ranked.len(), 2);
+        assert_eq!(work.ranked[0].doubts, vec![Doubt::NotRecorded]);
+        assert_eq!(
+            work.ranked[1].hard_rejects,
+            vec![HardReject::Recorded { text: "missing 1 of 1 ticket tracks (a)".into() }]
+        );
+        assert_eq!(work.selected.as_ref().map(|s| s.doubts.clone()), Some(vec![Doubt::NotRecorded]));
+        let again: TicketWork = serde_json::from_str(&serde_json::to_string(&work).unwrap()).unwrap();
+        assert_eq!(again, work);
+    }
+}

@@ -1,7 +1,9 @@
 //! The `converting` stage: hands the downloaded files and the chosen mapping to the converter (which probes every
 //! source, checks its duration against the ticket before spending CPU, and encodes into the ticket's work dir),
 //! reports each track as it starts, and records the outputs for `placing`. A duration that does not fit the ticket
-//! sends the ticket back to an admin (`needs_approval` with `duration_mismatch`), the torrent kept.
+//! sends the ticket back to an admin (`needs_approval` with `duration_mismatch`), the torrent kept; a source that
+//! decodes to less than its header promises (damaged) fails the ticket, not retryable, naming the file. What the conversion adjusted (a bitrate
+//! capped at a lossy source's) is noted in the history of the transition to `placing`.
 
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -64,7 +66,14 @@ pub async fn convert(ctx: &StageContext, record: &TicketRecord, mut work: Ticket
             tracing::info!(files = total_files, secs = output.conversion_duration_secs, "conversion done");
             work.conversion = Some(conversion_record(&output));
             let next = TicketState::Placing { files_placed: 0, total_files, started_at: Utc::now() };
-            Ok(Advance::to(next, work))
+            let advance = Advance::to(next, work);
+            if output.adjustments.is_empty() {
+                return Ok(advance);
+            }
+            for adjustment in &output.adjustments {
+                tracing::info!("{adjustment}");
+            }
+            Ok(advance.note("adjustments", output.adjustments.clone()))
         }
         Err(ConvertError::DurationMismatch { catalog_track_id, expected_secs, found_secs }) => {
             let message = ConvertError::DurationMismatch { catalog_track_id, expected_secs, found_secs }.to_string();

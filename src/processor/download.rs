@@ -3,16 +3,16 @@
 //! at most once a second, re-attach to it when it vanished, and fall back to the next acceptable candidate when it
 //! stalls). Tickets choosing the same info hash share one torrent: adding it again only tags it for this ticket.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use super::{unless_cancelled, Advance, StageContext, StageError};
-use crate::converter::cue;
-use crate::models::torrent::{listed_kind, ListedKind};
-use crate::models::{ApprovalReason, InfoHash, ScoredCandidate, Ticket, TicketState, TicketWork, TorrentFile};
-use crate::placer::images::choose_image_file;
+use crate::matcher::{next_fallback, wanted_files, FallbackStep};
+use crate::models::torrent::listed_kind;
+use crate::models::{
+    ApprovalReason, ImageType, InfoHash, ScoredCandidate, Ticket, TicketState, TicketWork, TorrentFile,
+};
 use crate::queue::TicketRecord;
 use crate::searcher::TorrentSource;
 use crate::torrent_client::{AddSource, ClientFile, TorrentClientError};
@@ -111,37 +111,15 @@ async fn choose_files(
     Ok(())
 }
 
-/// The torrent files the ticket needs: every mapped audio file (for a CUE image, the image and its sheets) and the
-/// image the placer will choose for each of the ticket's images. Mapped paths the torrent does not have are left
-/// out (the converter reports those tracks).
+/// The torrent files the ticket needs, as the matcher decides them ([`wanted_files`]) from the torrent's real
+/// file list: the mapped files (a CUE image with its sheets) and the picture for each of the ticket's images.
 pub fn wanted_paths(ticket: &Ticket, selected: &ScoredCandidate, files: &[ClientFile]) -> Vec<String> {
-    let listed: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for mapping in &selected.track_mapping {
-        let path = mapping.torrent_file_path.as_str();
-        if listed.contains(path) {
-            wanted.insert(path.to_string());
-        } else if let Some((image, _)) = cue::split_image_reference(path) {
-            if listed.contains(image) {
-                wanted.insert(image.to_string());
-                for sheet in cue::cue_candidates(image, listed.iter().copied()) {
-                    wanted.insert(sheet.to_string());
-                }
-            }
-        }
-    }
-    // Only images can be chosen for the ticket's images: no copy of a 20,000-file list.
-    let torrent_files: Vec<TorrentFile> = files
-        .iter()
-        .filter(|file| listed_kind(&file.path) == Some(ListedKind::Extra))
-        .map(ClientFile::to_torrent_file)
-        .collect();
-    for image in &ticket.images {
-        if let Some(path) = choose_image_file(&torrent_files, &image.image_type) {
-            wanted.insert(path.to_string());
-        }
-    }
-    wanted.into_iter().collect()
+    // Only the kinds of file the pipeline reads (audio, CUE sheets, images, logs): no copy of the junk of a
+    // 20,000-file list.
+    let torrent_files: Vec<TorrentFile> =
+        files.iter().filter(|file| listed_kind(&file.path).is_some()).map(ClientFile::to_torrent_file).collect();
+    let images: Vec<ImageType> = ticket.images.iter().map(|image| image.image_type.clone()).collect();
+    wanted_files(selected, &torrent_files, &images)
 }
 
 /// `downloading` -> `converting` when the wanted files are complete; -> `auto_approved` / `needs_approval` (the
@@ -213,13 +191,15 @@ pub async fn follow_download(
             Err(TorrentClientError::Stalled { secs, .. }) => {
                 let reason = format!("torrent {hash} stalled: no progress and no seeds for {secs} s");
                 tracing::warn!(%hash, "{reason}");
-                return Ok(fall_back(ctx, record, work, hash, reason));
+                return Ok(fall_back(ctx, work, hash, reason));
             }
             Err(TorrentClientError::TorrentNotFound { .. }) => {
                 tracing::warn!(%hash, "torrent vanished from the client: adding it again");
                 hash = attach(ctx, &record.ticket, &selected).await?;
                 work.torrent_hash = Some(hash.clone());
             }
+            // Complete in qBittorrent but not visible here (path_mappings): not an outage to wait out.
+            Err(err @ TorrentClientError::DownloadNotVisible { .. }) => return Err(err.into()),
             Err(err) if err.is_retryable() => {
                 let since = *outage_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > CLIENT_OUTAGE_TOLERANCE {
@@ -242,16 +222,11 @@ fn first_mapped_track_name(ticket: &Ticket, selected: &ScoredCandidate) -> Strin
         .unwrap_or_default()
 }
 
-/// After a dead torrent: the next candidate that would have been auto-approved on its own merit is approved
-/// automatically; otherwise the remaining candidates go to an admin. The dead hash is remembered for this ticket,
-/// and released (the reaper removes the torrent once no live ticket holds it).
-fn fall_back(
-    ctx: &StageContext,
-    record: &TicketRecord,
-    mut work: TicketWork,
-    dead: InfoHash,
-    reason: String,
-) -> Advance {
+/// After a dead torrent: the matcher's [`next_fallback`] decides. The next candidate that would have been
+/// auto-approved on its own merit (no hard reject, no doubt: a 1-seeder swarm or a doubtful duration is not) is
+/// approved automatically; otherwise the remaining candidates go to an admin. The dead hash is remembered for this
+/// ticket, and released (the reaper removes the torrent once no live ticket holds it).
+fn fall_back(ctx: &StageContext, mut work: TicketWork, dead: InfoHash, reason: String) -> Advance {
     let now = Utc::now();
     let threshold = ctx.app.config.matcher.auto_approve_threshold;
     let dead_title = work.selected.as_ref().map(|selected| selected.candidate.title.clone());
@@ -261,45 +236,32 @@ fn fall_back(
     work.torrent_hash = None;
     work.selected = None;
     work.download_started_at = None;
-    let failed = work.failed_hashes.clone();
-    let remaining: Vec<ScoredCandidate> = work
-        .ranked
-        .iter()
-        .filter(|scored| {
-            let same_hash = scored.candidate.info_hash.as_ref().is_some_and(|hash| failed.contains(hash));
-            let same_release = dead_title.as_deref() == Some(scored.candidate.title.as_str());
-            !same_hash && !same_release
-        })
-        .cloned()
-        .collect();
-    work.ranked = remaining.clone();
-    let acceptable = |scored: &ScoredCandidate| {
-        scored.hard_rejects.is_empty()
-            && scored.score >= threshold
-            && scored.candidate.files.is_some()
-            && scored.candidate.seeders > 0
-            && scored.track_mapping.len() == record.ticket.tracks.len()
-    };
-    if let Some(next) = remaining.iter().find(|scored| acceptable(scored)).cloned() {
-        let confidence = next.score;
-        return Advance::to(TicketState::AutoApproved { selected: next, confidence, approved_at: now }, work)
-            .note("fallback_from", dead.to_string())
-            .note("error", reason);
-    }
-    let recommended_idx = remaining.iter().position(|scored| scored.hard_rejects.is_empty());
-    let confidence = recommended_idx.and_then(|idx| remaining.get(idx)).map_or(0.0, |scored| scored.score);
-    Advance::to(
-        TicketState::NeedsApproval {
-            candidates: remaining,
-            recommended_idx,
-            confidence,
-            reason: ApprovalReason::NoExactMatch {},
-            waiting_since: now,
+    let failed_titles: Vec<&str> = dead_title.as_deref().into_iter().collect();
+    let fallback = next_fallback(&work.ranked, &work.failed_hashes, &failed_titles, threshold);
+    work.ranked = fallback.remaining.clone();
+    let next = match fallback.step {
+        FallbackStep::AutoApprove { selected } => match fallback.remaining.get(selected) {
+            Some(next) => {
+                let confidence = next.score;
+                TicketState::AutoApproved { selected: next.clone(), confidence, approved_at: now }
+            }
+            None => needs_approval(fallback.remaining, None, 0.0, ApprovalReason::NoExactMatch {}, now),
         },
-        work,
-    )
-    .note("fallback_from", dead.to_string())
-    .note("error", reason)
+        FallbackStep::NeedsApproval { recommended_idx, confidence, reason } => {
+            needs_approval(fallback.remaining, recommended_idx, confidence, reason, now)
+        }
+    };
+    Advance::to(next, work).note("fallback_from", dead.to_string()).note("error", reason)
+}
+
+fn needs_approval(
+    candidates: Vec<ScoredCandidate>,
+    recommended_idx: Option<usize>,
+    confidence: f64,
+    reason: ApprovalReason,
+    waiting_since: chrono::DateTime<Utc>,
+) -> TicketState {
+    TicketState::NeedsApproval { candidates, recommended_idx, confidence, reason, waiting_since }
 }
 
 #[cfg(test)]
@@ -342,6 +304,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: mapping,
             hard_rejects: Vec::new(),
+            doubts: Vec::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! ticket's record and working memory and returns the next state (an [`Advance`]) or a typed [`StageError`]; the
 //! [`scheduler`] claims tickets, runs the stages under the global limits, writes every transition and turns
 //! failures into persisted retries or `failed` (the retry policy is [`retry`]); the [`reaper`] removes torrents and
-//! work directories no live ticket needs any more.
+//! work directories no live ticket needs any more; [`webhook`] delivers the catalog webhook's outbox.
 //!
 //! Stages never write a transition themselves; the only state they write is progress data of their own state
 //! (through [`StageContext::report_progress`]), which creates no history event.
@@ -15,6 +15,7 @@ pub mod reaper;
 pub mod retry;
 pub mod scheduler;
 pub mod search;
+pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

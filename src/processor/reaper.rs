@@ -3,8 +3,12 @@
 //! terminal; one owed to seeding (its ticket completed) stays until qBittorrent reports its share limits reached,
 //! or at once when the limits are 0 (the default). Torrents of cancelled or rejected tickets go at once.
 //! Torrents tagged for tickets this database does not know are left alone (another installation's).
+//! With its torrent goes the torrent's own folder, `<downloads>/<ticket id>/`, once qBittorrent has deleted the
+//! files in it: only directories that hold no file any more are removed, never a file.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Clients, StageError};
 use crate::app::App;
@@ -30,9 +34,91 @@ pub async fn reap_torrents(app: &App, clients: &Clients) -> Result<usize, StageE
             hash = %fresh.hash, name = %fresh.name, ticket_ids = ?fresh.ticket_ids,
             "torrent removed: no live ticket needs it"
         );
+        remove_download_folder(&fresh).await;
         removed += 1;
     }
     Ok(removed)
+}
+
+/// How long the reaper waits for qBittorrent to delete a removed torrent's files before leaving its folder.
+const FOLDER_DELETE_WAIT: Duration = Duration::from_secs(20);
+
+/// Removes the folder a removed torrent was saved in when it is the ticket's own (`<downloads>/<ticket id>/`, the
+/// save path `add_torrent` chose) and qBittorrent has deleted every file in it (it deletes after answering, so
+/// this waits up to `FOLDER_DELETE_WAIT`). A folder still holding a file is left alone and logged.
+async fn remove_download_folder(status: &TorrentStatus) {
+    let folder = status.progress.save_path.clone();
+    let ticket_folder = folder
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| status.ticket_ids.iter().any(|id| id == name));
+    if !ticket_folder {
+        return;
+    }
+    let deadline = Instant::now() + FOLDER_DELETE_WAIT;
+    loop {
+        let path = folder.clone();
+        match tokio::task::spawn_blocking(move || remove_empty_tree(&path)).await {
+            Ok(Ok(true)) => {
+                tracing::debug!(path = %folder.display(), ticket_ids = ?status.ticket_ids, "download folder removed");
+                return;
+            }
+            Ok(Ok(false)) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Ok(false)) => {
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids,
+                    "download folder still holds files: left alone"
+                );
+                return;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids, error = %err,
+                    "cannot remove download folder"
+                );
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(
+                    path = %folder.display(), ticket_ids = ?status.ticket_ids, error = %err,
+                    "download folder removal failed"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Removes `dir` and the directories below it when none of them holds anything but directories. Returns whether
+/// it is gone (`true` also when it never existed), `false` when a file, symlink or other entry is still there.
+/// Never removes anything but empty directories and never follows a symlink.
+fn remove_empty_tree(dir: &Path) -> std::io::Result<bool> {
+    let mut directories: Vec<PathBuf> = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                return Ok(false);
+            }
+            pending.push(entry.path());
+        }
+        directories.push(current);
+    }
+    // Deepest first: a directory is empty once its subdirectories are gone.
+    for directory in directories.iter().rev() {
+        match std::fs::remove_dir(directory) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
 }
 
 /// Whether no live ticket needs the torrent any more (and its seeding, if owed, is done).
@@ -70,5 +156,28 @@ pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
         Ok(()) => tracing::debug!(ticket_id, path = %work_dir.display(), "work directory removed"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => tracing::warn!(ticket_id, path = %work_dir.display(), error = %err, "cannot remove work directory"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_trees_of_empty_directories_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("ticket-1");
+        std::fs::create_dir_all(folder.join("Album/Scans")).unwrap();
+        std::fs::write(folder.join("Album/01.flac"), b"x").unwrap();
+        assert!(!remove_empty_tree(&folder).unwrap(), "a file is still there");
+        assert!(folder.join("Album/01.flac").is_file(), "never removes a file");
+        std::fs::remove_file(folder.join("Album/01.flac")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), folder.join("Album/link")).unwrap();
+        assert!(!remove_empty_tree(&folder).unwrap(), "a symlink counts as content");
+        std::fs::remove_file(folder.join("Album/link")).unwrap();
+        assert!(remove_empty_tree(&folder).unwrap());
+        assert!(!folder.exists());
+        assert!(dir.path().is_dir(), "the parent stays");
+        assert!(remove_empty_tree(&folder).unwrap(), "already gone");
     }
 }

@@ -267,7 +267,12 @@ impl Scheduler {
                     }
                     Ok(None) => break,
                     Err(err) => {
-                        tracing::warn!(error = %err, "cannot claim work");
+                        // A storage problem (disk full...) is already warned by the store, rate-limited.
+                        if err.storage_problem().is_some() {
+                            tracing::debug!(error = %err, "cannot claim work");
+                        } else {
+                            tracing::warn!(error = %err, "cannot claim work");
+                        }
                         break;
                     }
                 }

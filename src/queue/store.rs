@@ -13,10 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::storage::{DatabaseHealth, StorageProblem, StorageWatch, WriteTx};
 use super::transitions::check_transition;
-use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork};
+use crate::models::{InfoHash, StateKind, Ticket, TicketState, TicketWork, WebhookEvent};
 
 /// How long a writer waits for SQLite's lock before giving up (then the request is retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,11 +43,17 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create database directory {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
+    /// Creating the database file (mode 0600) or making an existing one private failed.
+    #[error("cannot create or protect database file {path}: {source}")]
+    CreateFile { path: String, source: std::io::Error },
     /// The store is shutting down.
     #[error("the ticket store is closed")]
     Closed,
     #[error("corrupt row for ticket {id:?}: {message}")]
     Corrupt { id: String, message: String },
+    /// The storage under the database refuses writes (found before the write was tried: the file is gone).
+    #[error("database {path}: {}", problem.describe())]
+    Storage { problem: StorageProblem, path: String },
 }
 
 impl StoreError {
@@ -58,13 +65,34 @@ impl StoreError {
                 sqlx::Error::Configuration(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
             ),
             StoreError::VersionConflict { .. } => true,
+            StoreError::Storage { problem, .. } => problem.may_clear_by_itself(),
             StoreError::NotFound(_)
             | StoreError::IllegalTransition { .. }
             | StoreError::Refused { .. }
             | StoreError::Migration(_)
             | StoreError::CreateDir { .. }
+            | StoreError::CreateFile { .. }
             | StoreError::Closed
             | StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// What the error says about the disk under the database, if anything (full, read-only, file deleted...).
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            StoreError::Database(err) => StorageProblem::classify(err),
+            StoreError::Storage { problem, .. } => Some(*problem),
+            StoreError::NotFound(_)
+            | StoreError::IllegalTransition { .. }
+            | StoreError::Refused { .. }
+            | StoreError::VersionConflict { .. }
+            | StoreError::Migration(_)
+            | StoreError::CreateDir { .. }
+            | StoreError::CreateFile { .. }
+            | StoreError::Closed
+            | StoreError::Corrupt { .. } => None,
         }
     }
 }
@@ -184,15 +212,21 @@ const STATS_COMPLETED_SAMPLE: i64 = 1000;
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// Serialises this process's write transactions before they reach SQLite: SQLite admits one writer at a time,
     /// and a connection that finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ms...), which under
     /// concurrent writes costs far more than queueing here.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Requests for the group-commit task that writes new tickets.
     creates: tokio::sync::mpsc::Sender<CreateRequest>,
     /// One connection kept for health checks, so `GET /health` never queues behind the pipeline's queries.
     health: SqlitePool,
+    /// The database file's identity and the state of writes (failing since when, with what).
+    pub(super) storage: std::sync::Arc<StorageWatch>,
+    /// The states whose entry writes a webhook event into the outbox (`[notify] events`; empty without a webhook).
+    pub(super) webhook_events: std::sync::Arc<std::collections::BTreeSet<StateKind>>,
+    /// Woken after a transition that wrote an outbox event committed (the webhook delivery task waits on it).
+    pub(super) outbox_written: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Appends a same-state history event (`from == to`, `details` as its notes) if ticket `id` is still in `kind`;
@@ -244,15 +278,26 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
         }
+        super::storage::make_private(path)
+            .map_err(|source| StoreError::CreateFile { path: path.display().to_string(), source })?;
         let pool =
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(connect_options(path)).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let storage = std::sync::Arc::new(StorageWatch::new(path));
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let (creates, requests) = tokio::sync::mpsc::channel(CREATE_QUEUE);
-        tokio::spawn(run_create_batches(pool.clone(), writer.clone(), requests));
+        tokio::spawn(run_create_batches(pool.clone(), writer.clone(), storage.clone(), requests));
         let health =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(connect_options(path)).await?;
-        Ok(Store { pool, writer, creates, health })
+        Ok(Store {
+            pool,
+            writer,
+            creates,
+            health,
+            storage,
+            webhook_events: std::sync::Arc::default(),
+            outbox_written: std::sync::Arc::default(),
+        })
     }
 
     /// The underlying pool (benchmarks and health checks).
@@ -270,6 +315,27 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.health).await?;
         Ok(())
+    }
+
+    /// Health for `GET /api/v1/health`, cheap: a `SELECT 1` on the health connection, one `stat` of the database
+    /// file (deleted or replaced while running?), one `statvfs` of its filesystem (under 1 MiB free is a full disk)
+    /// and, only while writes are failing, a one-row probe write at most every 2 s to notice as soon as they work
+    /// again.
+    pub async fn health(&self) -> DatabaseHealth {
+        if let Err(err) = self.ping().await {
+            return DatabaseHealth::Degraded(match err.storage_problem() {
+                Some(problem) => problem.describe().to_string(),
+                None => format!("the database does not answer: {err}"),
+            });
+        }
+        self.storage.health(&self.health).await
+    }
+
+    /// Refuses a write when the database file is gone, and records how an autocommit write went.
+    fn autocommit<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        let result = result.map_err(StoreError::from);
+        self.storage.note_write(&result);
+        result
     }
 
     /// Stores a new ticket in `pending` with its first history event, or tells how it relates to an existing one.
@@ -394,92 +460,108 @@ impl Store {
         F: FnOnce(&TicketRecord) -> Result<TicketState, String>,
     {
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(SELECT_TICKET)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let current = record_from_row(&row)?;
-        if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Err(StoreError::VersionConflict { id: id.to_string(), expected });
-            }
-        }
-        let from = current.state.kind();
-        let next = decide(&current)
-            .map_err(|reason| StoreError::Refused { reason, current: Box::new(current.state.clone()) })?;
-        let to = next.kind();
-        check_transition(from, to).map_err(|illegal| StoreError::IllegalTransition {
-            from: illegal.from,
-            to: illegal.to,
-            current: Box::new(current.state.clone()),
-        })?;
-
-        let state_json = state_to_json(id, &next)?;
-        let mut details = serde_json::to_value(&next)
-            .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
-        if let Some(object) = details.as_object_mut() {
-            for (key, value) in &extras.notes {
-                object.insert(key.clone(), value.clone());
-            }
-        }
-        let millis = to_millis(now);
-        if let Some(work) = &extras.work {
-            let work_json = serde_json::to_string(work)
-                .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
-            sqlx::query("UPDATE tickets SET work_json = ?1, torrent_hash = ?2 WHERE id = ?3")
-                .bind(work_json)
-                .bind(work.torrent_hash.as_ref().map(|hash| hash.as_str().to_string()))
+        let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
+        let result = async {
+            let row = sqlx::query(SELECT_TICKET)
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let attempts = extras.attempts.unwrap_or(current.attempts);
-        let next_attempt_at = match extras.next_attempt_at {
-            Some(value) => value,
-            None => current.next_attempt_at,
-        };
-        let updated = sqlx::query(
-            "UPDATE tickets SET state_json = ?1, state_kind = ?2, version = version + 1, attempts = ?3,
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let current = record_from_row(&row)?;
+            if let Some(expected) = expected_version {
+                if expected != current.version {
+                    return Err(StoreError::VersionConflict { id: id.to_string(), expected });
+                }
+            }
+            let from = current.state.kind();
+            let next = decide(&current)
+                .map_err(|reason| StoreError::Refused { reason, current: Box::new(current.state.clone()) })?;
+            let to = next.kind();
+            check_transition(from, to).map_err(|illegal| StoreError::IllegalTransition {
+                from: illegal.from,
+                to: illegal.to,
+                current: Box::new(current.state.clone()),
+            })?;
+
+            let state_json = state_to_json(id, &next)?;
+            let mut details = serde_json::to_value(&next)
+                .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
+            if let Some(object) = details.as_object_mut() {
+                for (key, value) in &extras.notes {
+                    object.insert(key.clone(), value.clone());
+                }
+            }
+            let millis = to_millis(now);
+            if let Some(work) = &extras.work {
+                let work_json = serde_json::to_string(work)
+                    .map_err(|err| StoreError::Corrupt { id: id.into(), message: err.to_string() })?;
+                sqlx::query("UPDATE tickets SET work_json = ?1, torrent_hash = ?2 WHERE id = ?3")
+                    .bind(work_json)
+                    .bind(work.torrent_hash.as_ref().map(|hash| hash.as_str().to_string()))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let attempts = extras.attempts.unwrap_or(current.attempts);
+            let next_attempt_at = match extras.next_attempt_at {
+                Some(value) => value,
+                None => current.next_attempt_at,
+            };
+            let updated = sqlx::query(
+                "UPDATE tickets SET state_json = ?1, state_kind = ?2, version = version + 1, attempts = ?3,
                     next_attempt_at = ?4, updated_at = ?5
              WHERE id = ?6 AND version = ?7",
-        )
-        .bind(&state_json)
-        .bind(to.as_str())
-        .bind(attempts)
-        .bind(next_attempt_at.map(to_millis))
-        .bind(millis)
-        .bind(id)
-        .bind(current.version)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::VersionConflict { id: id.to_string(), expected: current.version });
+            )
+            .bind(&state_json)
+            .bind(to.as_str())
+            .bind(attempts)
+            .bind(next_attempt_at.map(to_millis))
+            .bind(millis)
+            .bind(id)
+            .bind(current.version)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::VersionConflict { id: id.to_string(), expected: current.version });
+            }
+            let history_seq: i64 = sqlx::query_scalar(
+                "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?4, ?5)
+             RETURNING seq",
+            )
+            .bind(id)
+            .bind(millis)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(details.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            // The webhook event of this transition commits with it, or not at all.
+            if self.webhook_events.contains(&to) {
+                let event_id = uuid::Uuid::new_v4().to_string();
+                // The history keeps milliseconds: the event says the same instant as its history entry.
+                let at = from_millis(millis);
+                let event = WebhookEvent::for_transition(event_id, id, from, &next, history_seq, at);
+                super::outbox::insert_event(&mut tx, &event, now).await?;
+            }
+            Ok(Transitioned {
+                from,
+                record: TicketRecord {
+                    state: next,
+                    version: current.version + 1,
+                    attempts,
+                    next_attempt_at,
+                    updated_at: now,
+                    ..current
+                },
+            })
         }
-        sqlx::query(
-            "INSERT INTO ticket_events (ticket_id, seq, at, from_kind, to_kind, details)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ticket_events WHERE ticket_id = ?1), ?2, ?3, ?4, ?5)",
-        )
-        .bind(id)
-        .bind(millis)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(details.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Transitioned {
-            from,
-            record: TicketRecord {
-                state: next,
-                version: current.version + 1,
-                attempts,
-                next_attempt_at,
-                updated_at: now,
-                ..current
-            },
-        })
+        .await;
+        let committed = tx.finish(result, &self.storage).await?;
+        if self.webhook_events.contains(&committed.record.state.kind()) {
+            self.outbox_written.notify_one();
+        }
+        Ok(committed)
     }
 
     /// Claims the most urgent ticket in one of `kinds` that is due (`next_attempt_at` passed) and not leased by a
@@ -511,9 +593,9 @@ impl Store {
             query = query.bind(kind.as_str());
         }
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = query.fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
+        let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
+        let result = query.fetch_optional(&mut *tx).await.map_err(StoreError::from);
+        let row = tx.finish(result, &self.storage).await?;
         row.as_ref().map(record_from_row).transpose()
     }
 
@@ -526,26 +608,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let lease_until = to_millis(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        let done = sqlx::query("UPDATE tickets SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3")
-            .bind(lease_until)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
+        let done = self.autocommit(
+            sqlx::query("UPDATE tickets SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3")
+                .bind(lease_until)
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await,
+        )?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Gives a ticket back to the queue (the worker is done with it for now).
     pub async fn release_lease(&self, id: &str, worker: &str) -> Result<(), StoreError> {
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        sqlx::query(
-            "UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND lease_owner = ?2",
-        )
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await?;
+        self.autocommit(
+            sqlx::query(
+                "UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND lease_owner = ?2",
+            )
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await,
+        )?;
         Ok(())
     }
 
@@ -558,6 +646,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<TicketRecord, StoreError> {
         let state_json = state_to_json(id, state)?;
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
         let row = sqlx::query(
             "UPDATE tickets SET state_json = ?1, version = version + 1, updated_at = ?2
@@ -569,7 +658,8 @@ impl Store {
         .bind(id)
         .bind(state.kind().as_str())
         .fetch_optional(&self.pool)
-        .await?;
+        .await;
+        let row = self.autocommit(row)?;
         match row {
             Some(row) => record_from_row(&row),
             None => match self.get_ticket(id).await? {
@@ -606,25 +696,30 @@ impl Store {
     ) -> Result<(), StoreError> {
         let details = serde_json::json!({"retry": {"attempt": attempts, "retry_at": retry_at, "error": error}});
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let updated = sqlx::query(
-            "UPDATE tickets SET attempts = ?1, next_attempt_at = ?2, updated_at = ?3, version = version + 1
-             WHERE id = ?4 AND state_kind = ?5",
-        )
-        .bind(attempts)
-        .bind(to_millis(retry_at))
-        .bind(to_millis(now))
-        .bind(id)
-        .bind(kind.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            drop(tx);
-            return Err(self.not_in_state(id, kind).await);
+        let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
+        let result = async {
+            let updated = sqlx::query(
+                "UPDATE tickets SET attempts = ?1, next_attempt_at = ?2, updated_at = ?3, version = version + 1
+                 WHERE id = ?4 AND state_kind = ?5",
+            )
+            .bind(attempts)
+            .bind(to_millis(retry_at))
+            .bind(to_millis(now))
+            .bind(id)
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Ok(false);
+            }
+            insert_note(&mut tx, id, kind, &details, now).await
         }
-        insert_note(&mut tx, id, kind, &details, now).await?;
-        tx.commit().await?;
-        Ok(())
+        .await;
+        if tx.finish(result, &self.storage).await? {
+            Ok(())
+        } else {
+            Err(self.not_in_state(id, kind).await)
+        }
     }
 
     /// Appends a note to a ticket's history without changing its state (an event with `from == to`, e.g. a
@@ -637,13 +732,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if !insert_note(&mut tx, id, kind, details, now).await? {
-            drop(tx);
-            return Err(self.not_in_state(id, kind).await);
+        let mut tx = WriteTx::begin(&self.pool, &self.storage).await?;
+        let result = insert_note(&mut tx, id, kind, details, now).await;
+        if tx.finish(result, &self.storage).await? {
+            Ok(())
+        } else {
+            Err(self.not_in_state(id, kind).await)
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The error for a command refused because ticket `id` is no longer in `kind`: `Refused` with its real state,
@@ -678,11 +773,13 @@ impl Store {
     /// process that died, and waiting for it to expire would only delay the resume. (Several workers sharing one
     /// queue would instead let leases expire.)
     pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        let done =
+        let done = self.autocommit(
             sqlx::query("UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL")
                 .execute(&self.pool)
-                .await?;
+                .await,
+        )?;
         Ok(done.rows_affected())
     }
 
@@ -838,8 +935,10 @@ impl Store {
         answer: &CachedLlmAnswer,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        sqlx::query(
+        self.autocommit(
+sqlx::query(
             "INSERT OR IGNORE INTO llm_answers (key, provider, model, answer_json, input_tokens, output_tokens, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
@@ -851,7 +950,8 @@ impl Store {
         .bind(i64::try_from(answer.output_tokens).unwrap_or(i64::MAX))
         .bind(to_millis(now))
         .execute(&self.pool)
-        .await?;
+        .await,
+        )?;
         Ok(())
     }
 
@@ -867,20 +967,23 @@ impl Store {
         output_tokens: u64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.storage.before_write()?;
         let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO llm_calls (at, ticket_id, provider, model, outcome, input_tokens, output_tokens)
+        self.autocommit(
+            sqlx::query(
+                "INSERT INTO llm_calls (at, ticket_id, provider, model, outcome, input_tokens, output_tokens)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(to_millis(now))
-        .bind(ticket_id)
-        .bind(provider)
-        .bind(model)
-        .bind(outcome)
-        .bind(i64::try_from(input_tokens).unwrap_or(i64::MAX))
-        .bind(i64::try_from(output_tokens).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(to_millis(now))
+            .bind(ticket_id)
+            .bind(provider)
+            .bind(model)
+            .bind(outcome)
+            .bind(i64::try_from(input_tokens).unwrap_or(i64::MAX))
+            .bind(i64::try_from(output_tokens).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await,
+        )?;
         Ok(())
     }
 
@@ -935,6 +1038,7 @@ const CREATE_QUEUE: usize = 1024;
 async fn run_create_batches(
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    storage: std::sync::Arc<StorageWatch>,
     mut requests: tokio::sync::mpsc::Receiver<CreateRequest>,
 ) {
     while let Some(first) = requests.recv().await {
@@ -946,7 +1050,7 @@ async fn run_create_batches(
                 Err(_) => break,
             }
         }
-        match insert_tickets(&pool, &batch).await {
+        match insert_tickets(&pool, &storage, &batch).await {
             Ok(outcomes) => {
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(Ok(outcome));
@@ -959,7 +1063,7 @@ async fn run_create_batches(
             }
             Err(_) => {
                 for request in batch {
-                    let result = insert_tickets(&pool, std::slice::from_ref(&request))
+                    let result = insert_tickets(&pool, &storage, std::slice::from_ref(&request))
                         .await
                         .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed));
                     let _ = request.reply.send(result);
@@ -971,8 +1075,21 @@ async fn run_create_batches(
 
 /// Inserts the tickets that do not exist yet, in one `BEGIN IMMEDIATE` transaction (the caller holds the writer
 /// lock), and says for each what happened.
-async fn insert_tickets(pool: &SqlitePool, batch: &[CreateRequest]) -> Result<Vec<CreateOutcome>, StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn insert_tickets(
+    pool: &SqlitePool,
+    storage: &StorageWatch,
+    batch: &[CreateRequest],
+) -> Result<Vec<CreateOutcome>, StoreError> {
+    let mut tx = WriteTx::begin(pool, storage).await?;
+    let result = insert_ticket_rows(&mut tx, batch).await;
+    tx.finish(result, storage).await
+}
+
+/// The statements of `insert_tickets`, inside its transaction.
+async fn insert_ticket_rows(
+    tx: &mut SqliteConnection,
+    batch: &[CreateRequest],
+) -> Result<Vec<CreateOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         let ticket = &request.ticket;
@@ -1020,7 +1137,6 @@ async fn insert_tickets(pool: &SqlitePool, batch: &[CreateRequest]) -> Result<Ve
             updated_at: request.now,
         }));
     }
-    tx.commit().await?;
     Ok(outcomes)
 }
 
@@ -1087,6 +1203,7 @@ mod tests {
             reasoning: String::new(),
             track_mapping: vec![],
             hard_rejects: vec![],
+            doubts: Vec::new(),
         }
     }
 

@@ -131,13 +131,17 @@ pub struct ReleaseInfo {
     pub sample_rate_hz: Option<u32>,
     pub source: Option<ReleaseSource>,
     /// Edition words found (lower case): deluxe, expanded, anniversary, remaster, super deluxe, bonus, special,
-    /// limited, ost, collector, legacy, japanese.
+    /// limited, collector, legacy, japanese. (`OST` is a kind: [`ReleaseKinds::soundtrack`].)
     pub editions: Vec<String>,
     pub kinds: ReleaseKinds,
+    /// The title says "lossless" (with an `.m4a`/AAC container that means ALAC).
+    pub lossless_named: bool,
     /// "CD2" / "Disc 2" in a title: only one disc of a set.
     pub disc_marker: Option<u32>,
     /// The folded tokens of the whole title (see [`fold_tokens`]).
     pub tokens: Vec<String>,
+    /// The folded tokens of the top folder, when one was given.
+    pub folder_tokens: Vec<String>,
 }
 
 /// A compiled pattern, built once (patterns are constants; a failure yields `None`, never a panic).
@@ -146,20 +150,177 @@ fn cached(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'sta
 }
 
 /// Folds text for comparison: Unicode NFKC, diacritics and non-Latin scripts transliterated (deunicode), lower case,
-/// `&`/`+` -> `and`, apostrophes and dots inside words dropped (`U.S.S.R.` -> `ussr`, `don't` -> `dont`), every other
-/// punctuation or underscore -> a space, spaces collapsed.
+/// `&`/`+` -> `and`, apostrophes dropped (`don't` -> `dont`), dots and underscores joining initials dropped
+/// (`U.S.S.R.` -> `ussr`, `M_A_A_D` -> `maad`), every other punctuation, dot or underscore -> a space (so scene
+/// names split into words: `Artist.Name-Album_Name` -> `artist name album name`), spaces collapsed; then volume and
+/// part words and numerals in one form (see [`canonical_words`]).
 pub fn fold_text(text: &str) -> String {
     if text.is_ascii() {
-        return fold_ascii(text.as_bytes());
+        return canonical_words_if(fold_ascii(text.as_bytes()));
     }
     let composed: String = text.nfkc().collect();
     let lowered = deunicode(&composed).to_lowercase();
     if lowered.is_ascii() {
-        fold_ascii(lowered.as_bytes())
+        canonical_words_if(fold_ascii(lowered.as_bytes()))
     } else {
         let chars: Vec<char> = lowered.chars().collect();
-        fold_chars(&chars)
+        canonical_words(fold_chars(&chars))
     }
+}
+
+/// Whether the `.` or `_` `c` between `prev` and `next` joins initials (`U.S.S.R.`, `m.A.A.d`, `M_A_A_D`, `J.S.`)
+/// rather than separating words (`Artist.Name`, `Good_Kid`, `A.Night`): it follows a one-letter word and precedes
+/// another one (a dot may also end the initials: no letter follows it). `before_prev` and `after_next` are the
+/// characters two places away.
+fn joins_initials(
+    c: char,
+    before_prev: Option<char>,
+    prev: Option<char>,
+    next: Option<char>,
+    after_next: Option<char>,
+) -> bool {
+    let one_letter = |ch: Option<char>, beyond: Option<char>| {
+        ch.is_some_and(|x| x.is_ascii_alphabetic()) && beyond.is_none_or(|b| !b.is_ascii_alphanumeric())
+    };
+    if !one_letter(prev, before_prev) {
+        return false;
+    }
+    let next_one_letter = one_letter(next, after_next);
+    match c {
+        '.' => next_one_letter || !next.is_some_and(|n| n.is_ascii_alphabetic()),
+        _ => next_one_letter,
+    }
+}
+
+/// Words after which a one-letter numeral or a number word is a number (`Vol. X`, `Pt. I`, `Volume One`).
+const NUMBERED_WORDS: [&str; 2] = ["vol", "pt"];
+
+const NUMBER_WORDS: [&str; 20] = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+];
+
+/// The value of a roman numeral written in `i`, `v`, `x` (1..=39), in its one correct form only (`iiii` is not one).
+fn roman_value(word: &str) -> Option<u32> {
+    if word.is_empty() || word.len() > 7 || !word.bytes().all(|b| matches!(b, b'i' | b'v' | b'x')) {
+        return None;
+    }
+    const FORMS: [&str; 10] = ["", "i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix"];
+    let tens = word.bytes().take_while(|b| *b == b'x').count();
+    let rest = word.get(tens..)?;
+    let units = FORMS.iter().position(|form| *form == rest)?;
+    let value = u32::try_from(tens * 10 + units).ok()?;
+    (1..=39).contains(&value).then_some(value)
+}
+
+/// How one folded word is written canonically, given the canonical word before it; `None` when it stays.
+fn canonical_word(word: &str, previous: Option<&str>) -> Option<String> {
+    let after_numbered = previous.is_some_and(|p| NUMBERED_WORDS.contains(&p));
+    if !after_numbered && !starts_changeable(word.as_bytes()) {
+        return None;
+    }
+    match word {
+        "volume" => return Some("vol".into()),
+        "part" => return Some("pt".into()),
+        _ => {}
+    }
+    // `vol2`, `pt3`, `volume2` (scene): the word and its number.
+    for prefix in ["volume", "vol", "part", "pt"] {
+        if let Some(number) = word.strip_prefix(prefix) {
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+                let short = if prefix.starts_with('v') { "vol" } else { "pt" };
+                return Some(format!("{short} {number}"));
+            }
+        }
+    }
+    if let Some(value) = roman_value(word) {
+        if word.len() >= 2 || after_numbered {
+            return Some(value.to_string());
+        }
+    }
+    if after_numbered {
+        if let Some(position) = NUMBER_WORDS.iter().position(|w| *w == word) {
+            return Some((position + 1).to_string());
+        }
+    }
+    None
+}
+
+/// Whether a word may change in [`canonical_word`] by itself: only words starting with v, p, i or x can (number
+/// words change only after `vol`/`pt`, which start with v or p).
+fn starts_changeable(word: &[u8]) -> bool {
+    matches!(word.first(), Some(b'v' | b'p' | b'i' | b'x'))
+}
+
+/// The words of folded text (split at its single spaces).
+fn folded_words(folded: &str) -> impl Iterator<Item = &str> {
+    folded.as_bytes().split(|b| *b == b' ').map(|word| std::str::from_utf8(word).unwrap_or_default())
+}
+
+/// Volume and part words and numerals in one form, so `Vol. II`, `Volume 2` and `vol2` compare equal: `volume` ->
+/// `vol`, `part` -> `pt`, a roman numeral of two or more letters (`ii`..`xxxix`) -> its digits, and after `vol` or
+/// `pt` a one-letter numeral (`i`, `v`, `x`) or a number word (`one`..`twenty`) -> its digits. Returns `folded`
+/// itself when nothing changes (the common case, checked first with one pass over the bytes: every word of every
+/// file name comes through here).
+/// [`canonical_words`] of a folding that noted whether a word it wrote may change at all.
+fn canonical_words_if((folded, may_change): (String, bool)) -> String {
+    if may_change {
+        canonical_words(folded)
+    } else {
+        folded
+    }
+}
+
+fn canonical_words(folded: String) -> String {
+    if !has_canonical_change(&folded) {
+        return folded;
+    }
+    let mut out = String::with_capacity(folded.len());
+    let mut previous: Option<String> = None;
+    for word in folded_words(&folded) {
+        let canonical = canonical_word(word, previous.as_deref()).unwrap_or_else(|| word.to_string());
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&canonical);
+        previous = Some(canonical.rsplit(' ').next().unwrap_or_default().to_string());
+    }
+    out
+}
+
+/// Whether [`canonical_words`] changes anything: one pass over the words, looking closer only at those that can
+/// change (starting with v, p, i or x, or right after `vol`/`pt`).
+fn has_canonical_change(folded: &str) -> bool {
+    let mut after_numbered = false;
+    for word in folded.as_bytes().split(|b| *b == b' ') {
+        if after_numbered || starts_changeable(word) {
+            let previous = if after_numbered { Some("vol") } else { None };
+            let changes = std::str::from_utf8(word).ok().and_then(|w| canonical_word(w, previous)).is_some();
+            if changes {
+                return true;
+            }
+        }
+        after_numbered = word == b"vol" || word == b"pt";
+    }
+    false
 }
 
 /// What one character becomes: kept (a letter or digit), dropped, a word gap (one space between words, never leading
@@ -171,21 +332,18 @@ enum Folded {
     And,
 }
 
-/// How `c` folds, given its neighbours (`before_prev` is the character two places back).
-fn fold_one(c: char, prev: Option<char>, next: Option<char>, before_prev: Option<char>) -> Folded {
+/// How `c` folds, given its neighbours (`before_prev` and `after_next` are the characters two places away).
+fn fold_one(
+    c: char,
+    before_prev: Option<char>,
+    prev: Option<char>,
+    next: Option<char>,
+    after_next: Option<char>,
+) -> Folded {
     match c {
         'a'..='z' | '0'..='9' => Folded::Keep,
         '\'' | '`' => Folded::Drop,
-        '.' => {
-            let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-            let next_letter = next.is_some_and(|n| n.is_ascii_alphabetic());
-            let single_letter = prev_letter && before_prev.is_none_or(|pp| !pp.is_ascii_alphanumeric());
-            if prev_letter && (next_letter || single_letter) {
-                Folded::Drop
-            } else {
-                Folded::Gap
-            }
-        }
+        '.' | '_' if joins_initials(c, before_prev, prev, next, after_next) => Folded::Drop,
         '&' | '+' => Folded::And,
         _ => Folded::Gap,
     }
@@ -215,30 +373,37 @@ fn push_folded(out: &mut String, gap: &mut bool, c: char, folded: Folded) {
     }
 }
 
-/// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes.
-fn fold_ascii(bytes: &[u8]) -> String {
+/// [`fold_text`]'s folding of ASCII, byte by byte (lower-cased as read), spaces collapsed as it goes. Also says
+/// whether a word it wrote may be rewritten by [`canonical_words`] (one starting with v, p or x, or with `i` then
+/// i, v, x or a character that may join it), so that pass is skipped for most texts.
+fn fold_ascii(bytes: &[u8]) -> (String, bool) {
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 4);
     let mut gap = false;
-    let lower_at = |j: usize| bytes.get(j).map(u8::to_ascii_lowercase);
+    let mut may_change = false;
+    let at = |j: Option<usize>| j.and_then(|j| bytes.get(j));
+    let letter_at = |j: Option<usize>| at(j).is_some_and(u8::is_ascii_alphabetic);
+    let no_word_at = |j: Option<usize>| at(j).is_none_or(|c| !c.is_ascii_alphanumeric());
     for (i, raw) in bytes.iter().enumerate() {
         let b = raw.to_ascii_lowercase();
         match b {
             b'a'..=b'z' | b'0'..=b'9' => {
                 if gap && !out.is_empty() {
                     out.push(b' ');
+                    may_change |= may_be_rewritten(b, at(i.checked_add(1)).copied());
                 }
                 gap = false;
                 out.push(b);
             }
             b'\'' | b'`' => {}
-            b'.' => {
-                let prev = i.checked_sub(1).and_then(lower_at);
-                let next = i.checked_add(1).and_then(lower_at);
-                let before_prev = i.checked_sub(2).and_then(lower_at);
-                let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-                let next_letter = next.is_some_and(|n| n.is_ascii_alphabetic());
-                let single_letter = prev_letter && before_prev.is_none_or(|pp| !pp.is_ascii_alphanumeric());
-                if !(prev_letter && (next_letter || single_letter)) {
+            b'.' | b'_' => {
+                // Joins initials (see [`joins_initials`]): after a one-letter word, before another one (or, for a
+                // dot, before no letter). Most dots and underscores follow a longer word: decided at once.
+                let after_one_letter = letter_at(i.checked_sub(1)) && no_word_at(i.checked_sub(2));
+                let joins = after_one_letter && {
+                    let next_letter = letter_at(i.checked_add(1));
+                    (next_letter && no_word_at(i.checked_add(2))) || (b == b'.' && !next_letter)
+                };
+                if !joins {
                     gap = true;
                 }
             }
@@ -252,8 +417,20 @@ fn fold_ascii(bytes: &[u8]) -> String {
             _ => gap = true,
         }
     }
+    // The first word (no gap before it): its folded letters are known now.
+    may_change |= out.first().is_some_and(|first| may_be_rewritten(*first, out.get(1).copied()));
     // Only ASCII letters, digits and spaces were pushed.
-    String::from_utf8(out).unwrap_or_default()
+    (String::from_utf8(out).unwrap_or_default(), may_change)
+}
+
+/// Whether a word starting with `first` (then `next`, raw or folded) may be rewritten by [`canonical_words`]: it
+/// starts with v, p or x, or with `i` followed by i, v, x or a character that may join it to one.
+fn may_be_rewritten(first: u8, next: Option<u8>) -> bool {
+    match first {
+        b'v' | b'p' | b'x' => true,
+        b'i' => matches!(next.map(|n| n.to_ascii_lowercase()), Some(b'i' | b'v' | b'x' | b'.' | b'_' | b'\'' | b'`')),
+        _ => false,
+    }
 }
 
 /// [`fold_text`]'s folding of any text (when case folding left a non-ASCII character).
@@ -262,10 +439,9 @@ fn fold_chars(chars: &[char]) -> String {
     let mut gap = false;
     for (i, &c) in chars.iter().enumerate() {
         let at = |j: Option<usize>| j.and_then(|j| chars.get(j)).copied();
-        let prev = at(i.checked_sub(1));
-        let next = at(i.checked_add(1));
-        let before_prev = at(i.checked_sub(2));
-        push_folded(&mut out, &mut gap, c, fold_one(c, prev, next, before_prev));
+        let folded =
+            fold_one(c, at(i.checked_sub(2)), at(i.checked_sub(1)), at(i.checked_add(1)), at(i.checked_add(2)));
+        push_folded(&mut out, &mut gap, c, folded);
     }
     out
 }
@@ -290,7 +466,7 @@ pub fn fold_artist(name: &str) -> String {
     }
 }
 
-const EDITION_WORDS: [&str; 16] = [
+const EDITION_WORDS: [&str; 15] = [
     "deluxe",
     "expanded",
     "anniversary",
@@ -299,7 +475,6 @@ const EDITION_WORDS: [&str; 16] = [
     "bonus",
     "special",
     "limited",
-    "ost",
     "collector",
     "collectors",
     "legacy",
@@ -351,7 +526,15 @@ pub fn detect_kinds(tokens: &[String]) -> ReleaseKinds {
         ) || has_phrase(tokens, &["8", "bit"])
             || has_phrase(tokens, &["performed", "by"])
             || has_phrase(tokens, &["in", "the", "style", "of"]),
-        single: has_any(tokens, &["single", "ep", "maxi", "cds"]),
+        // "CDS" is a CD single; "2 CDs" / "32 CDs" counts the discs of a set.
+        single: has_any(tokens, &["single", "ep", "maxi"])
+            || tokens.iter().enumerate().any(|(i, t)| {
+                t == "cds"
+                    && !i
+                        .checked_sub(1)
+                        .and_then(|p| tokens.get(p))
+                        .is_some_and(|before| before.bytes().all(|b| b.is_ascii_digit()))
+            }),
         compilation: has_any(tokens, &["compilation", "hits", "greatest", "essential", "essentials", "singles"])
             || tokens.iter().any(|t| t.len() > 4 && t.ends_with("hits"))
             || has_phrase(tokens, &["best", "of"])
@@ -381,17 +564,21 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
     let mut info = ReleaseInfo::default();
     // Raw lower-case forms for patterns that folding would break (24/96, 16-44, MP3-320, V0).
     let raw = format!("{} {}", title, folder.unwrap_or("")).to_lowercase();
-    let tokens = fold_tokens(&raw.replace(['_', '-', '/'], " "));
+    // The title's and the folder's words, each folded once (the matcher reuses both).
+    let title_tokens = fold_tokens(title);
+    let folder_tokens = folder.map(fold_tokens).unwrap_or_default();
+    let tokens: Vec<&str> = title_tokens.iter().chain(&folder_tokens).map(String::as_str).collect();
 
-    for (i, token) in tokens.iter().enumerate() {
-        let next = tokens.get(i + 1).map(String::as_str);
-        match token.as_str() {
+    for (i, &token) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1).copied();
+        match token {
             "flac" | "flac16" | "flac24" => {
                 info.formats.insert(AudioFormat::Flac);
             }
             "alac" => {
                 info.formats.insert(AudioFormat::Alac);
             }
+            "lossless" => info.lossless_named = true,
             "ape" | "monkeys" => {
                 info.formats.insert(AudioFormat::Ape);
             }
@@ -436,7 +623,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
         if let Some(rate) = parse_bitrate_token(token) {
             let named_as_rate = token.ends_with('k') || token.ends_with("kbps") || token.ends_with("kbs");
-            let prev = if i > 0 { tokens.get(i - 1).map(String::as_str) } else { None };
+            let prev = i.checked_sub(1).and_then(|p| tokens.get(p)).copied();
             let near_format = matches!(prev, Some("mp3" | "aac" | "cbr" | "ogg" | "m4a"))
                 || matches!(next, Some("kbps" | "kbs" | "kbit" | "cbr" | "mp3" | "k"));
             if named_as_rate || near_format || rate == 320 {
@@ -473,7 +660,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
         }
     }
     for word in EDITION_WORDS {
-        if tokens.iter().any(|t| t == word) && word != "edition" && word != "version" {
+        if tokens.contains(&word) && word != "edition" && word != "version" {
             let canonical = if word == "remastered" { "remaster" } else { word };
             let canonical = if canonical == "collectors" { "collector" } else { canonical };
             if !info.editions.iter().any(|e| e == canonical) {
@@ -481,10 +668,9 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
             }
         }
     }
-    if has_phrase(&tokens, &["super", "deluxe"]) {
+    if tokens.windows(2).any(|pair| pair == ["super", "deluxe"]) {
         info.editions.push("super deluxe".to_string());
     }
-    let title_tokens = fold_tokens(title);
     info.kinds = detect_kinds(&title_tokens);
     info.disc_marker = find_disc_marker(title);
 
@@ -492,6 +678,7 @@ pub fn parse_release_title(title: &str, folder: Option<&str>) -> ReleaseInfo {
     info.artist = artist;
     info.album = album;
     info.tokens = title_tokens;
+    info.folder_tokens = folder_tokens;
     info
 }
 
@@ -569,7 +756,7 @@ fn strip_tags(text: &str) -> String {
     cleaned = cleaned.replace("()", " ");
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     let mut end = words.len();
-    while end > 0 && words.get(end - 1).is_some_and(|w| noise.contains(&w.to_lowercase().as_str())) {
+    while end > 0 && words.get(end - 1).is_some_and(|w| noise.iter().any(|n| n.eq_ignore_ascii_case(w))) {
         end -= 1;
     }
     words
@@ -615,17 +802,20 @@ mod tests {
         let chars: Vec<char> = ascii.chars().collect();
         let mut out = String::new();
         for (i, &c) in chars.iter().enumerate() {
-            let prev = if i > 0 { chars.get(i - 1).copied() } else { None };
             let next = chars.get(i + 1).copied();
             match c {
                 'a'..='z' | '0'..='9' => out.push(c),
                 '\'' | '`' => {}
-                '.' => {
-                    let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-                    let next_letter = next.is_some_and(|n| n.is_ascii_alphabetic());
-                    let single_letter =
-                        prev_letter && (i < 2 || chars.get(i - 2).is_none_or(|pp| !pp.is_ascii_alphanumeric()));
-                    if !(prev_letter && (next_letter || single_letter)) {
+                '.' | '_' => {
+                    // A one-letter word at index j: a letter with no letter or digit on the side away from here.
+                    let is_letter =
+                        |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| c.is_ascii_alphabetic());
+                    let not_alnum =
+                        |j: Option<usize>| j.and_then(|j| chars.get(j)).is_none_or(|c| !c.is_ascii_alphanumeric());
+                    let prev_one = is_letter(i.checked_sub(1)) && (i < 2 || not_alnum(i.checked_sub(2)));
+                    let next_one = is_letter(Some(i + 1)) && not_alnum(Some(i + 2));
+                    let joins = prev_one && (next_one || (c == '.' && !next.is_some_and(|n| n.is_ascii_alphabetic())));
+                    if !joins {
                         out.push(' ');
                     }
                 }
@@ -633,7 +823,7 @@ mod tests {
                 _ => out.push(' '),
             }
         }
-        out.split_whitespace().collect::<Vec<_>>().join(" ")
+        canonical_words(out.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     #[test]
@@ -683,6 +873,23 @@ mod tests {
             "a..b",
             "a...",
             "e.p.",
+            "a_b",
+            "ab_c",
+            "a_b_c_",
+            "_a_",
+            "M.A.A.D_City",
+            "Artist.Name-Album.Name-WEB-2019-GRP",
+            "Vol.II Part_Three",
+            "x_x",
+            "Led Zeppelin II",
+            "Pt. I",
+            "in the ix hour",
+            "Volume One & Two",
+            "XIV+iv",
+            "i vi",
+            "Vol2 pt3 volume9",
+            "ivy Ivory pixel",
+            "I.V. I_X i'x",
         ];
         for sample in samples {
             assert_eq!(fold_text(sample), reference_fold(sample), "{sample:?}");
@@ -1110,5 +1317,56 @@ mod tests {
         assert!(detect_kinds(&fold_tokens("Live at Leeds")).live);
         assert!(detect_kinds(&fold_tokens("Greatest Hits")).compilation);
         assert!(!detect_kinds(&fold_tokens("OK Computer")).live);
+    }
+
+    // Release names as the real world writes them (issue 16, part 2).
+
+    #[test]
+    fn scene_dots_and_underscores_separate_words_but_keep_acronyms() {
+        assert_eq!(fold_text("Minor.Vessel-Salt.Roads-WEB-2019-GRP"), "minor vessel salt roads web 2019 grp");
+        assert_eq!(fold_text("Kendrick_Lamar-Good_Kid_M_A_A_D_City-2012"), "kendrick lamar good kid maad city 2012");
+        assert_eq!(fold_text("Good.Kid.M.A.A.D.City"), "good kid maad city");
+        assert_eq!(fold_text("A.Night.At.The.Opera"), "a night at the opera");
+        assert_eq!(fold_text("St.Vincent-Masseduction"), fold_text("St. Vincent - Masseduction"));
+        assert_eq!(fold_text("J.S.Bach"), "js bach");
+        assert_eq!(fold_text("R_E_M-Murmur"), fold_text("R.E.M. - Murmur"));
+        // As before: initials, acronyms and contractions stay one word.
+        assert_eq!(fold_text("Back in the U.S.S.R."), "back in the ussr");
+        assert_eq!(fold_text("J.S. Bach"), "js bach");
+        assert_eq!(fold_text("m.A.A.d city"), "maad city");
+    }
+
+    #[test]
+    fn volume_part_and_numerals_have_one_form() {
+        assert_eq!(fold_text("Awesome Mix Volume II"), fold_text("Awesome Mix Vol. 2"));
+        assert_eq!(fold_text("Tidal_Maps_Vol_II"), fold_text("Tidal Maps, Volume 2"));
+        assert_eq!(fold_text("The Wall Part One"), fold_text("The Wall, Pt. 1"));
+        assert_eq!(fold_text("Another Brick in the Wall, Part II"), fold_text("Another Brick in the Wall Pt 2"));
+        assert_eq!(fold_text("Led Zeppelin II"), fold_text("Led Zeppelin 2"));
+        assert_eq!(fold_text("Chapter IV"), fold_text("Chapter 4"));
+        assert_eq!(fold_text("Vol. One"), fold_text("Vol 1"));
+        assert_eq!(fold_text("Pt. I"), "pt 1");
+        // Single letters are numerals only after a volume or part word; words made of i, v, x are words.
+        assert_eq!(fold_text("Malcolm X"), "malcolm x");
+        assert_eq!(fold_text("I Will Follow"), "i will follow");
+        assert_eq!(fold_text("Awesome Mix"), "awesome mix");
+        assert_eq!(fold_text("Vol. X"), fold_text("Vol 10"));
+    }
+
+    #[test]
+    fn a_count_of_cds_is_not_a_cd_single() {
+        assert!(!p("Minor Vessel - Collected Works 1998-2020 (32 CDs) [FLAC]").kinds.single);
+        assert!(!p("Minor Vessel - Salt Roads (Deluxe Edition) (2 CDs) [FLAC]").kinds.single);
+        assert!(!p("(Rock) Minor Vessel - Salt Roads - 2019, 6 CDs, MP3, 320 kbps").kinds.single);
+        assert!(p("Minor Vessel - Copper Tide [CDS] 2019").kinds.single);
+        assert!(p("Minor_Vessel-Copper_Tide-(Cd_Single)-2019-GRP").kinds.single);
+    }
+
+    #[test]
+    fn ost_is_a_soundtrack_not_an_edition() {
+        let i = p("Top Gun Maverick OST (2022) [FLAC]");
+        assert!(i.kinds.soundtrack);
+        assert!(i.editions.is_empty(), "{:?}", i.editions);
+        assert!(!is_edition_word("ost"));
     }
 }

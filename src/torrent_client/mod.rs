@@ -3,11 +3,13 @@
 //!
 //! Implementations: [`qbittorrent::QbittorrentClient`] (WebUI API v2, 4.5.x and 5.x) and, to run qBittorrent
 //! itself, [`managed::ManagedQbittorrent`] (a supervised qbittorrent-nox with a private profile).
-//! This module never touches the filesystem or the network itself, and never decides ticket states: it reports
-//! what qBittorrent says, typed, and leaves retry decisions to the queue manager.
+//! [`path_mapping`] translates between qBittorrent's paths and ours, so every path the trait returns is local.
+//! This module never decides ticket states: it reports what qBittorrent says, typed, and leaves retry decisions to
+//! the queue manager. The only filesystem access is the check that a finished download is visible here.
 
 pub mod managed;
 pub mod metainfo;
+pub mod path_mapping;
 pub mod qbittorrent;
 
 use std::path::PathBuf;
@@ -122,7 +124,8 @@ pub struct TorrentProgress {
     pub connected_seeds: u64,
     /// True when the wanted data is complete (`amount_left == 0` in an upload-side state).
     pub is_complete: bool,
-    /// Where qBittorrent keeps the torrent's root (join [`ClientFile::path`] to it only after sanitising).
+    /// Where the torrent's root is on THIS machine: qBittorrent's save path translated through
+    /// `[qbittorrent] path_mappings` (join [`ClientFile::path`] to it only after sanitising).
     pub save_path: PathBuf,
 }
 
@@ -183,7 +186,9 @@ pub trait TorrentClient: Send + Sync {
     async fn fetch_metadata(&self, magnet: &str, timeout: Duration) -> Result<Vec<TorrentFile>, TorrentClientError>;
 
     /// Progress of one torrent. Returns [`TorrentClientError::Stalled`] when it made no progress and had no seeds
-    /// for `stall_timeout_secs`, and [`TorrentClientError::TorrentNotFound`] when it is gone.
+    /// for `stall_timeout_secs` (never within a grace period after qBittorrent came back from a restart or an
+    /// outage), [`TorrentClientError::TorrentNotFound`] when it is gone, and
+    /// [`TorrentClientError::DownloadNotVisible`] when it is complete but a wanted file is not at the local path.
     async fn get_progress(&self, hash: &InfoHash) -> Result<TorrentProgress, TorrentClientError>;
 
     /// The torrent's files (empty while a magnet's metadata is still missing).
@@ -198,7 +203,8 @@ pub trait TorrentClient: Send + Sync {
     async fn remove_torrent(&self, hash: &InfoHash, delete_files: bool) -> Result<(), TorrentClientError>;
 
     /// Status of every torrent in the `downloader2` category, in one request. A `fetch_metadata` torrent still in
-    /// flight shows with empty `ticket_ids`: skip those.
+    /// flight shows with empty `ticket_ids`: skip those. The first call also removes the metadata-only torrents an
+    /// earlier run abandoned when it was killed during a fetch.
     async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError>;
 }
 
@@ -247,6 +253,22 @@ pub enum TorrentClientError {
     /// No progress and no seeds for the configured time.
     #[error("torrent {hash} is stalled: no progress and no seeds for {secs} s")]
     Stalled { hash: InfoHash, secs: u64 },
+    /// The torrent is in qBittorrent outside our category: a user's own, which downloader2 never touches.
+    #[error(
+        "torrent {hash} is already in qBittorrent as {name:?} in category {category:?}, outside downloader2's \
+         category: downloader2 never touches a user's own torrents; remove it there (or move it to category \
+         \"downloader2\") and retry the ticket"
+    )]
+    ForeignTorrent { hash: InfoHash, name: String, category: String },
+    /// qBittorrent finished the download but a wanted file is not where this machine looks for it.
+    #[error(
+        "torrent {hash} is complete, but downloader2 cannot see its files: qBittorrent keeps them in \
+         {remote_path:?}, read here as {local_path:?}, and {missing:?} does not exist. If qBittorrent sees the \
+         download folder under another path (another container or machine), set [qbittorrent] path_mappings = \
+         [{{ remote = \"<the folder as qBittorrent sees it>\", local = \"<the same folder here>\" }}]; if a \
+         mapping is set, check that its local folder is mounted"
+    )]
+    DownloadNotVisible { hash: InfoHash, remote_path: String, local_path: String, missing: String },
     /// qBittorrent accepted the add but the torrent never appeared.
     #[error("torrent {hash} did not appear in qBittorrent after it was added: {reason}")]
     AddFailed { hash: InfoHash, reason: String },
@@ -278,6 +300,7 @@ impl TorrentClientError {
             | TorrentClientError::MetadataTimeout { .. }
             | TorrentClientError::Stalled { .. }
             | TorrentClientError::AddFailed { .. }
+            | TorrentClientError::DownloadNotVisible { .. }
             | TorrentClientError::NoxStartFailed { .. } => true,
             TorrentClientError::BadCredentials { .. }
             | TorrentClientError::Banned { .. }
@@ -285,6 +308,7 @@ impl TorrentClientError {
             | TorrentClientError::Rejected { .. }
             | TorrentClientError::UnexpectedResponse { .. }
             | TorrentClientError::TorrentNotFound { .. }
+            | TorrentClientError::ForeignTorrent { .. }
             | TorrentClientError::InvalidSource { .. }
             | TorrentClientError::UnknownFiles { .. }
             | TorrentClientError::NoxNotFound { .. }

@@ -2,13 +2,19 @@
 //!
 //! Owns the HTTP session (login, SID cookie jar, one re-login on 403, a refused login latched so the IP never gets
 //! banned by retries), the version dialect (`pause`/`resume` vs `stop`/`start`, `paused` vs `stopped`), the mapping
-//! of our v1 info hashes to qBittorrent's ids (hybrid torrents), and stall detection. It never spawns processes,
-//! never reads or deletes downloaded files itself (qBittorrent does, through `torrents/delete`), and never logs
-//! the password.
+//! of our v1 info hashes to qBittorrent's ids (hybrid torrents), the translation of save paths through
+//! `[qbittorrent] path_mappings` (stages only ever see local paths), and stall detection.
+//!
+//! An external qBittorrent is shared with its user: only torrents in the `downloader2` category are ever looked up
+//! for changes, tagged, started, stopped or removed (a user's own torrent with the same hash is reported, never
+//! adopted); categories and global preferences are never written by the service (`set_preferences` and
+//! `shutdown_application` exist for test harnesses and the managed instance only).
+//! It never spawns processes, never writes or deletes downloaded files itself (qBittorrent does, through
+//! `torrents/delete`; it only checks that a finished download is visible here), and never logs the password.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::metainfo::{magnet_info_hash, torrent_info_hash};
+use super::path_mapping::{join_torrent_path, PathMap};
 use super::{
     ticket_tag, validate_ticket_id, AddSource, ClientFile, TorrentClient, TorrentClientError, TorrentProgress,
     TorrentState, TorrentStatus, CATEGORY,
@@ -27,12 +34,20 @@ use crate::models::{InfoHash, TorrentFile};
 
 /// Tag of the short-lived torrents `fetch_metadata` adds (not a ticket tag: those start with `d2-`).
 const METADATA_TAG: &str = "downloader2-metadata";
+/// What qBittorrent appends to files it has not finished (option "Append .!qB extension to incomplete files").
+const INCOMPLETE_EXTENSION: &str = ".!qB";
 /// qBittorrent's "infinite" ETA.
 const MAX_ETA: i64 = 8_640_000;
 /// How long an accepted add may take to show up in `torrents/info` (libtorrent adds asynchronously).
 const APPEAR_DEADLINE: Duration = Duration::from_secs(15);
 /// Interval of the short polls inside one call (add, metadata, removal).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// After qBittorrent came back (a restart, an outage, a new session), no torrent is reported stalled for this long.
+/// A client restarted after a kill -9 may receive nothing for minutes: its peers still hold the dead process's uTP
+/// connections and refuse the new ones from the same address until libtorrent's `peer_timeout` (120 s) closes them,
+/// then the client waits for its next retry (`min_reconnect_time`, 60 s). Measured on loopback: about 125 s with
+/// 5.1.0, about 60 s with 4.5.2.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(300);
 
 /// How a torrent starts once added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +64,9 @@ pub enum StartMode {
 /// test harnesses use them directly, e.g. to seed with `skip_checking`).
 #[derive(Debug, Clone)]
 pub struct AddOptions {
-    /// Absolute directory the torrent's root goes into.
+    /// Absolute directory the torrent's root goes into (local form; sent through `path_mappings`).
     pub save_path: PathBuf,
-    /// Category (created by qBittorrent when missing); `None` = none.
-    pub category: Option<String>,
+    /// Tags besides the category, which is always [`CATEGORY`]: this client only ever manages torrents in it.
     pub tags: Vec<String>,
     pub start: StartMode,
     /// Trust the data already at `save_path` (seeding what we made).
@@ -117,9 +131,19 @@ pub struct QbittorrentClient {
     session: tokio::sync::Mutex<Session>,
     /// Bumped at every login, so concurrent 403s cause one re-login, not one each.
     generation: AtomicU64,
+    /// `[qbittorrent] path_mappings`: save paths are sent in qBittorrent's form and read back in ours.
+    paths: PathMap,
     /// Our v1 hash -> qBittorrent's id, when they differ (hybrid torrents).
     ids: Mutex<HashMap<InfoHash, String>>,
     watches: Mutex<HashMap<InfoHash, ProgressWatch>>,
+    /// Set when a request could not reach qBittorrent; the next answer means it came back (maybe restarted).
+    outage_seen: AtomicBool,
+    /// Whether the first `poll_all` already removed the metadata torrents an earlier run abandoned.
+    swept_abandoned: AtomicBool,
+    /// When qBittorrent last came back: stall clocks wait [`RECONNECT_GRACE`] from then.
+    reconnected_at: Mutex<Option<Instant>>,
+    /// [`RECONNECT_GRACE`] (a field so unit tests can shorten it).
+    reconnect_grace: Duration,
     /// One metadata fetch per hash at a time (two tickets' matchings often fetch the same magnet).
     metadata_fetches: Mutex<HashMap<InfoHash, Arc<tokio::sync::Mutex<()>>>>,
     /// File lists already fetched (an info dict never changes), bounded by [`METADATA_CACHE_ENTRIES`].
@@ -162,6 +186,8 @@ struct InfoJson {
     seeding_time: i64,
     #[serde(default)]
     save_path: String,
+    #[serde(default)]
+    category: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,16 +238,11 @@ impl QbittorrentClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let origin = base.origin().ascii_serialization();
-        let mut headers = reqwest::header::HeaderMap::new();
-        // qBittorrent's CSRF check accepts a Referer equal to the Host it is reached under.
-        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("{origin}/")) {
-            headers.insert(reqwest::header::REFERER, value);
-        }
         let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        // No Origin/Referer: qBittorrent's CSRF check lets such requests pass, while a Referer of our own base URL
+        // would be refused behind a reverse proxy that rewrites the Host header (qBittorrent's own nginx recipe).
         let http = reqwest::Client::builder()
             .cookie_store(true)
-            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .no_proxy()
@@ -240,10 +261,15 @@ impl QbittorrentClient {
             timeout_secs: config.timeout_secs.max(1),
             session: tokio::sync::Mutex::new(Session::default()),
             generation: AtomicU64::new(0),
+            paths: PathMap::new(&config.path_mappings),
             ids: Mutex::new(HashMap::new()),
             watches: Mutex::new(HashMap::new()),
+            outage_seen: AtomicBool::new(false),
+            reconnected_at: Mutex::new(None),
+            reconnect_grace: RECONNECT_GRACE,
             metadata_fetches: Mutex::new(HashMap::new()),
             metadata_cache: Mutex::new(HashMap::new()),
+            swept_abandoned: AtomicBool::new(false),
         })
     }
 
@@ -265,6 +291,7 @@ impl QbittorrentClient {
     }
 
     fn transport_error(&self, endpoint: &str, error: reqwest::Error) -> TorrentClientError {
+        self.outage_seen.store(true, Ordering::SeqCst);
         let url = format!("{}api/v2/{endpoint}", self.display_url);
         if error.is_timeout() {
             TorrentClientError::Timeout { url, secs: self.timeout_secs }
@@ -369,12 +396,20 @@ impl QbittorrentClient {
         }
         session.logged_in = false;
         tracing::info!(url = %self.display_url, "qBittorrent session expired (403): logging in again");
-        // A new session usually means a restarted client: its peers reconnect from scratch, so every stall clock
-        // starts again rather than counting the outage as a stall.
+        // A new session usually means a restarted client: its peers reconnect from scratch.
+        self.note_reconnect();
+        self.login_locked(&mut session).await
+    }
+
+    /// qBittorrent came back (restarted, or reachable again): every stall clock starts again, and none may report
+    /// a stall within [`RECONNECT_GRACE`], rather than counting the reconnection as a stall.
+    fn note_reconnect(&self) {
         if let Ok(mut watches) = self.watches.lock() {
             watches.clear();
         }
-        self.login_locked(&mut session).await
+        if let Ok(mut at) = self.reconnected_at.lock() {
+            *at = Some(Instant::now());
+        }
     }
 
     /// The WebAPI version (logs in when needed).
@@ -442,6 +477,10 @@ impl QbittorrentClient {
         let response = request.send().await.map_err(|e| self.transport_error(endpoint, e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.transport_error(endpoint, e))?;
+        if self.outage_seen.swap(false, Ordering::SeqCst) {
+            tracing::info!(url = %self.display_url, "qBittorrent answers again");
+            self.note_reconnect();
+        }
         Ok(Reply { status, body })
     }
 
@@ -477,6 +516,8 @@ impl QbittorrentClient {
     }
 
     /// Sets preferences (`app/setPreferences`, a JSON object of 4.5/5.x keys); unknown keys are silently ignored.
+    /// Never called by the service: an external qBittorrent's preferences belong to its user (test harnesses
+    /// configure the instances they start with it).
     pub async fn set_preferences(&self, preferences: &serde_json::Value) -> Result<(), TorrentClientError> {
         let json = preferences.to_string();
         let reply = self.post_form("app/setPreferences", &[("json", json.as_str())]).await?;
@@ -519,21 +560,27 @@ impl QbittorrentClient {
             AddSource::Magnet(magnet) => magnet_info_hash(magnet)?,
             AddSource::TorrentFile(bytes) => torrent_info_hash(bytes)?,
         };
-        let save_path = options.save_path.to_str().ok_or_else(|| TorrentClientError::InvalidSource {
-            reason: format!("save path {} is not UTF-8", options.save_path.display()),
+        // qBittorrent's own name for the folder (`[qbittorrent] path_mappings`).
+        let remote_save_path = self.paths.to_remote(&options.save_path);
+        let save_path = remote_save_path.to_str().ok_or_else(|| TorrentClientError::InvalidSource {
+            reason: format!("save path {} is not UTF-8", remote_save_path.display()),
         })?;
+        // A user's own torrent with this hash is never adopted: adding it again would merge our trackers into it,
+        // and tagging it would hand it to our clean-up.
+        if let Some(foreign) = self.foreign_torrent(&hash, false).await? {
+            return Err(self.foreign_error(&hash, &foreign));
+        }
         let (paused, stop_condition) = match options.start {
             StartMode::Running => ("false", "None"),
             StartMode::StopAfterMetadata => ("false", "MetadataReceived"),
             StartMode::Stopped => ("true", "None"),
         };
         let tags = options.tags.join(",");
-        let category = options.category.clone().unwrap_or_default();
         let skip_checking = if options.skip_checking { "true" } else { "false" };
         let build_form = || {
             let mut form = Form::new()
                 .text("savepath", save_path.to_string())
-                .text("category", category.clone())
+                .text("category", CATEGORY)
                 .text("tags", tags.clone())
                 .text("autoTMM", "false")
                 .text("paused", paused)
@@ -562,6 +609,7 @@ impl QbittorrentClient {
             _ => false,
         };
         let deadline = Instant::now() + APPEAR_DEADLINE;
+        let mut looked_for_foreign = false;
         loop {
             if let Some(info) = self.find_torrent(&hash).await? {
                 if !accepted && !options.tags.is_empty() {
@@ -572,6 +620,13 @@ impl QbittorrentClient {
                     self.expect_success("torrents/addTags", reply)?;
                 }
                 return Ok(hash);
+            }
+            if !accepted && !looked_for_foreign {
+                // Refused and not ours: a user's own hybrid torrent (listed under its v2 id) is the likely reason.
+                looked_for_foreign = true;
+                if let Some(foreign) = self.foreign_torrent(&hash, true).await? {
+                    return Err(self.foreign_error(&hash, &foreign));
+                }
             }
             if Instant::now() >= deadline {
                 return Err(TorrentClientError::AddFailed {
@@ -588,14 +643,21 @@ impl QbittorrentClient {
         }
     }
 
-    /// Finds a torrent by our v1 hash: by id first, then among our category by `infohash_v1` (hybrids).
+    /// Finds one of OUR torrents (category `downloader2`) by our v1 hash: by id first, then among our category by
+    /// `infohash_v1` (hybrids). A torrent with this hash outside our category is the user's: `None`.
     async fn find_torrent(&self, hash: &InfoHash) -> Result<Option<InfoJson>, TorrentClientError> {
         let cached = self.cached_id(hash);
         let id = cached.clone().unwrap_or_else(|| hash.as_str().to_string());
         let direct: Vec<InfoJson> =
             self.get_json("torrents/info", &[("hashes", id.as_str())]).await?.unwrap_or_default();
         if let Some(info) = direct.into_iter().next() {
-            return Ok(Some(info));
+            if info.category == CATEGORY {
+                return Ok(Some(info));
+            }
+            if cached.is_some() {
+                self.forget(hash);
+            }
+            return Ok(None);
         }
         let ours: Vec<InfoJson> = self.get_json("torrents/info", &[("category", CATEGORY)]).await?.unwrap_or_default();
         let found = ours.into_iter().find(|info| {
@@ -607,6 +669,32 @@ impl QbittorrentClient {
             self.forget(hash);
         }
         Ok(found)
+    }
+
+    /// A torrent with our v1 hash OUTSIDE our category (a user's own), by id; with `scan_all`, also among every
+    /// torrent by `infohash_v1` (a hybrid is listed under its v2 id; one request for the whole list, so only on the
+    /// rare paths that need it).
+    async fn foreign_torrent(&self, hash: &InfoHash, scan_all: bool) -> Result<Option<InfoJson>, TorrentClientError> {
+        let direct: Vec<InfoJson> =
+            self.get_json("torrents/info", &[("hashes", hash.as_str())]).await?.unwrap_or_default();
+        if let Some(info) = direct.into_iter().find(|info| info.category != CATEGORY) {
+            return Ok(Some(info));
+        }
+        if !scan_all {
+            return Ok(None);
+        }
+        let every: Vec<InfoJson> = self.get_json("torrents/info", &[]).await?.unwrap_or_default();
+        Ok(every
+            .into_iter()
+            .find(|info| info.category != CATEGORY && info.infohash_v1.eq_ignore_ascii_case(hash.as_str())))
+    }
+
+    fn foreign_error(&self, hash: &InfoHash, foreign: &InfoJson) -> TorrentClientError {
+        TorrentClientError::ForeignTorrent {
+            hash: hash.clone(),
+            name: foreign.name.clone(),
+            category: foreign.category.clone(),
+        }
     }
 
     fn cached_id(&self, hash: &InfoHash) -> Option<String> {
@@ -706,14 +794,21 @@ impl QbittorrentClient {
             size: non_negative(info.size),
             connected_seeds,
             is_complete,
-            save_path: PathBuf::from(&info.save_path),
+            save_path: self.paths.to_local(Path::new(&info.save_path)),
         };
         (progress, stalled_for)
     }
 
-    /// Records an observation; returns how long the torrent has been stalled once that reaches the timeout.
+    /// Records an observation; returns how long the torrent has been stalled once that reaches the timeout (never
+    /// within [`RECONNECT_GRACE`] of qBittorrent coming back).
     fn observe(&self, hash: &InfoHash, completed: u64, seeds: u64, active: bool) -> Option<Duration> {
         let now = Instant::now();
+        let reconnecting = self
+            .reconnected_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| now.saturating_duration_since(at) < self.reconnect_grace);
         let mut watches = self.watches.lock().ok()?;
         let watch = watches.entry(hash.clone()).or_insert(ProgressWatch { completed, since: now });
         if !active || seeds > 0 || completed != watch.completed {
@@ -721,7 +816,25 @@ impl QbittorrentClient {
             return None;
         }
         let quiet = now.saturating_duration_since(watch.since);
-        (quiet >= self.stall_timeout).then_some(quiet)
+        (quiet >= self.stall_timeout && !reconnecting).then_some(quiet)
+    }
+
+    /// Checks that every wanted file of a complete torrent is where downloader2 will read it (the local form of
+    /// qBittorrent's save path). A missing one means qBittorrent sees the folder under another path than this
+    /// machine: [`TorrentClientError::DownloadNotVisible`] names both paths and `path_mappings`. Returns false
+    /// while a file still carries qBittorrent's incomplete-file extension (visible, just not renamed yet).
+    async fn check_visible(&self, hash: &InfoHash, info: &InfoJson, local: &Path) -> Result<bool, TorrentClientError> {
+        let files = self.files_by_id(hash, &info.hash).await?;
+        match visibility(local, &files).await {
+            Visibility::Visible => Ok(true),
+            Visibility::Renaming => Ok(false),
+            Visibility::Missing(path) => Err(TorrentClientError::DownloadNotVisible {
+                hash: hash.clone(),
+                remote_path: info.save_path.clone(),
+                local_path: local.display().to_string(),
+                missing: path.display().to_string(),
+            }),
+        }
     }
 
     async fn wait_until_gone(&self, hash: &InfoHash, deadline: Instant) -> Result<(), TorrentClientError> {
@@ -730,6 +843,33 @@ impl QbittorrentClient {
         }
         Ok(())
     }
+}
+
+/// Whether the wanted files of a torrent are on this machine.
+#[derive(Debug, PartialEq, Eq)]
+enum Visibility {
+    Visible,
+    /// A wanted file is there under qBittorrent's incomplete-file name only.
+    Renaming,
+    /// This wanted file is not there at all.
+    Missing(PathBuf),
+}
+
+/// Looks for every wanted (priority > 0), non-empty file under `local`. Unsafe torrent paths are not looked at.
+async fn visibility(local: &Path, files: &[ClientFile]) -> Visibility {
+    for file in files.iter().filter(|file| file.priority > 0 && file.size > 0) {
+        let Some(path) = join_torrent_path(local, &file.path) else { continue };
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            continue;
+        }
+        let mut incomplete = path.clone().into_os_string();
+        incomplete.push(INCOMPLETE_EXTENSION);
+        if tokio::fs::try_exists(&incomplete).await.unwrap_or(false) {
+            return Visibility::Renaming;
+        }
+        return Visibility::Missing(path);
+    }
+    Visibility::Visible
 }
 
 /// The last 300 characters of a body, for error messages.
@@ -751,9 +891,16 @@ impl QbittorrentClient {
         let deadline = Instant::now() + timeout;
         let existed = self.find_torrent(hash).await?.is_some();
         if !existed {
+            if let Some(foreign) = self.foreign_torrent(hash, false).await? {
+                // The user has it: read its file list, change nothing.
+                let files = self.files_by_id(hash, &foreign.hash).await?;
+                if files.is_empty() {
+                    return Err(self.foreign_error(hash, &foreign));
+                }
+                return Ok(files.iter().map(ClientFile::to_torrent_file).collect());
+            }
             let options = AddOptions {
                 save_path: self.download_root.join(".metadata").join(hash.as_str()),
-                category: Some(CATEGORY.to_string()),
                 tags: vec![METADATA_TAG.to_string()],
                 start: StartMode::StopAfterMetadata,
                 skip_checking: false,
@@ -786,6 +933,38 @@ impl QbittorrentClient {
     }
 }
 
+impl QbittorrentClient {
+    /// Removes the metadata-only torrents an earlier run abandoned (killed during `fetch_metadata`): in our
+    /// category, tagged [`METADATA_TAG`], no ticket tag, not being fetched by this process. Failures are logged;
+    /// the next run tries again.
+    async fn remove_abandoned_metadata_fetches(&self, ours: &[InfoJson]) {
+        for info in ours {
+            let is_metadata_fetch = info.tags.split(',').any(|tag| tag.trim() == METADATA_TAG);
+            if !is_metadata_fetch || !ticket_ids_of(&info.tags).is_empty() {
+                continue;
+            }
+            let raw = if info.infohash_v1.is_empty() { info.hash.as_str() } else { info.infohash_v1.as_str() };
+            let in_flight = match raw.parse::<InfoHash>() {
+                Ok(hash) => self.metadata_fetches.lock().map_or(true, |fetches| fetches.contains_key(&hash)),
+                Err(_) => false,
+            };
+            if in_flight {
+                continue;
+            }
+            let removed = self
+                .post_form("torrents/delete", &[("hashes", info.hash.as_str()), ("deleteFiles", "true")])
+                .await
+                .and_then(|reply| self.expect_success("torrents/delete", reply));
+            match removed {
+                Ok(()) => {
+                    tracing::info!(hash = %info.hash, name = %info.name, "removed a metadata fetch an earlier run abandoned")
+                }
+                Err(error) => tracing::warn!(hash = %info.hash, "cannot remove an abandoned metadata fetch: {error}"),
+            }
+        }
+    }
+}
+
 fn poisoned(what: &str) -> TorrentClientError {
     TorrentClientError::UnexpectedResponse { url: String::new(), reason: format!("internal lock poisoned: {what}") }
 }
@@ -809,7 +988,6 @@ impl TorrentClient for QbittorrentClient {
         };
         let options = AddOptions {
             save_path: self.download_root.join(ticket_id),
-            category: Some(CATEGORY.to_string()),
             tags: vec![ticket_tag(ticket_id)],
             start,
             skip_checking: false,
@@ -850,10 +1028,14 @@ impl TorrentClient for QbittorrentClient {
         let info =
             self.find_torrent(hash).await?.ok_or_else(|| TorrentClientError::TorrentNotFound { hash: hash.clone() })?;
         let (progress, stalled_for) = self.progress_of(hash, &info);
-        match stalled_for {
-            Some(quiet) => Err(TorrentClientError::Stalled { hash: hash.clone(), secs: quiet.as_secs() }),
-            None => Ok(progress),
+        if let Some(quiet) = stalled_for {
+            return Err(TorrentClientError::Stalled { hash: hash.clone(), secs: quiet.as_secs() });
         }
+        if progress.is_complete && !self.check_visible(hash, &info, &progress.save_path).await? {
+            // Complete, but qBittorrent is still renaming `<file>.!qB`: not done for a reader yet.
+            return Ok(TorrentProgress { is_complete: false, ..progress });
+        }
+        Ok(progress)
     }
 
     async fn get_files(&self, hash: &InfoHash) -> Result<Vec<ClientFile>, TorrentClientError> {
@@ -905,6 +1087,9 @@ impl TorrentClient for QbittorrentClient {
 
     async fn poll_all(&self) -> Result<Vec<TorrentStatus>, TorrentClientError> {
         let infos: Vec<InfoJson> = self.get_json("torrents/info", &[("category", CATEGORY)]).await?.unwrap_or_default();
+        if !self.swept_abandoned.swap(true, Ordering::SeqCst) {
+            self.remove_abandoned_metadata_fetches(&infos).await;
+        }
         let mut statuses = Vec::with_capacity(infos.len());
         for info in infos {
             let raw = if info.infohash_v1.is_empty() { info.hash.as_str() } else { info.infohash_v1.as_str() };
@@ -958,6 +1143,66 @@ mod tests {
         assert!(client.observe(&hash, 10, 0, true).is_some(), "no progress, no seeds, timeout 0");
         assert!(client.observe(&hash, 10, 1, true).is_none(), "a seed is connected");
         assert!(client.observe(&hash, 11, 0, false).is_none(), "stopped torrents do not stall");
+    }
+
+    #[test]
+    fn no_stall_is_reported_while_a_restarted_client_reconnects() {
+        let config = QbittorrentConfig { stall_timeout_secs: 0, ..QbittorrentConfig::default() };
+        let mut client = QbittorrentClient::new("http://127.0.0.1:9/", "u", "p", &config, Path::new("/tmp")).unwrap();
+        let hash: InfoHash = "0".repeat(40).parse().unwrap();
+        assert!(client.observe(&hash, 10, 0, true).is_some());
+        client.note_reconnect();
+        assert!(client.observe(&hash, 10, 0, true).is_none(), "within the grace after a reconnect");
+        assert!(client.observe(&hash, 10, 0, true).is_none(), "still within the grace");
+        client.reconnect_grace = Duration::ZERO;
+        assert!(client.observe(&hash, 10, 0, true).is_some(), "after the grace the stall clock counts again");
+    }
+
+    #[tokio::test]
+    async fn wanted_files_must_exist_locally_and_renaming_ones_are_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |path: &str, priority: u8, size: u64| ClientFile {
+            index: 0,
+            path: path.into(),
+            size,
+            progress: 1.0,
+            priority,
+        };
+        std::fs::create_dir_all(dir.path().join("A")).unwrap();
+        std::fs::write(dir.path().join("A/01.flac"), b"x").unwrap();
+        let present = [file("A/01.flac", 1, 1), file("A/skipped.log", 0, 5), file("A/empty.txt", 1, 0)];
+        assert_eq!(visibility(dir.path(), &present).await, Visibility::Visible);
+        std::fs::write(dir.path().join("A/02.flac.!qB"), b"x").unwrap();
+        let renaming = [file("A/01.flac", 1, 1), file("A/02.flac", 1, 1)];
+        assert_eq!(visibility(dir.path(), &renaming).await, Visibility::Renaming);
+        let missing = [file("A/01.flac", 1, 1), file("A/03.flac", 6, 1)];
+        assert_eq!(visibility(dir.path(), &missing).await, Visibility::Missing(dir.path().join("A/03.flac")));
+        let elsewhere = [file("A/01.flac", 1, 1)];
+        assert_eq!(
+            visibility(&dir.path().join("not-mounted"), &elsewhere).await,
+            Visibility::Missing(dir.path().join("not-mounted/A/01.flac"))
+        );
+    }
+
+    #[test]
+    fn save_paths_are_reported_in_the_local_form() {
+        let config = QbittorrentConfig {
+            path_mappings: vec![crate::config::PathMapping {
+                remote: "/downloads".into(),
+                local: "/mnt/nas/downloads".into(),
+            }],
+            ..QbittorrentConfig::default()
+        };
+        let client = QbittorrentClient::new("http://127.0.0.1:9/", "u", "p", &config, Path::new("/tmp")).unwrap();
+        let hash: InfoHash = "0".repeat(40).parse().unwrap();
+        let info: InfoJson = serde_json::from_value(serde_json::json!({
+            "hash": hash.as_str(), "state": "stalledUP", "size": 10, "amount_left": 0, "progress": 1.0,
+            "save_path": "/downloads/t1", "category": "downloader2"
+        }))
+        .unwrap();
+        let (progress, _) = client.progress_of(&hash, &info);
+        assert!(progress.is_complete);
+        assert_eq!(progress.save_path, PathBuf::from("/mnt/nas/downloads/t1"));
     }
 
     #[test]

@@ -191,8 +191,8 @@ async fn trackers_web_seeds_and_peers_on_internal_addresses_never_reach_the_torr
         // The client has the torrent under the hash the test computed (stripping never touches the info
         // dictionary), with the allowed tracker and nothing on the canary.
         let trackers: Vec<Value> = wait_for("the torrent's trackers in qBittorrent", TIMEOUT, || async {
-            let list = raw_get_json(&qbt.managed, &format!("torrents/trackers?hash={hash}")).await;
-            let urls = list.as_array().cloned().unwrap_or_default();
+            // 404 (not JSON) until the approved torrent has been added.
+            let urls = known_torrent_list(&qbt, &format!("torrents/trackers?hash={hash}")).await?;
             urls.iter().any(|t| t["url"] == allowed_tracker.as_str()).then_some(urls)
         })
         .await;
@@ -211,4 +211,23 @@ async fn trackers_web_seeds_and_peers_on_internal_addresses_never_reach_the_torr
     .await;
     // ... and the canary, tracker, web seed and peer of both torrents, saw nothing.
     assert_eq!(internal.connections(), 0, "internal URLs requested: {:?}", internal.seen());
+}
+
+/// A list the WebUI answers about one torrent, or `None` while qBittorrent does not know the torrent yet (404).
+async fn known_torrent_list(qbt: &QbittorrentUnderTest, path_and_query: &str) -> Option<Vec<Value>> {
+    let http = reqwest::Client::builder().cookie_store(true).no_proxy().build().unwrap();
+    let managed = &qbt.managed;
+    let login = http
+        .post(format!("{}api/v2/auth/login", managed.url()))
+        .form(&[("username", managed.username()), ("password", managed.password())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.text().await.unwrap(), "Ok.");
+    let response = http.get(format!("{}api/v2/{path_and_query}", managed.url())).send().await.unwrap();
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert!(response.status().is_success(), "{path_and_query}: {}", response.status());
+    response.json::<Value>().await.unwrap().as_array().cloned()
 }

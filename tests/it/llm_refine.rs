@@ -2,7 +2,6 @@
 //! the real prompt and provider clients against wire-format test servers, the SQLite cache and ledger, and the
 //! guard rails. Every failure must fall back to the deterministic result; a cached answer must cost no request.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use downloader2::queue::Store;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::matcher_cases::dev_cases_dir;
 use crate::support::llm_server::{Flavor, LlmServer, Reply, API_KEY};
 
 #[derive(Deserialize)]
@@ -26,7 +26,7 @@ struct Case {
 }
 
 fn case_001() -> Case {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    let path = dev_cases_dir().join("001-portishead-dummy.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -242,8 +242,7 @@ fn with_provider_none_no_llm_exists() {
 
 #[tokio::test]
 async fn the_match_command_asks_the_configured_provider_with_llm() {
-    let case_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    let case_path = dev_cases_dir().join("001-portishead-dummy.json");
     let case = case_001();
     let det = match_candidates(&case.ticket, &case.candidates, THRESHOLD);
     let best = det.recommended_idx.unwrap();
@@ -274,8 +273,7 @@ async fn the_match_command_asks_the_configured_provider_with_llm() {
     assert!(!stderr.contains(API_KEY), "the key never appears");
 
     // Without --llm nothing is contacted.
-    let case_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases/001-portishead-dummy.json");
+    let case_path = dev_cases_dir().join("001-portishead-dummy.json");
     let plain = std::process::Command::new(env!("CARGO_BIN_EXE_downloader2"))
         .arg("match")
         .arg(&case_path)

@@ -17,6 +17,10 @@ pub(crate) struct Expected {
     pub(crate) auto_approve_ok: bool,
     #[serde(default)]
     pub(crate) track_mapping: BTreeMap<String, String>,
+    /// This crate's fixtures only: when nothing is acceptable, the candidate an admin should see first (the near
+    /// miss). The shared dev cases do not have it.
+    #[serde(default)]
+    pub(crate) review_first: Option<usize>,
 }
 
 /// A labelled case: a ticket, its candidates, and what a careful admin would choose.
@@ -28,9 +32,13 @@ pub(crate) struct Case {
     pub(crate) expected: Expected,
 }
 
-/// The labelled development cases beside the clone.
+/// The labelled development cases beside the clone (`../shared/matching-dev/cases`), or where
+/// `DOWNLOADER2_MATCHING_DEV_CASES` points (a worktree checked out elsewhere).
 pub(crate) fn dev_cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases")
+    match std::env::var_os("DOWNLOADER2_MATCHING_DEV_CASES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/matching-dev/cases"),
+    }
 }
 
 /// Every case file in `dir`, sorted by name.
@@ -62,6 +70,8 @@ struct Figures {
     best_tracks_right: usize,
     auto_ok: usize,
     auto_ok_approved: usize,
+    with_review_first: usize,
+    review_first_recommended: usize,
 }
 
 fn run_cases(cases: &[(PathBuf, Case)]) -> Figures {
@@ -119,6 +129,14 @@ fn run_cases(cases: &[(PathBuf, Case)]) -> Figures {
                 } else {
                     verdict.push_str(&format!(" MAP({track}: {:?})", got.get(track)));
                 }
+            }
+        }
+        if let Some(first) = case.expected.review_first {
+            f.with_review_first += 1;
+            if rec == Some(first) {
+                f.review_first_recommended += 1;
+            } else {
+                verdict.push_str(&format!(" NEAR-MISS-NOT-FIRST({first})"));
             }
         }
         if case.expected.auto_approve_ok {
@@ -196,6 +214,9 @@ fn print_figures(label: &str, f: &Figures) {
         f.auto_ok,
         pct(f.auto_ok_approved, f.auto_ok)
     );
+    if f.with_review_first > 0 {
+        println!("near miss first (nothing acceptable): {}/{}", f.review_first_recommended, f.with_review_first);
+    }
 }
 
 #[test]
@@ -215,10 +236,12 @@ fn matcher_dev_cases_meet_the_acceptance_figures() {
 fn matcher_own_fixture_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/matching");
     let cases = load_cases(&dir);
-    assert!(cases.len() >= 3);
+    assert!(cases.len() >= 11);
     let f = run_cases(&cases);
     print_figures("own fixtures", &f);
     assert_eq!(f.false_auto, 0);
+    assert_eq!(f.recommended_acceptable, f.with_acceptable, "every fixture's recommendation must be acceptable");
+    assert_eq!(f.review_first_recommended, f.with_review_first, "the near miss must come first");
     assert_eq!(f.recommended_best, f.with_best, "every fixture's best must be recommended");
     assert_eq!(f.best_tracks_right, f.best_tracks, "every fixture mapping must be exact");
     assert_eq!(f.auto_ok_approved, f.auto_ok);

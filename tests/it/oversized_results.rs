@@ -82,6 +82,9 @@ async fn six_huge_legal_torrents_keep_memory_views_and_database_bounded() {
     torznab.set_results(releases);
 
     let mut setup = ServiceSetup::new(dir.path(), &torznab.url(), &torznab.api_key());
+    // Six 9 MB .torrent files fetched and parsed by a debug build on a loaded 2-core machine: give the link fetches
+    // time (this test bounds sizes, not speed).
+    setup.jackett_timeout_secs = 60;
     setup.torrent_client = TorrentClientSetup::External {
         url: UNUSED_QBITTORRENT_URL.into(),
         username: "admin".into(),

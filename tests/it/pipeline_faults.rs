@@ -21,9 +21,9 @@ use crate::support::torznab_server::{Download, Release, TorznabServer};
 const ARTIST: &str = "Marrow Lane";
 const ALBUM: &str = "Paper Satellites";
 const YEAR: i32 = 2017;
-const TITLE: &str = "Marrow Lane - Paper Satellites (2017) [FLAC 16-44]";
+pub(crate) const TITLE: &str = "Marrow Lane - Paper Satellites (2017) [FLAC 16-44]";
 /// The same files in another torrent (another folder name, so another info hash).
-const SECOND_TITLE: &str = "Marrow Lane - Paper Satellites (2017) [FLAC]";
+pub(crate) const SECOND_TITLE: &str = "Marrow Lane - Paper Satellites (2017) [FLAC]";
 const TRACKS: &[(&str, f64)] = &[("Static Bloom", 14.0), ("Kite Wire", 17.0), ("Orbit Song", 12.0)];
 const STAGE_TIMEOUT: Duration = Duration::from_secs(240);
 /// The catalog's sample rate (the sources are 44.1 kHz too: no resampling needed for these tests).
@@ -31,17 +31,17 @@ const RATE: u32 = 44_100;
 
 /// A generated album, its swarm (one torrent per title, all from the same files) and a Torznab server listing
 /// every torrent as a .torrent link with the given seeder counts.
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
     album: GeneratedAlbum,
-    swarm: Swarm,
+    pub(crate) swarm: Swarm,
     torznab: TorznabServer,
 }
 
 impl Fixture {
     /// `releases`: (torrent title, seeders announced by the indexer). `prepare` may alter the generated files
     /// before they are seeded.
-    async fn new(releases: &[(&str, u64)], prepare: impl FnOnce(&GeneratedAlbum)) -> Fixture {
+    pub(crate) async fn new(releases: &[(&str, u64)], prepare: impl FnOnce(&GeneratedAlbum)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let album = generate_flac_album(&dir.path().join("sources"), TITLE, TRACKS, RATE);
         prepare(&album);
@@ -74,21 +74,21 @@ impl Fixture {
         self.torznab.set_results(listed);
     }
 
-    fn setup(&self) -> ServiceSetup {
+    pub(crate) fn setup(&self) -> ServiceSetup {
         ServiceSetup::new(&self.dir.path().join("service"), &self.torznab.url(), &self.torznab.api_key())
     }
 
-    fn ticket(&self, id: &str, setup: &ServiceSetup) -> Value {
+    pub(crate) fn ticket(&self, id: &str, setup: &ServiceSetup) -> Value {
         ticket_for(id, &setup.media_root(), ARTIST, ALBUM, YEAR, &self.album.tracks, RATE)
     }
 }
 
 /// The ticket's history as `GET /api/v1/ticket/{id}` shows it.
-fn history(shown: &Value) -> Vec<Value> {
+pub(crate) fn history(shown: &Value) -> Vec<Value> {
     shown["history"].as_array().cloned().unwrap_or_default()
 }
 
-fn entries_to<'a>(history: &'a [Value], state: &str) -> Vec<&'a Value> {
+pub(crate) fn entries_to<'a>(history: &'a [Value], state: &str) -> Vec<&'a Value> {
     history.iter().filter(|event| event["to_state"] == state && event["from_state"] != state).collect()
 }
 
@@ -127,7 +127,7 @@ const DEAD_ENDS: [&str; 5] = ["needs_approval", "failed", "completed", "rejected
 
 /// Waits for a state change of `id` to `state` over the WebSocket; on timeout, panics with the states seen and
 /// the service log's tail.
-async fn wait_state(events: &EventRecorder, service: &ServiceProcess, id: &str, state: &str) -> Value {
+pub(crate) async fn wait_state(events: &EventRecorder, service: &ServiceProcess, id: &str, state: &str) -> Value {
     let deadline = std::time::Instant::now() + STAGE_TIMEOUT;
     loop {
         let found = events
@@ -150,7 +150,7 @@ async fn wait_state(events: &EventRecorder, service: &ServiceProcess, id: &str, 
 }
 
 /// The ticket's current download progress (percent), when it is downloading.
-async fn download_progress(service: &ServiceProcess, id: &str) -> Option<f64> {
+pub(crate) async fn download_progress(service: &ServiceProcess, id: &str) -> Option<f64> {
     let shown = service.ticket(id).await;
     let state = &shown["state"];
     (state["state"] == "downloading").then(|| state["progress_pct"].as_f64().unwrap_or(0.0))

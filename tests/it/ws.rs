@@ -59,6 +59,7 @@ async fn streams_contract_messages_for_the_filtered_ticket() {
         reasoning: "r".into(),
         track_mapping: vec![],
         hard_rejects: vec![],
+        doubts: Vec::new(),
     };
     transition_and_publish(
         &t,

@@ -6,6 +6,7 @@
 
 const TOKEN_KEY = 'downloader2.adminToken';
 const PAGE_SIZE = 25;
+const WEBHOOK_POLL_MS = 15000;
 const ACTOR = 'admin-ui';
 const STATES = ['pending', 'searching', 'matching', 'needs_approval', 'auto_approved', 'approved', 'downloading',
   'converting', 'placing', 'completed', 'rejected', 'failed', 'cancelled'];
@@ -21,6 +22,7 @@ const ui = {
   socket: null,
   socketRetryMs: 1000,
   refreshTimer: null,
+  webhookTimer: null,  // the next look at the catalog webhook's backlog
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -222,12 +224,44 @@ function showProgress(ticketId, pct) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The catalog webhook: the header says so while its deliveries fail (events wait in the outbox meanwhile).
+
+async function loadWebhookStatus() {
+  clearTimeout(ui.webhookTimer);
+  ui.webhookTimer = setTimeout(loadWebhookStatus, WEBHOOK_POLL_MS);
+  let status;
+  try {
+    status = await api('GET', '/api/v1/webhook');
+  } catch (_) {
+    return; // signed out (401), or the service is away: the last line stays until the next look
+  }
+  renderWebhookStatus(status);
+}
+
+function renderWebhookStatus(status) {
+  const line = $('#webhook');
+  const head = status.head;
+  const failing = Boolean(status.enabled && head && head.attempts > 0);
+  line.hidden = !failing;
+  if (!failing) {
+    line.replaceChildren();
+    line.removeAttribute('title');
+    return;
+  }
+  const error = head.last_error || 'unknown error';
+  replace(line, `webhook: ${status.pending} pending, last error: ${error}`);
+  line.title = `${plural(head.attempts, 'failed attempt')} to deliver "${head.event}" of ticket ${head.ticket_id}; `
+    + `next try ${when(head.next_attempt_at)}. ${error}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Routing: #/ is the queue, #/ticket/<id> a ticket.
 
 function route() {
   if (!ui.token) { renderSignIn(); return; }
   $('#sign-out').hidden = false;
   if (!ui.socket) connectSocket();
+  if (!ui.webhookTimer) loadWebhookStatus();
   const match = location.hash.match(/^#\/ticket\/(.+)$/);
   if (match) {
     ui.view = 'ticket';
@@ -249,6 +283,9 @@ function signOut(message) {
   ui.token = null;
   disconnectSocket();
   $('#live').hidden = true;
+  clearTimeout(ui.webhookTimer);
+  ui.webhookTimer = null;
+  $('#webhook').hidden = true;
   $('#sign-out').hidden = true;
   renderSignIn(message);
 }
@@ -548,7 +585,7 @@ function candidatesSection(view) {
           + ((review.unmapped_audio_files || []).length ? `, ${review.unmapped_audio_files.length} not mapped` : '')
           + (c.files_omitted ? `, ${c.files_omitted} more not listed` : ''))),
       (scored.hard_rejects || []).length
-        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, r))) : null,
+        ? el('ul.rejects', { 'aria-label': 'Never auto-approved because' }, scored.hard_rejects.map((r) => el('li', {}, typeof r === 'string' ? r : r.message))) : null,
       el('p.reasoning', {}, scored.reasoning),
       approve,
       mappingTable(review));

@@ -9,20 +9,22 @@
 //!    neutral (no verdict, `unsure`), then demoted (`wrong_release`, `incomplete`, or a score < 0.5), then every
 //!    hard-rejected candidate. So the LLM can never lift a hard-rejected candidate, nor one without a file list,
 //!    above another. When the LLM's order puts another candidate first, the outcome is `needs_approval`
-//!    (`multiple_good_matches`): the LLM and the deterministic ranking disagree, a person decides.
+//!    (`multiple_good_matches`): the LLM and the deterministic ranking disagree, a person decides; unless rule 6
+//!    raises that candidate.
 //! 4. **Confidence.** The outcome's confidence is the deterministic score of the recommended candidate, lowered to
 //!    the LLM's score when that is lower. It is never raised.
 //! 5. **Lowering.** An auto-approved favourite stays auto-approved only if the LLM (when it judged it) says
 //!    `exact` or `other_edition`, with score >= threshold, and its mapping contradicts the deterministic mapping on
 //!    no track it names. Otherwise: `needs_approval` (`low_confidence`).
-//! 6. **Raising.** A `needs_approval` favourite becomes auto-approved only if ALL hold: the LLM says `exact`; the
-//!    candidate has no hard reject, a non-empty file list and >= 3 seeders; every deterministic doubt is about names
-//!    (file names, title, artist, CUE image: what reading names can settle; never durations, swarm, pack, bitrate or
-//!    year); the deterministic score AND the LLM score reach the threshold; the deterministic mapping covers every
-//!    ticket track once; the LLM maps every ticket track to a file and agrees with the deterministic mapping on
-//!    EVERY track; and every track the deterministic mapping holds with confidence <= [`CONFIDENT_TRACK`] maps to a
-//!    file that has a real name (not `Track 05`). Only the deterministic favourite can be raised: the doubts of other
-//!    candidates are not known here, and overruling the ranking and a doubt at once is two steps too many.
+//! 6. **Raising.** The recommended candidate (after rule 3) becomes auto-approved only if ALL hold: its own typed
+//!    verdict allows it (`verdict::llm_raise_refusal`: no hard reject, a non-empty file list, >= 3 seeders, every
+//!    doubt one that reading names can settle - file names, title, artist, CUE image; never durations, swarm, pack,
+//!    bitrate or year - and a deterministic score at or above the threshold); the LLM says `exact` with a score at
+//!    or above the threshold; the deterministic mapping covers every ticket track once; the LLM maps every ticket
+//!    track to a file and agrees with the deterministic mapping on EVERY track; and every track the deterministic
+//!    mapping holds with confidence <= [`CONFIDENT_TRACK`] maps to a file that has a real name (not `Track 05`).
+//!    A candidate that is not the deterministic favourite is raised only when the LLM demoted every candidate the
+//!    deterministic ranking put before it (overruling a preference the LLM did not dispute is a person's call).
 //! 7. **Hard rejects are final.** A hard-rejected candidate is never auto-approved, whatever the answer says; an
 //!    auto-approval always needs confidence >= threshold (checked last, over every other rule).
 //! 8. **The mapping is the deterministic one.** Track mappings are never taken from the LLM; its mapping only
@@ -33,13 +35,15 @@
 //! track (0.85) scores above. Tracks above the cut-off were identified by name; at or below it the LLM's
 //! agreement is only worth something if there is a name for it to read.
 //!
+//! No rule reads text: the deterministic doubts and rejects are the typed verdict each candidate carries.
 //! Everything the LLM changed is described in [`Combined::notes`]. This file never builds prompts, never parses
 //! answers and never calls a provider.
 
 use crate::matcher::cue::split_track_reference;
 use crate::matcher::mapping::read_audio_files;
-use crate::matcher::scoring::HEALTHY_SEEDERS;
+use crate::matcher::verdict::llm_raise_refusal;
 use crate::matcher::{MatchDecision, MatchOutcome, RankedCandidate};
+use crate::models::verdict::reword;
 use crate::models::ApprovalReason;
 
 use super::answer::{CandidateVerdict, ValidatedAnswer, Verdict};
@@ -49,14 +53,6 @@ pub const CONFIDENT_TRACK: f64 = 0.8;
 /// An `exact`/`other_edition` verdict below this score does not promote a candidate, and any verdict below it
 /// demotes one (the prompt asks for a mapping only from 0.5 on).
 pub const PROMOTE_SCORE: f64 = 0.5;
-
-/// Doubt descriptions (from `scoring.rs`) that reading names can settle.
-const NAME_DOUBTS: [&str; 4] = [
-    "file names do not confirm every track",
-    "title names the album weakly",
-    "artist not recognised in the title",
-    "CUE image not verifiable by name",
-];
 
 /// The outcome after the LLM's opinion, and what it changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +69,7 @@ pub fn combine(det: &MatchOutcome, answer: &ValidatedAnswer, threshold: f64) -> 
         return Combined { outcome: det.clone(), notes };
     }
     if answer.verdicts.is_empty() {
-        notes.push("LLM gave no usable verdict; the deterministic result stands".to_string());
+        notes.push(reword("LLM gave no usable verdict; the deterministic result stands".to_string()));
         return Combined { outcome: det.clone(), notes };
     }
     let Some(favourite) = det.candidates.first() else {
@@ -86,8 +82,8 @@ pub fn combine(det: &MatchOutcome, answer: &ValidatedAnswer, threshold: f64) -> 
     // Rule 2: the LLM's words next to the deterministic evidence.
     for c in &mut ranked {
         if let Some(v) = answer.verdict_for(c.idx) {
-            c.scored.reasoning =
-                format!("{}; LLM: {} {:.2}: {}", c.scored.reasoning, v.verdict.as_str(), v.score, v.reasoning);
+            let words = reword(format!("; LLM: {} {:.2}: {}", v.verdict.as_str(), v.score, v.reasoning));
+            c.scored.reasoning.push_str(&words);
         }
     }
     let Some(recommended) = ranked.first() else {
@@ -99,40 +95,70 @@ pub fn combine(det: &MatchOutcome, answer: &ValidatedAnswer, threshold: f64) -> 
 
     let (mut decision, mut reason) = (det.decision, det.reason.clone());
     if recommended.idx != favourite.idx {
-        notes.push(format!(
-            "LLM re-ranked: candidate {} ({}) now comes before the deterministic favourite {} ({})",
-            recommended.idx,
-            verdict.map_or("no verdict", |v| v.verdict.as_str()),
-            favourite.idx,
-            answer.verdict_for(favourite.idx).map_or("no verdict", |v| v.verdict.as_str()),
-        ));
-        decision = MatchDecision::NeedsApproval;
-        reason = Some(ApprovalReason::MultipleGoodMatches { top_scores: vec![confidence, favourite.scored.score] });
+        // Rule 6 for a candidate the LLM put first: only when it demoted every one the ranking preferred.
+        let preferred_all_demoted = det
+            .candidates
+            .iter()
+            .take_while(|c| c.idx != recommended.idx)
+            .all(|c| bucket(c, answer.verdict_for(c.idx)) >= DEMOTED);
+        let refusal = if preferred_all_demoted {
+            raise_refusal(recommended, verdict, &answer.track_ids, threshold)
+        } else {
+            Some("the LLM did not dispute every candidate ranked before it".to_string())
+        };
+        match refusal {
+            None => {
+                notes.push(reword(format!(
+                    "LLM raised candidate {} to auto-approval in place of the deterministic favourite {} ({}): it \
+                     confirms the release and every track mapping, and its own verdict allows it",
+                    recommended.idx,
+                    favourite.idx,
+                    answer.verdict_for(favourite.idx).map_or("no verdict", |v| v.verdict.as_str()),
+                )));
+                decision = MatchDecision::AutoApprove;
+                reason = None;
+            }
+            Some(why) => {
+                notes.push(reword(format!(
+                    "LLM re-ranked: candidate {} ({}) now comes before the deterministic favourite {} ({}); not \
+                     auto-approved: {why}",
+                    recommended.idx,
+                    verdict.map_or("no verdict", |v| v.verdict.as_str()),
+                    favourite.idx,
+                    answer.verdict_for(favourite.idx).map_or("no verdict", |v| v.verdict.as_str()),
+                )));
+                decision = MatchDecision::NeedsApproval;
+                reason =
+                    Some(ApprovalReason::MultipleGoodMatches { top_scores: vec![confidence, favourite.scored.score] });
+            }
+        }
     } else if det.decision == MatchDecision::AutoApprove {
         // Rule 5.
         if let Some(why) = verdict.and_then(|v| lowering_reason(recommended, v, threshold)) {
-            notes
-                .push(format!("LLM lowered the auto-approval of candidate {} to needs_approval: {why}", favourite.idx));
+            notes.push(reword(format!(
+                "LLM lowered the auto-approval of candidate {} to needs_approval: {why}",
+                favourite.idx
+            )));
             decision = MatchDecision::NeedsApproval;
             reason = Some(ApprovalReason::LowConfidence { score: confidence, threshold });
         }
     } else {
         // Rule 6.
-        match raise_refusal(recommended, verdict, &det.reason, &answer.track_ids, threshold) {
+        match raise_refusal(recommended, verdict, &answer.track_ids, threshold) {
             None => {
-                notes.push(format!(
+                notes.push(reword(format!(
                     "LLM raised candidate {} to auto-approval (it confirms the release and every track mapping)",
                     favourite.idx
-                ));
+                )));
                 decision = MatchDecision::AutoApprove;
                 reason = None;
             }
             Some(why) => {
                 if verdict.is_some_and(|v| v.verdict == Verdict::Exact) {
-                    notes.push(format!(
+                    notes.push(reword(format!(
                         "LLM endorsement of candidate {} not enough to auto-approve: {why}",
                         favourite.idx
-                    ));
+                    )));
                 }
                 if let Some(ApprovalReason::LowConfidence { score, .. }) = reason.as_mut() {
                     *score = confidence;
@@ -141,10 +167,10 @@ pub fn combine(det: &MatchOutcome, answer: &ValidatedAnswer, threshold: f64) -> 
         }
     }
     if confidence < recommended.scored.score {
-        notes.push(format!(
+        notes.push(reword(format!(
             "LLM lowered the confidence of candidate {} from {:.3} to {confidence:.3}",
             recommended.idx, recommended.scored.score
-        ));
+        )));
     }
 
     // Rule 7, over everything above.
@@ -152,13 +178,16 @@ pub fn combine(det: &MatchOutcome, answer: &ValidatedAnswer, threshold: f64) -> 
     {
         decision = MatchDecision::NeedsApproval;
         reason = Some(ApprovalReason::LowConfidence { score: confidence, threshold });
-        notes.push(format!("auto-approval of candidate {} refused by the final check", recommended.idx));
+        notes.push(reword(format!("auto-approval of candidate {} refused by the final check", recommended.idx)));
     }
 
     let outcome =
         MatchOutcome { decision, recommended_idx: Some(recommended.idx), confidence, reason, candidates: ranked };
     Combined { outcome, notes }
 }
+
+/// Rule 3's bucket of a demoted candidate (hard-rejected ones come after).
+const DEMOTED: u8 = 2;
 
 /// Rule 3's bucket: 0 promoted, 1 neutral, 2 demoted, 3 hard-rejected.
 fn bucket(c: &RankedCandidate, verdict: Option<&CandidateVerdict>) -> u8 {
@@ -182,15 +211,19 @@ fn lowering_reason(c: &RankedCandidate, v: &CandidateVerdict, threshold: f64) ->
     match v.verdict {
         Verdict::Exact | Verdict::OtherEdition => {}
         Verdict::Incomplete | Verdict::WrongRelease | Verdict::Unsure => {
-            return Some(format!("verdict {}", v.verdict.as_str()));
+            return Some(reword(format!("verdict {}", v.verdict.as_str())));
         }
     }
     if v.score < threshold {
-        return Some(format!("LLM score {:.2} below the threshold {threshold:.2}", v.score));
+        return Some(reword(format!("LLM score {:.2} below the threshold {threshold:.2}", v.score)));
     }
     let contradicted = contradicted_tracks(c, v);
     if !contradicted.is_empty() {
-        return Some(format!("the LLM maps {} track(s) differently: {}", contradicted.len(), contradicted.join(", ")));
+        return Some(reword(format!(
+            "the LLM maps {} track(s) differently: {}",
+            contradicted.len(),
+            contradicted.join(", ")
+        )));
     }
     None
 }
@@ -226,58 +259,40 @@ fn contradicted_tracks(c: &RankedCandidate, v: &CandidateVerdict) -> Vec<String>
         .collect()
 }
 
-/// Why the favourite may not be raised to auto-approval (rule 6), `None` when every condition holds.
+/// Why the recommended candidate may not be raised to auto-approval (rule 6), `None` when every condition holds.
 fn raise_refusal(
     c: &RankedCandidate,
     verdict: Option<&CandidateVerdict>,
-    det_reason: &Option<ApprovalReason>,
     track_ids: &[String],
     threshold: f64,
 ) -> Option<String> {
     let Some(v) = verdict else {
-        return Some("no verdict".into());
+        return Some(reword("no verdict".into()));
     };
     if v.verdict != Verdict::Exact {
-        return Some(format!("verdict {}", v.verdict.as_str()));
+        return Some(reword(format!("verdict {}", v.verdict.as_str())));
     }
-    if !c.scored.hard_rejects.is_empty() {
-        return Some(format!("hard rejects: {}", c.scored.hard_rejects.join(", ")));
+    if let Some(refusal) = llm_raise_refusal(&c.scored, threshold) {
+        return Some(refusal.to_string());
     }
-    let Some(files) = c.scored.candidate.files.as_ref().filter(|f| !f.is_empty()) else {
-        return Some("no file list".into());
-    };
-    if c.scored.candidate.seeders < HEALTHY_SEEDERS {
-        return Some(format!("weak swarm ({} seeders)", c.scored.candidate.seeders));
+    if v.score < threshold {
+        return Some(reword(format!("LLM score {:.2} below the threshold {threshold:.2}", v.score)));
     }
-    match det_reason {
-        Some(ApprovalReason::NameSimilarityLow { .. } | ApprovalReason::MultipleGoodMatches { .. }) => {}
-        other => return Some(format!("the deterministic doubt ({other:?}) is not one names can settle")),
-    }
-    if let Some(doubt) =
-        doubts_of(&c.scored.reasoning).into_iter().find(|d| !NAME_DOUBTS.iter().any(|n| d.starts_with(n)))
-    {
-        return Some(format!("doubt {doubt:?} is not about names"));
-    }
-    if c.scored.score < threshold || v.score < threshold {
-        return Some(format!(
-            "scores {:.3} (deterministic) / {:.2} (LLM) below the threshold {threshold:.2}",
-            c.scored.score, v.score
-        ));
-    }
+    let files = c.scored.candidate.files.as_deref().unwrap_or_default();
     let det = deterministic_files(c);
     if track_ids.is_empty()
         || det.len() != track_ids.len()
         || !track_ids.iter().all(|t| det.iter().filter(|(id, _, _)| id == t).count() == 1)
     {
-        return Some("the deterministic mapping does not cover every ticket track once".into());
+        return Some(reword("the deterministic mapping does not cover every ticket track once".into()));
     }
     for track in track_ids {
         let llm = v.track_mapping.iter().find(|m| &m.catalog_track_id == track).and_then(|m| m.file_path.as_deref());
         let Some(llm_file) = llm else {
-            return Some(format!("the LLM maps no file to track {track}"));
+            return Some(reword(format!("the LLM maps no file to track {track}")));
         };
         if det.iter().any(|(id, file, _)| id == track && *file != llm_file) {
-            return Some(format!("the LLM maps track {track} to another file"));
+            return Some(reword(format!("the LLM maps track {track} to another file")));
         }
     }
     let audio = read_audio_files(files, "");
@@ -287,31 +302,32 @@ fn raise_refusal(
         }
         let named = audio.iter().find(|a| a.path == *file).is_some_and(|a| a.named);
         if !named {
-            return Some(format!("track {track} is placed by number and size only, in a file without a real name"));
+            return Some(reword(format!(
+                "track {track} is placed by number and size only, in a file without a real name"
+            )));
         }
     }
     None
-}
-
-/// The doubt descriptions listed in a deterministic reasoning (`...; doubts: a, b; rejected: ...`).
-fn doubts_of(reasoning: &str) -> Vec<&str> {
-    let Some((_, rest)) = reasoning.split_once("; doubts: ") else {
-        return Vec::new();
-    };
-    let section = rest.split_once("; ").map_or(rest, |(d, _)| d);
-    section.split(", ").map(str::trim).filter(|d| !d.is_empty()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::matcher::llm::answer::LlmTrackFile;
-    use crate::models::{ScoredCandidate, TorrentCandidate, TorrentFile, TrackMapping};
+    use crate::models::{Doubt, HardReject, ScoredCandidate, TorrentCandidate, TorrentFile, TrackMapping};
 
     const T: f64 = 0.85;
 
-    /// A candidate with `n` files named `prefix NN.flac` mapped one to one with confidence `conf`.
-    fn cand(idx: usize, score: f64, rejects: &[&str], names: &[&str], conf: f64, doubts: &str) -> RankedCandidate {
+    /// A candidate with `n` files named `prefix NN.flac` mapped one to one with confidence `conf`, carrying the
+    /// typed `rejects` and `doubts` (its reasoning says nothing of them: no rule may read it).
+    fn cand(
+        idx: usize,
+        score: f64,
+        rejects: &[HardReject],
+        names: &[&str],
+        conf: f64,
+        doubts: &[Doubt],
+    ) -> RankedCandidate {
         let mut candidate = TorrentCandidate::with_title(format!("c{idx}"));
         candidate.seeders = 20;
         let files: Vec<TorrentFile> = names
@@ -329,22 +345,21 @@ mod tests {
             })
             .collect();
         candidate.files = Some(files);
-        let reasoning =
-            if doubts.is_empty() { "2/2 tracks mapped".to_string() } else { format!("2/2; doubts: {doubts}") };
         RankedCandidate {
             idx,
             scored: ScoredCandidate {
                 candidate,
                 score,
-                reasoning,
+                reasoning: "2/2 tracks mapped".to_string(),
                 track_mapping: mapping,
-                hard_rejects: rejects.iter().map(|r| r.to_string()).collect(),
+                hard_rejects: rejects.to_vec(),
+                doubts: doubts.to_vec(),
             },
         }
     }
 
     fn good(idx: usize) -> RankedCandidate {
-        cand(idx, 0.99, &[], &["Alpha", "Beta"], 0.97, "")
+        cand(idx, 0.99, &[], &["Alpha", "Beta"], 0.97, &[])
     }
 
     fn outcome(decision: MatchDecision, reason: Option<ApprovalReason>, cands: Vec<RankedCandidate>) -> MatchOutcome {
@@ -424,7 +439,8 @@ mod tests {
 
     #[test]
     fn rule3_hard_rejected_and_title_only_candidates_cannot_be_promoted() {
-        let rejected = cand(1, 0.3, &["live recording"], &["Alpha", "Beta"], 0.97, "");
+        let live = HardReject::UnaskedKind { kind: crate::models::UnaskedKind::Live };
+        let rejected = cand(1, 0.3, &[live], &["Alpha", "Beta"], 0.97, &[]);
         let mut bare = good(2);
         bare.scored.candidate.files = None;
         bare.scored.track_mapping.clear();
@@ -478,7 +494,7 @@ mod tests {
 
     #[test]
     fn rule6_names_doubt_is_raised_when_everything_agrees() {
-        let fav = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, "artist not recognised in the title");
+        let fav = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, &[Doubt::ArtistUncertain]);
         let det = outcome(MatchDecision::NeedsApproval, names_doubt(), vec![fav.clone(), good(1)]);
         let c = combine(&det, &answer(vec![verdict(0, Verdict::Exact, 0.95, agreeing(&fav))]), T);
         assert_eq!(c.outcome.decision, MatchDecision::AutoApprove, "{:?}", c.notes);
@@ -486,7 +502,7 @@ mod tests {
         assert_eq!(c.outcome.candidates[0].scored.track_mapping, fav.scored.track_mapping);
         assert!(c.notes.iter().any(|n| n.contains("raised")));
         // Tracks placed by number, but the files carry real (e.g. other-script) names: still raisable.
-        let fav = cand(0, 0.97, &[], &["Ágætis", "Byrjun"], 0.7, "file names do not confirm every track (0.10)");
+        let fav = cand(0, 0.97, &[], &["Ágætis", "Byrjun"], 0.7, &[Doubt::NamesUnconfirmed { similarity: 0.1 }]);
         let det = outcome(MatchDecision::NeedsApproval, names_doubt(), vec![fav.clone()]);
         let c = combine(&det, &answer(vec![verdict(0, Verdict::Exact, 0.95, agreeing(&fav))]), T);
         assert_eq!(c.outcome.decision, MatchDecision::AutoApprove, "{:?}", c.notes);
@@ -494,7 +510,8 @@ mod tests {
 
     #[test]
     fn rule6_every_missing_condition_refuses_the_raise() {
-        let base = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, "artist not recognised in the title");
+        let artist = [Doubt::ArtistUncertain];
+        let base = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, &artist);
         let ok = |c: &RankedCandidate| verdict(0, Verdict::Exact, 0.95, agreeing(c));
         let mut cases: Vec<(&str, RankedCandidate, Option<ApprovalReason>, CandidateVerdict)> = Vec::new();
         cases.push((
@@ -504,27 +521,27 @@ mod tests {
             verdict(0, Verdict::OtherEdition, 0.95, agreeing(&base)),
         ));
         cases.push(("llm score", base.clone(), names_doubt(), verdict(0, Verdict::Exact, 0.8, agreeing(&base))));
-        let low = cand(0, 0.8, &[], &["Alpha", "Beta"], 0.9, "artist not recognised in the title");
+        let low = cand(0, 0.8, &[], &["Alpha", "Beta"], 0.9, &artist);
         cases.push(("det score", low.clone(), names_doubt(), ok(&low)));
+        let duration = Doubt::Duration { expected_secs: 200.0, found_secs: 150.0 };
+        let timed = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, &[Doubt::ArtistUncertain, duration]);
         cases.push((
             "duration",
-            base.clone(),
+            timed.clone(),
             Some(ApprovalReason::DurationMismatch { expected_secs: 200.0, found_secs: 150.0 }),
-            ok(&base),
+            ok(&timed),
         ));
-        cases.push((
-            "low confidence",
-            base.clone(),
-            Some(ApprovalReason::LowConfidence { score: 0.97, threshold: T }),
-            ok(&base),
-        ));
+        for doubt in [Doubt::YearConflict, Doubt::Pack, Doubt::LowBitrate, Doubt::NotRecorded] {
+            let doubtful = cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, &[Doubt::ArtistUncertain, doubt]);
+            cases.push(("a doubt names cannot settle", doubtful.clone(), names_doubt(), ok(&doubtful)));
+        }
         let weak =
-            cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, "artist not recognised in the title, weak swarm (2 seeders)");
+            cand(0, 0.97, &[], &["Alpha", "Beta"], 0.9, &[Doubt::ArtistUncertain, Doubt::WeakSwarm { seeders: 2 }]);
         cases.push(("hidden doubt", weak.clone(), names_doubt(), ok(&weak)));
         let mut few = base.clone();
         few.scored.candidate.seeders = 2;
         cases.push(("seeders", few.clone(), names_doubt(), ok(&few)));
-        let placeholder = cand(0, 0.97, &[], &["Track", "Track"], 0.8, "file names do not confirm every track (0.00)");
+        let placeholder = cand(0, 0.97, &[], &["Track", "Track"], 0.8, &[Doubt::NamesUnconfirmed { similarity: 0.0 }]);
         cases.push(("placeholder names", placeholder.clone(), names_doubt(), ok(&placeholder)));
         let mut half = ok(&base);
         half.track_mapping.pop();
@@ -537,26 +554,70 @@ mod tests {
         let mut short = base.clone();
         short.scored.track_mapping.pop();
         cases.push(("det mapping incomplete", short.clone(), names_doubt(), ok(&base)));
+        let mut bare = base.clone();
+        bare.scored.candidate.files = None;
+        cases.push(("no file list", bare.clone(), names_doubt(), ok(&base)));
         for (name, fav, reason, v) in cases {
             let det = outcome(MatchDecision::NeedsApproval, reason.clone(), vec![fav]);
             let c = combine(&det, &answer(vec![v]), T);
             assert_eq!(c.outcome.decision, MatchDecision::NeedsApproval, "{name}: {:?}", c.notes);
             assert!(c.outcome.reason.is_some(), "{name}");
         }
-        // A non-favourite cannot be raised, even when it would pass every check.
-        let det = outcome(
-            MatchDecision::NeedsApproval,
-            names_doubt(),
-            vec![cand(1, 0.99, &[], &["A", "B"], 0.97, "x"), base.clone()],
-        );
-        let c = combine(&det, &answer(vec![ok(&base), verdict(1, Verdict::Unsure, 0.6, Vec::new())]), T);
-        assert_eq!(c.outcome.recommended_idx, Some(0));
-        assert_eq!(c.outcome.decision, MatchDecision::NeedsApproval);
+    }
+
+    #[test]
+    fn rule6_a_non_favourite_whose_verdict_allows_it_is_raised_when_the_llm_demoted_the_ones_before_it() {
+        // The deterministic favourite has a duration doubt; the second has only a names doubt. The LLM says the
+        // favourite is incomplete and the second exact, agreeing on every track: the second goes on by itself.
+        let duration = Doubt::Duration { expected_secs: 200.0, found_secs: 150.0 };
+        let fav = cand(0, 0.99, &[], &["Alpha", "Beta"], 0.97, &[duration]);
+        let second = cand(1, 0.97, &[], &["Alpha", "Beta"], 0.9, &[Doubt::ArtistUncertain]);
+        let reason = Some(ApprovalReason::DurationMismatch { expected_secs: 200.0, found_secs: 150.0 });
+        let det = outcome(MatchDecision::NeedsApproval, reason.clone(), vec![fav.clone(), second.clone()]);
+        let a = answer(vec![
+            verdict(0, Verdict::Incomplete, 0.2, Vec::new()),
+            verdict(1, Verdict::Exact, 0.95, agreeing(&second)),
+        ]);
+        let c = combine(&det, &a, T);
+        assert_eq!(c.outcome.recommended_idx, Some(1));
+        assert_eq!(c.outcome.decision, MatchDecision::AutoApprove, "{:?}", c.notes);
+        assert_eq!(c.outcome.reason, None);
+        assert_eq!(c.outcome.candidates[0].scored.track_mapping, second.scored.track_mapping);
+        assert!(c.notes.iter().any(|n| n.contains("raised candidate 1")), "{:?}", c.notes);
+        // Even when the favourite had been auto-approved.
+        let clean_fav = cand(0, 0.99, &[], &["Alpha", "Beta"], 0.97, &[]);
+        let det = outcome(MatchDecision::AutoApprove, None, vec![clean_fav, second.clone()]);
+        let c = combine(&det, &a, T);
+        assert_eq!((c.outcome.decision, c.outcome.recommended_idx), (MatchDecision::AutoApprove, Some(1)));
+
+        // Its own verdict forbids it: a weak swarm, a year doubt, or a hard reject.
+        for (what, doubts, seeders) in [
+            ("weak swarm", vec![Doubt::WeakSwarm { seeders: 1 }], 1),
+            ("year", vec![Doubt::YearConflict], 20),
+            ("stored by an older version", Doubt::not_recorded(), 20),
+        ] {
+            let mut other = cand(1, 0.97, &[], &["Alpha", "Beta"], 0.97, &doubts);
+            other.scored.candidate.seeders = seeders;
+            let det = outcome(MatchDecision::NeedsApproval, reason.clone(), vec![fav.clone(), other.clone()]);
+            let a = answer(vec![
+                verdict(0, Verdict::Incomplete, 0.2, Vec::new()),
+                verdict(1, Verdict::Exact, 0.95, agreeing(&other)),
+            ]);
+            let c = combine(&det, &a, T);
+            assert_eq!(c.outcome.recommended_idx, Some(1), "{what}");
+            assert_eq!(c.outcome.decision, MatchDecision::NeedsApproval, "{what}: {:?}", c.notes);
+            assert!(matches!(c.outcome.reason, Some(ApprovalReason::MultipleGoodMatches { .. })), "{what}");
+        }
+        // The LLM did not dispute the favourite (no verdict on it): a person decides.
+        let det = outcome(MatchDecision::NeedsApproval, reason.clone(), vec![fav.clone(), second.clone()]);
+        let c = combine(&det, &answer(vec![verdict(1, Verdict::Exact, 0.95, agreeing(&second))]), T);
+        assert_eq!((c.outcome.decision, c.outcome.recommended_idx), (MatchDecision::NeedsApproval, Some(1)));
     }
 
     #[test]
     fn rule7_a_hard_rejected_candidate_is_never_auto_approved() {
-        let rejected = cand(0, 0.99, &["missing 1 of 2 tracks"], &["Alpha", "Beta"], 0.97, "");
+        let missing = HardReject::MissingTracks { missing_track_ids: vec!["t2".into()], expected: 2 };
+        let rejected = cand(0, 0.99, &[missing], &["Alpha", "Beta"], 0.97, &[]);
         let det = outcome(MatchDecision::NeedsApproval, Some(ApprovalReason::NoExactMatch {}), vec![rejected.clone()]);
         for reason in [None, names_doubt(), Some(ApprovalReason::MultipleGoodMatches { top_scores: vec![1.0] })] {
             let mut d = det.clone();
@@ -573,7 +634,7 @@ mod tests {
 
     #[test]
     fn rule8_cue_image_mapping_agrees_by_file() {
-        let mut fav = cand(0, 0.97, &[], &["Image"], 0.85, "CUE image not verifiable by name");
+        let mut fav = cand(0, 0.97, &[], &["Image"], 0.85, &[Doubt::CueUnverified]);
         let image = fav.scored.track_mapping[0].torrent_file_path.clone();
         fav.scored.track_mapping = (1..=2)
             .map(|n| TrackMapping {
@@ -589,11 +650,5 @@ mod tests {
         let c = combine(&det, &answer(vec![verdict(0, Verdict::Exact, 0.95, llm)]), T);
         assert_eq!(c.outcome.decision, MatchDecision::AutoApprove, "{:?}", c.notes);
         assert_eq!(c.outcome.candidates[0].scored.track_mapping, fav.scored.track_mapping, "the #n references stay");
-    }
-
-    #[test]
-    fn doubts_are_read_from_the_reasoning() {
-        assert_eq!(doubts_of("9/9; doubts: a (0.1), b; rejected: x"), vec!["a (0.1)", "b"]);
-        assert!(doubts_of("9/9 tracks mapped").is_empty());
     }
 }

@@ -220,7 +220,12 @@ fn describe_candidate(
     let evidence = PromptEvidence {
         deterministic_score: round3(scored.score),
         tracks_mapped: scored.track_mapping.len(),
-        hard_rejects: scored.hard_rejects.iter().take(MAX_HARD_REJECTS).map(|r| cap_text(r, MAX_TEXT_CHARS)).collect(),
+        hard_rejects: scored
+            .hard_rejects
+            .iter()
+            .take(MAX_HARD_REJECTS)
+            .map(|r| cap_text(&r.to_string(), MAX_TEXT_CHARS))
+            .collect(),
         reasoning: cap_text(&scored.reasoning, MAX_EVIDENCE_CHARS),
     };
     let mut omitted = 0usize;

@@ -151,6 +151,7 @@ pub fn candidate(title: &str) -> ScoredCandidate {
             confidence: 0.9,
         }],
         hard_rejects: vec![],
+        doubts: Vec::new(),
     }
 }
 

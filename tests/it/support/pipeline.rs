@@ -130,6 +130,12 @@ pub struct ServiceSetup {
     /// `[jackett] allowed_tracker_hosts`: by default the test swarm's tracker host (opentracker on 127.0.0.1),
     /// which the service's default policy would remove from every torrent.
     pub allowed_tracker_hosts: Vec<String>,
+    /// `[jackett] timeout_secs` (a link fetch included).
+    pub jackett_timeout_secs: u64,
+    /// More `[qbittorrent]` lines, verbatim (e.g. `path_mappings = [...]`).
+    pub qbittorrent_extra_toml: String,
+    /// `[notify]` lines, verbatim (empty: no webhook).
+    pub notify_toml: String,
 }
 
 impl ServiceSetup {
@@ -151,6 +157,9 @@ impl ServiceSetup {
             json_logs: false,
             allowed_link_hosts: Vec::new(),
             allowed_tracker_hosts: vec!["127.0.0.1".to_string()],
+            jackett_timeout_secs: 10,
+            qbittorrent_extra_toml: String::new(),
+            notify_toml: String::new(),
         }
     }
 
@@ -185,7 +194,7 @@ path = "{db}"
 [jackett]
 url = "{torznab}"
 api_key = "{key}"
-timeout_secs = 10
+timeout_secs = {jackett_timeout}
 searches_per_minute = 6000
 cache_ttl_secs = 600
 allowed_link_hosts = {link_hosts}
@@ -194,6 +203,7 @@ allowed_tracker_hosts = {tracker_hosts}
 [qbittorrent]
 {qbittorrent}stall_timeout_secs = {stall}
 timeout_secs = 10
+{qbittorrent_extra}
 
 [matcher]
 auto_approve_threshold = {threshold}
@@ -211,14 +221,19 @@ rest_retry_after_secs = {rest}
 
 [placer]
 allowed_roots = ["{media}"]
+
+[notify]
+{notify}
 "#,
             port = self.port,
             db = self.data_dir().join("downloader2.db").display(),
             torznab = self.torznab_url,
             key = self.torznab_api_key,
+            jackett_timeout = self.jackett_timeout_secs,
             link_hosts = toml_strings(&self.allowed_link_hosts),
             tracker_hosts = toml_strings(&self.allowed_tracker_hosts),
             stall = self.stall_timeout_secs,
+            qbittorrent_extra = self.qbittorrent_extra_toml,
             threshold = self.auto_approve_threshold,
             llm = match &self.llm {
                 Some((provider, base_url, api_key)) => format!(
@@ -231,6 +246,7 @@ allowed_roots = ["{media}"]
             attempts = self.retry_max_attempts,
             rest = self.rest_retry_after_secs,
             media = self.media_root().display(),
+            notify = self.notify_toml,
         );
         let path = self.dir.join("config.toml");
         std::fs::write(&path, text).unwrap();

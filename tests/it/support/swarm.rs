@@ -1,11 +1,12 @@
 //! A real BitTorrent swarm on 127.0.0.1 for tests and benchmarks: an `opentracker` tracker, a seeder (a second
-//! qbittorrent-nox run through the project's own `ManagedQbittorrent`), `.torrent` files made with `mktorrent`, and
-//! a qbittorrent-nox under test. Everything binds free loopback ports, lives in its own temp dir, and stops on drop.
-//! A missing program fails the test with the `apt-get install` line; nothing here ever talks beyond loopback.
+//! qbittorrent-nox 4.5.2 run through the project's own `ManagedQbittorrent`), `.torrent` files made with
+//! `mktorrent`, and a qbittorrent-nox under test (4.5.2, or 5.1.0 from the Debian 13 root: `qbittorrent_root.rs`).
+//! Everything binds free loopback ports, lives in its own temp dir, and stops on drop. A missing program fails the
+//! test with the `apt-get install` line; nothing here ever talks beyond loopback.
 //!
 //! ```ignore
 //! let swarm = Swarm::builder().album("Artist - Album", &[("01 - One.flac", 3 << 20), ("cover.jpg", 200_000)]).build().await;
-//! let qbt = QbittorrentUnderTest::start(|config| config.stall_timeout_secs = 5).await;
+//! let qbt = QbittorrentUnderTest::start_version(QbtVersion::V5_1, |config| config.stall_timeout_secs = 5).await;
 //! let hash = qbt.client.add_torrent(AddSource::Magnet(swarm.albums[0].magnet.clone()), "t1").await?;
 //! ```
 
@@ -28,6 +29,8 @@ use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
+
+use super::qbittorrent_root::QbtVersion;
 
 /// Finds a program on PATH or fails the test saying which Debian package to install.
 pub fn require_program(program: &str, package: &str) -> PathBuf {
@@ -283,7 +286,8 @@ pub struct Seeder {
 
 impl Seeder {
     async fn start(data_dir: PathBuf) -> Seeder {
-        let (managed, client, _) = start_managed(data_dir, QbittorrentConfig::default()).await;
+        let program = QbtVersion::V4_5.program(&data_dir, &[], &[]);
+        let (managed, client, _) = start_managed(&program, data_dir, QbittorrentConfig::default()).await;
         Seeder { managed, client }
     }
 
@@ -291,7 +295,6 @@ impl Seeder {
     pub async fn seed(&self, album: &Album) {
         let options = AddOptions {
             save_path: album.parent_dir.clone(),
-            category: None,
             tags: vec!["seed".into()],
             start: StartMode::Running,
             skip_checking: true,
@@ -302,6 +305,16 @@ impl Seeder {
             let info = self.torrent_info(&hash).await;
             let state = info["state"].as_str().unwrap_or_default().to_string();
             matches!(state.as_str(), "uploading" | "stalledUP" | "forcedUP").then_some(())
+        })
+        .await;
+        // Until its first announce went through, the tracker answers downloaders without it, and they only ask
+        // again much later: wait for it, so every test's first contact is prompt.
+        wait_for("the seeder's announce to reach the tracker", Duration::from_secs(30), || async {
+            let trackers = raw_get_json(&self.managed, &format!("torrents/trackers?hash={hash}")).await;
+            let working = trackers.as_array().is_some_and(|list| {
+                list.iter().any(|t| t["url"].as_str().is_some_and(|u| u.starts_with("http")) && t["status"] == 2)
+            });
+            working.then_some(())
         })
         .await;
     }
@@ -331,6 +344,24 @@ pub async fn raw_get_json(managed: &ManagedQbittorrent, path_and_query: &str) ->
     response.json().await.unwrap()
 }
 
+/// POST of a form on a managed instance with a fresh login (the way a user acts through the WebUI, independent of
+/// the client under test); panics unless qBittorrent answers 2xx. Returns the body.
+pub async fn raw_post_form(managed: &ManagedQbittorrent, path: &str, form: &[(&str, &str)]) -> String {
+    let http = reqwest::Client::builder().cookie_store(true).no_proxy().build().unwrap();
+    let login = http
+        .post(format!("{}api/v2/auth/login", managed.url()))
+        .form(&[("username", managed.username()), ("password", managed.password())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.text().await.unwrap(), "Ok.");
+    let response = http.post(format!("{}api/v2/{path}", managed.url())).form(form).send().await.unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "POST {path}: HTTP {status} {body}");
+    body
+}
+
 /// A running swarm: tracker + seeder for `albums`.
 pub struct Swarm {
     pub albums: Vec<Album>,
@@ -358,12 +389,12 @@ impl Swarm {
 
 /// Starts a managed, loopback-only qbittorrent-nox (the project's own code) and a client for it.
 async fn start_managed(
+    program: &str,
     data_dir: PathBuf,
     config: QbittorrentConfig,
 ) -> (ManagedQbittorrent, QbittorrentClient, QbittorrentConfig) {
-    let program = require_program("qbittorrent-nox", "qbittorrent-nox");
     let options = ManagedOptions {
-        program: program.display().to_string(),
+        program: program.to_string(),
         download_root: data_dir.join("downloads"),
         data_dir,
         loopback_only: true,
@@ -380,22 +411,47 @@ async fn start_managed(
     (managed, client, config)
 }
 
-/// The qbittorrent-nox under test, started through `ManagedQbittorrent` on a fresh temp dir.
+/// The qbittorrent-nox under test, started through `ManagedQbittorrent` on a fresh temp dir, with a real password
+/// (LocalHostAuth on: every request of the client logs in).
 pub struct QbittorrentUnderTest {
     pub managed: ManagedQbittorrent,
     pub client: Arc<QbittorrentClient>,
     pub config: QbittorrentConfig,
     pub dir: TempDir,
+    pub version: QbtVersion,
 }
 
 impl QbittorrentUnderTest {
-    /// Starts it; `configure` adjusts the `[qbittorrent]` section first (stall timeout, share limits...).
+    /// Starts a 4.5.2; `configure` adjusts the `[qbittorrent]` section first (stall timeout, share limits...).
     pub async fn start(configure: impl FnOnce(&mut QbittorrentConfig)) -> QbittorrentUnderTest {
+        Self::start_version(QbtVersion::V4_5, configure).await
+    }
+
+    /// Starts `version`, seeing its profile and downloads at the same paths as the host.
+    pub async fn start_version(
+        version: QbtVersion,
+        configure: impl FnOnce(&mut QbittorrentConfig),
+    ) -> QbittorrentUnderTest {
+        Self::start_seeing(version, &[], configure).await
+    }
+
+    /// Starts `version` with host folders also visible under other paths (`(host, inside)`, 5.1 only: an
+    /// external client in another container that sees the downloads as, say, `/downloads`).
+    pub async fn start_seeing(
+        version: QbtVersion,
+        mounted_at: &[(&Path, &str)],
+        configure: impl FnOnce(&mut QbittorrentConfig),
+    ) -> QbittorrentUnderTest {
+        assert!(mounted_at.is_empty() || version == QbtVersion::V5_1, "only 5.1 runs in its own root");
         let dir = tempfile::tempdir().unwrap();
         let mut config = QbittorrentConfig { managed_loopback_only: true, timeout_secs: 10, ..Default::default() };
         configure(&mut config);
-        let (managed, client, config) = start_managed(dir.path().to_path_buf(), config).await;
-        QbittorrentUnderTest { managed, client: Arc::new(client), config, dir }
+        let program = version.program(dir.path(), &[dir.path()], mounted_at);
+        let (managed, client, config) = start_managed(&program, dir.path().to_path_buf(), config).await;
+        let webapi = client.webapi_version().await.unwrap();
+        let (major, minor, patch) = version.webapi();
+        assert_eq!((webapi.0, webapi.1, webapi.2), (major, minor, patch), "{version:?} is not the qBittorrent started");
+        QbittorrentUnderTest { managed, client: Arc::new(client), config, dir, version }
     }
 
     /// Where ticket downloads land.
