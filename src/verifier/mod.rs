@@ -5,7 +5,7 @@
 //! R128 loudness (ReplayGain 2.0 values, `loudness`). The result is a [`FileVerification`] per file with a verdict
 //! (`genuine`, `suspect`, `unknown`, `corrupt`), a reason and a confidence, never a bare boolean.
 //!
-//! Depends only on `models` and `config`; it reads the files it is given and writes nothing. The pipeline step,
+//! Depends only on `models` and `config` (`[verifier]`, [`VerifierSettings::from_config`]); it reads the files it is given and writes nothing. The pipeline step,
 //! the `downloader2 verify` command and the benchmarks all call [`verify_set`].
 
 pub mod analysis;
@@ -54,6 +54,40 @@ impl Default for VerifierSettings {
             spectrum: SpectrumThresholds::default(),
             zero_run_secs: 2.0,
             duplicate_max_bit_error: 0.2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_gives_the_default_settings() {
+        let from_config = VerifierSettings::from_config(&crate::config::VerifierConfig::default());
+        assert_eq!(from_config, VerifierSettings::default());
+    }
+}
+
+impl VerifierSettings {
+    /// The checks and thresholds of `[verifier]` (the rest of the spectrum thresholds keep their defaults).
+    pub fn from_config(config: &crate::config::VerifierConfig) -> VerifierSettings {
+        VerifierSettings {
+            check_integrity: config.check_integrity,
+            check_transcode: config.check_transcode,
+            check_upsampling: config.check_upsampling,
+            check_padding: config.check_padding,
+            check_duplicates: config.check_duplicates,
+            check_loudness: config.check_loudness,
+            spectrum: SpectrumThresholds {
+                min_lossy_cutoff_hz: config.min_lossy_cutoff_hz,
+                max_above_db: config.max_above_cutoff_db,
+                min_slope_db_per_khz: config.min_slope_db_per_khz,
+                high_cutoff_min_drop_db: config.high_cutoff_min_drop_db,
+                ..SpectrumThresholds::default()
+            },
+            zero_run_secs: config.zero_run_secs,
+            duplicate_max_bit_error: config.duplicate_max_bit_error,
         }
     }
 }
