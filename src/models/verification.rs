@@ -119,3 +119,43 @@ pub struct AlbumLoudness {
     /// The highest true peak of any track, dBTP.
     pub true_peak_dbtp: f64,
 }
+
+/// The verdict of one mapped file of a downloaded release, with the catalog tracks it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrackVerification {
+    /// The catalog tracks whose audio is in this file (several for a CUE image).
+    pub catalog_track_ids: Vec<String>,
+    /// Whether a spectrogram picture of this file is served by
+    /// `GET /api/v1/ticket/{id}/verification/{release}/{file}/spectrogram.png` (suspect files only).
+    #[serde(default)]
+    pub spectrogram: bool,
+    pub file: FileVerification,
+}
+
+/// What the verifier found in one downloaded release of a ticket: its ticket's API view lists every release
+/// verified for it, a `needs_approval` with `transcode_suspected` or `corrupt_download` carries the one refused, and
+/// the completed ticket's stats carry the one placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReleaseVerification {
+    pub info_hash: String,
+    pub title: String,
+    pub verified_at: chrono::DateTime<chrono::Utc>,
+    pub tracks: Vec<TrackVerification>,
+    /// ReplayGain 2.0 album values (all mapped files together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album: Option<AlbumLoudness>,
+    /// How long the verification took, seconds.
+    pub verification_secs: f64,
+}
+
+impl ReleaseVerification {
+    /// The files judged `suspect`.
+    pub fn suspect(&self) -> impl Iterator<Item = &TrackVerification> {
+        self.tracks.iter().filter(|track| track.file.verdict == Verdict::Suspect)
+    }
+
+    /// The files judged `corrupt`.
+    pub fn corrupt(&self) -> impl Iterator<Item = &TrackVerification> {
+        self.tracks.iter().filter(|track| track.file.verdict == Verdict::Corrupt)
+    }
+}
