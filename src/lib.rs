@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`models`] | the contract's JSON types: ticket, states, candidates |
 //! | [`config`] | the TOML file + `DOWNLOADER2_*` environment, validated |
-//! | [`queue`] | SQLite: tickets, their event history, the legal transitions, leases, the webhook outbox |
+//! | [`queue`] | SQLite: tickets, their event history, the legal transitions, leases, the webhook outbox, the blocklist |
 //! | [`events`] | the broadcast bus the WebSocket and the scheduler listen to |
 //! | [`searcher`] | Torznab indexers (Jackett, Prowlarr) and release-title parsing |
 //! | [`matcher`] | scoring candidates and mapping files to tracks |
@@ -15,7 +15,7 @@
 //! | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting, output validation |
 //! | [`process`] | the one place that spawns programs: argument vectors, time limits, death with the service |
 //! | [`placer`] | atomic placement inside the allowed roots |
-//! | [`verifier`] | the audio itself: integrity, transcodes, upsampling, duplicates, loudness |
+//! | [`verifier`] | the audio itself: integrity, transcodes, upsampling, duplicates, loudness (run by `processor::verify`) |
 //! | [`notify`] | the catalog webhook: signed POSTs of ticket events, backoff |
 //! | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper, the webhook delivery task |
 //! | [`api`] | the HTTP routes, auth, errors, OpenAPI |

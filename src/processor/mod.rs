@@ -15,6 +15,7 @@ pub mod reaper;
 pub mod retry;
 pub mod scheduler;
 pub mod search;
+pub mod verify;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,7 +63,16 @@ impl Clients {
     pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
         self.work_root.join(format!("{}{ticket_id}", crate::converter::WORK_DIR_PREFIX))
     }
+
+    /// Where the audio verifier's spectrograms of a ticket are kept (outside the work dir, which each conversion
+    /// starts afresh): removed with the work dir when the ticket ends.
+    pub fn evidence_dir_for(&self, ticket_id: &str) -> PathBuf {
+        self.work_root.join(EVIDENCE_DIR).join(ticket_id)
+    }
 }
+
+/// The folder under the work root holding one evidence folder per ticket (see [`Clients::evidence_dir_for`]).
+pub const EVIDENCE_DIR: &str = "d2-evidence";
 
 /// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
 #[derive(Debug, Default)]
