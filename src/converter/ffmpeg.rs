@@ -443,7 +443,8 @@ pub fn loudness_scan_args(output: &Path) -> Vec<OsString> {
 /// The integrated loudness (LUFS, the last running value) and true peak (dBTP, the summary's) of a
 /// [`loudness_scan_args`] run's log; `None` when either is missing (silence has no integrated loudness).
 pub fn loudness_from_scan(log: &str) -> Option<(f64, f64)> {
-    let lufs: f64 = log.lines().filter_map(|line| line.split("lavfi.r128.I=").nth(1)).last()?.trim().parse().ok()?;
+    let lufs: f64 =
+        log.lines().filter_map(|line| line.split("lavfi.r128.I=").nth(1)).next_back()?.trim().parse().ok()?;
     let peak_line = log
         .lines()
         .skip_while(|line| !line.contains("True peak:"))

@@ -141,7 +141,7 @@ impl PcmSink for FileAnalyzer {
                 self.fingerprint_frames_left = FINGERPRINT_SECS * u64::from(facts.sample_rate_hz);
             }
         }
-        self.silence.edge_frames = ((EDGE_SECS * f64::from(facts.sample_rate_hz)) as u64).max(1);
+        self.silence.edge_frames = super::to_count(EDGE_SECS * f64::from(facts.sample_rate_hz)).max(1);
     }
 
     fn samples(&mut self, interleaved: &[i32]) {

@@ -32,7 +32,10 @@ pub fn replaygain_db(loudness_lufs: f64) -> f64 {
 /// Opus `R128_TRACK_GAIN`/`R128_ALBUM_GAIN`: Q7.8 fixed point dB relative to -23 LUFS, clamped to an i16.
 pub fn opus_r128_gain(loudness_lufs: f64) -> i16 {
     let q78 = ((OPUS_REFERENCE_LUFS - loudness_lufs) * 256.0).round();
-    q78.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+    // Clamped to the i16 range first: nothing is truncated.
+    #[allow(clippy::cast_possible_truncation)]
+    let gain = q78.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+    gain
 }
 
 #[cfg(test)]

@@ -26,6 +26,33 @@ use analysis::{FileAnalyzer, Measured, Measurements};
 use decode::{DecodeFailure, DecodeSummary, StreamFacts};
 pub use transcode::SpectrumThresholds;
 
+/// `value` as an index into a spectrum or a count of frames: NaN and negatives give 0, values beyond `usize::MAX`
+/// saturate (float-to-integer `as` saturates; the lint cannot see that the value is clamped first).
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn to_index(value: f64) -> usize {
+    if value.is_nan() {
+        0
+    } else {
+        value.max(0.0) as usize
+    }
+}
+
+/// [`to_index`] for 64-bit counts.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn to_count(value: f64) -> u64 {
+    if value.is_nan() {
+        0
+    } else {
+        value.max(0.0) as u64
+    }
+}
+
+/// A window coefficient or sample in single precision (the FFT input): the precision lost is intended.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn to_f32(value: f64) -> f32 {
+    value as f32
+}
+
 /// Which checks run and their thresholds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifierSettings {
@@ -264,7 +291,7 @@ fn missing_secs(facts: &StreamFacts, summary: &DecodeSummary) -> f64 {
 }
 
 fn format_time(secs: f64) -> String {
-    let whole = secs.max(0.0).floor() as u64;
+    let whole = to_count(secs.floor());
     format!("{}:{:02}", whole / 60, whole % 60)
 }
 

@@ -66,7 +66,7 @@ impl SpectrumAccumulator {
         let window: Vec<f32> = (0..fft_len)
             .map(|idx| {
                 let phase = 2.0 * std::f64::consts::PI * idx as f64 / fft_len as f64;
-                (0.5 - 0.5 * phase.cos()) as f32
+                crate::verifier::to_f32(0.5 - 0.5 * phase.cos())
             })
             .collect();
         let window_power = window.iter().map(|w| f64::from(*w) * f64::from(*w)).sum();
@@ -207,7 +207,7 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                ((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * amplitude
+                crate::verifier::to_f32((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * amplitude
             })
             .collect()
     }

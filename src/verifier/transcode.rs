@@ -9,6 +9,7 @@
 //! material that cannot be judged), never `suspect`.
 
 use super::spectrum::LongTermSpectrum;
+use super::to_index;
 use crate::models::verification::{SpectrumEvidence, Verdict};
 
 /// The knobs of the transcode and upsampling checks (`[verifier]` in the configuration).
@@ -93,8 +94,8 @@ fn bands(levels_db: &[f64], bin_hz: f64, band_hz: f64, top_hz: f64, floor_db: f6
     let mut bands = Vec::new();
     let mut low_hz = 20.0;
     while low_hz + band_hz <= top_hz + 1e-9 {
-        let first = (low_hz / bin_hz).ceil() as usize;
-        let last = (((low_hz + band_hz) / bin_hz).floor() as usize).min(levels_db.len().saturating_sub(1));
+        let first = to_index((low_hz / bin_hz).ceil());
+        let last = to_index(((low_hz + band_hz) / bin_hz).floor()).min(levels_db.len().saturating_sub(1));
         if first <= last {
             let level = power_mean_db(&levels_db[first..=last]);
             bands.push(Band { low_hz, high_hz: low_hz + band_hz, over_floor_db: level - floor_db });
@@ -119,8 +120,8 @@ fn mean_over(bands: &[Band], low_hz: f64, high_hz: f64) -> Option<f64> {
 
 /// Per-bin levels over the floor, smoothed in power over about 100 Hz, up to `top_hz`.
 fn smoothed_levels(levels_db: &[f64], bin_hz: f64, top_hz: f64, floor_db: f64) -> Vec<f64> {
-    let half = ((50.0 / bin_hz).round() as usize).max(1);
-    let last = ((top_hz / bin_hz) as usize).min(levels_db.len().saturating_sub(1));
+    let half = to_index((50.0 / bin_hz).round()).max(1);
+    let last = to_index(top_hz / bin_hz).min(levels_db.len().saturating_sub(1));
     let power: Vec<f64> = levels_db[..=last].iter().map(|db| 10f64.powf(db / 10.0)).collect();
     (0..=last)
         .map(|bin| {
@@ -172,7 +173,7 @@ fn find_cutoff(
     let last = bands.iter().rposition(|band| band.over_floor_db >= limits.content_db)?;
     let smoothed = smoothed_levels(levels_db, bin_hz, top_hz, floor_db);
     let top_bin = smoothed.len().saturating_sub(1);
-    let band_top_bin = ((bands[last].high_hz / bin_hz) as usize).min(top_bin);
+    let band_top_bin = to_index(bands[last].high_hz / bin_hz).min(top_bin);
     let cutoff_bin = (0..=band_top_bin).rev().find(|bin| smoothed[*bin] >= limits.content_db).unwrap_or(band_top_bin);
     let cutoff_hz = (cutoff_bin as f64 + 0.5) * bin_hz;
     let mut shelf = in_range(&bands, cutoff_hz - 2000.0, cutoff_hz - 300.0);
@@ -202,7 +203,7 @@ fn find_cutoff(
             Cliff { cliff_hz, step_db, before_db, after_db, shelf_fraction: broad }
         },
     );
-    let edge_bin = floor_bin.saturating_sub((300.0 / bin_hz) as usize);
+    let edge_bin = floor_bin.saturating_sub(to_index(300.0 / bin_hz));
     let edge_db = smoothed[edge_bin] - above_db;
     Some(Cutoff { cutoff_hz, shelf_db, shelf_fraction, above_db, transition_hz, edge_db, cliff })
 }
@@ -210,14 +211,14 @@ fn find_cutoff(
 /// The steepest step down in `[low_hz, high_hz]` after which the spectrum never rises again: (frequency, step in
 /// dB, level before, level after). Levels are the smoothed per-bin levels over the floor.
 fn find_cliff(smoothed: &[f64], bin_hz: f64, low_hz: f64, high_hz: f64) -> Option<(f64, f64, f64, f64)> {
-    let window = ((250.0 / bin_hz).round() as usize).max(1);
-    let gap = ((50.0 / bin_hz).round() as usize).max(1);
+    let window = to_index((250.0 / bin_hz).round()).max(1);
+    let gap = to_index((50.0 / bin_hz).round()).max(1);
     let mean = |from: usize, to: usize| -> f64 {
         let slice = &smoothed[from..to.min(smoothed.len())];
-        power_mean_db(&slice.iter().map(|level| *level).collect::<Vec<_>>())
+        power_mean_db(slice)
     };
-    let first = ((low_hz / bin_hz) as usize).max(window + gap);
-    let last = ((high_hz / bin_hz) as usize).min(smoothed.len().saturating_sub(window + gap + 1));
+    let first = to_index(low_hz / bin_hz).max(window + gap);
+    let last = to_index(high_hz / bin_hz).min(smoothed.len().saturating_sub(window + gap + 1));
     // The highest level at or above each bin: "never rises again" in one lookup.
     let mut ceiling = vec![f64::NEG_INFINITY; smoothed.len() + 1];
     for bin in (0..smoothed.len()).rev() {
@@ -247,8 +248,8 @@ fn khz(hz: f64) -> String {
 fn floor_for(spectrum: &LongTermSpectrum, bits: u32, top_hz: f64) -> f64 {
     let mono_floor = super::spectrum::quantisation_floor_db(bits, false);
     let independent_channels = spectrum.side_db.as_ref().is_some_and(|side| {
-        let first = (1000.0 / spectrum.bin_hz) as usize;
-        let last = ((10_000.0 / spectrum.bin_hz) as usize).min(side.len().saturating_sub(1));
+        let first = to_index(1000.0 / spectrum.bin_hz);
+        let last = to_index(10_000.0 / spectrum.bin_hz).min(side.len().saturating_sub(1));
         first < last && power_mean_db(&side[first..last]) >= mono_floor - 10.0
     });
     let floor = super::spectrum::quantisation_floor_db(bits, independent_channels);

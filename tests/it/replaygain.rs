@@ -30,7 +30,8 @@ fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
         .expect("ffmpeg (apt-get install ffmpeg)");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let log = String::from_utf8_lossy(&output.stderr);
-    let last = log.lines().filter_map(|line| line.split("lavfi.r128.I=").nth(1)).last().expect("an ebur128 reading");
+    let last =
+        log.lines().filter_map(|line| line.split("lavfi.r128.I=").nth(1)).next_back().expect("an ebur128 reading");
     last.trim().parse().unwrap()
 }
 
