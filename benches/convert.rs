@@ -279,6 +279,7 @@ fn measure(
         mapping: mapping(case),
         torrent_files: files.to_vec(),
         cancel: CancellationToken::new(),
+        replaygain: Default::default(),
     };
     let cpu_start = cpu_secs();
     let start = Instant::now();

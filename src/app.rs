@@ -7,7 +7,7 @@
 pub mod tasks;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -80,6 +80,21 @@ impl Clients {
     pub fn work_dir_for(&self, ticket_id: &str) -> PathBuf {
         crate::converter::work_dir_in(&self.work_root, ticket_id)
     }
+
+    /// Where the audio verifier's spectrograms of a ticket are kept (outside the work dir, which each conversion
+    /// starts afresh): removed with the work dir when the ticket ends.
+    pub fn evidence_dir_for(&self, ticket_id: &str) -> PathBuf {
+        self.work_root.join(EVIDENCE_DIR).join(ticket_id)
+    }
+}
+
+/// The folder under the work root holding one evidence folder per ticket (see [`Clients::evidence_dir_for`]).
+pub const EVIDENCE_DIR: &str = "d2-evidence";
+
+/// Where the spectrogram of file `file_idx` of the release `info_hash` is kept in a ticket's evidence folder
+/// (written by `processor::verify`, served by the API).
+pub fn spectrogram_path(evidence_dir: &Path, info_hash: &str, file_idx: usize) -> PathBuf {
+    evidence_dir.join(format!("{info_hash}-{file_idx}.png"))
 }
 
 /// The cancellation tokens of the tickets being worked on, so `DELETE` can stop a ticket's work at once.
@@ -397,6 +412,16 @@ impl App {
     /// What waits in the webhook's outbox.
     pub async fn webhook_backlog(&self) -> Result<OutboxBacklog, AppError> {
         Ok(self.store.outbox_backlog().await?)
+    }
+
+    /// The releases the audio verifier refused, newest first.
+    pub async fn blocklist(&self) -> Result<Vec<crate::queue::BlocklistEntry>, AppError> {
+        Ok(self.store.blocklist().await?)
+    }
+
+    /// Removes a release from the blocklist (the admin's decision); whether it was there.
+    pub async fn blocklist_remove(&self, info_hash: &crate::models::InfoHash) -> Result<bool, AppError> {
+        Ok(self.store.blocklist_remove(info_hash).await?)
     }
 
     /// Whether the database answers and accepts writes.

@@ -25,6 +25,7 @@ pub struct Config {
     pub processing: ProcessingConfig,
     pub placer: PlacerConfig,
     pub notify: NotifyConfig,
+    pub verifier: VerifierConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -351,6 +352,65 @@ impl NotifyConfig {
     }
 }
 
+/// `[verifier]`: the audio verification between download and conversion (see `crate::verifier` and
+/// `processor::verify`): which checks run, their thresholds, and what a suspect or corrupt download does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifierConfig {
+    /// Off: downloads go to conversion unverified (no verdicts, no ReplayGain values, no blocklisting).
+    pub enabled: bool,
+    /// What a release with a `suspect` (lossy transcode claiming lossless) or `corrupt` track does: `fallback` (the
+    /// next candidate that would be auto-approved on its own merit, else an admin), `ask` (always an admin), `warn`
+    /// (converted anyway; the verdicts are recorded). With `fallback` and `ask` the release's info hash is
+    /// blocklisted.
+    pub action: String,
+    pub check_integrity: bool,
+    pub check_transcode: bool,
+    pub check_upsampling: bool,
+    pub check_padding: bool,
+    pub check_duplicates: bool,
+    pub check_loudness: bool,
+    /// A cut-off below this is band-limited material (an old recording), never called a transcode.
+    pub min_lossy_cutoff_hz: f64,
+    /// The band above a lossy cut-off may rise at most this far over the quantisation floor.
+    pub max_above_cutoff_db: f64,
+    /// An encoder's edge falls at least this steeply (dB per kHz).
+    pub min_slope_db_per_khz: f64,
+    /// A cut-off near the top of the band is a transcode only with a drop at least this deep (dB).
+    pub high_cutoff_min_drop_db: f64,
+    /// Digital silence inside music at least this long makes a file `corrupt` (zero-filled).
+    pub zero_run_secs: f64,
+    /// Two fingerprints differing in at most this share of bits are the same audio.
+    pub duplicate_max_bit_error: f64,
+    /// How many files are decoded at once.
+    pub parallelism: usize,
+}
+
+/// The actions `[verifier] action` accepts.
+pub const VERIFIER_ACTIONS: [&str; 3] = ["fallback", "ask", "warn"];
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            enabled: true,
+            action: "fallback".into(),
+            check_integrity: true,
+            check_transcode: true,
+            check_upsampling: true,
+            check_padding: true,
+            check_duplicates: true,
+            check_loudness: true,
+            min_lossy_cutoff_hz: 11_000.0,
+            max_above_cutoff_db: 6.0,
+            min_slope_db_per_khz: 30.0,
+            high_cutoff_min_drop_db: 35.0,
+            zero_run_secs: 2.0,
+            duplicate_max_bit_error: 0.2,
+            parallelism: 2,
+        }
+    }
+}
+
 /// The shortest `[notify] secret` accepted.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -383,8 +443,18 @@ impl ConfigError {
     }
 }
 
-const SECTIONS: [&str; 9] =
-    ["server", "database", "jackett", "qbittorrent", "matcher", "converter", "processing", "placer", "notify"];
+const SECTIONS: [&str; 10] = [
+    "server",
+    "database",
+    "jackett",
+    "qbittorrent",
+    "matcher",
+    "converter",
+    "processing",
+    "placer",
+    "notify",
+    "verifier",
+];
 
 /// The shortest bearer token accepted, from the configuration or from `tokens.toml`.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -579,7 +649,37 @@ impl Config {
                 ));
             }
         }
-        self.validate_notify()
+        self.validate_notify()?;
+        self.validate_verifier()
+    }
+
+    /// `[verifier]`: a known action, thresholds in range.
+    fn validate_verifier(&self) -> Result<(), ConfigError> {
+        let verifier = &self.verifier;
+        if !VERIFIER_ACTIONS.contains(&verifier.action.as_str()) {
+            return Err(ConfigError::invalid(
+                "verifier.action",
+                format!("{:?} is not an action; use one of {}", verifier.action, VERIFIER_ACTIONS.join(", ")),
+            ));
+        }
+        if !(0.0..=0.5).contains(&verifier.duplicate_max_bit_error) {
+            return Err(ConfigError::invalid("verifier.duplicate_max_bit_error", "must be within 0..0.5"));
+        }
+        for (key, value) in [
+            ("verifier.min_lossy_cutoff_hz", verifier.min_lossy_cutoff_hz),
+            ("verifier.max_above_cutoff_db", verifier.max_above_cutoff_db),
+            ("verifier.min_slope_db_per_khz", verifier.min_slope_db_per_khz),
+            ("verifier.high_cutoff_min_drop_db", verifier.high_cutoff_min_drop_db),
+            ("verifier.zero_run_secs", verifier.zero_run_secs),
+        ] {
+            if !value.is_finite() || value <= 0.0 {
+                return Err(ConfigError::invalid(key, "must be a positive number"));
+            }
+        }
+        if verifier.parallelism == 0 {
+            return Err(ConfigError::invalid("verifier.parallelism", "must be >= 1"));
+        }
+        Ok(())
     }
 
     /// `[notify]`: a webhook URL needs a secret (an unsigned event could be forged by anyone reaching the

@@ -44,6 +44,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("placer", 5),
     ("llm", 5),
     ("notify", 5),
+    ("verifier", 5),
     ("queue", 6),
     ("app", 7),
     ("processor", 8),

@@ -22,8 +22,9 @@
 //! | | [`converter`] | ffmpeg/ffprobe: transcoding, tags, cover art, CUE splitting, output validation |
 //! | | [`placer`] | atomic placement inside the allowed roots |
 //! | | [`llm`] | the LLM providers (Anthropic, OpenAI, local), their HTTP, the prompt and the answer parsing |
+//! | | [`verifier`] | the audio itself: integrity, transcodes, upsampling, duplicates, loudness (run by `processor::verify`) |
 //! | | [`notify`] | the catalog webhook: signed POSTs of ticket events |
-//! | persistence | [`queue`] | SQLite: tickets, their history, the legal transitions, leases and the transition fence, the webhook outbox |
+//! | persistence | [`queue`] | SQLite: tickets, their history, the legal transitions, leases and the transition fence, the webhook outbox, the blocklist |
 //! | commands | [`app`] | `App`, built once and shared: the commands and queries the API calls, the clients, the task spawner |
 //! | pipeline | [`processor`] | the scheduler (claims, limits, retries), one function per stage returning the next state, the reaper, the LLM step, the webhook delivery task |
 //! | HTTP | [`api`] | the HTTP routes, auth, errors, OpenAPI |
@@ -51,6 +52,7 @@ pub mod release;
 pub mod searcher;
 pub mod server;
 pub mod torrent_client;
+pub mod verifier;
 
 #[cfg(test)]
 mod layering;

@@ -52,6 +52,16 @@ enum Command {
         #[arg(long)]
         llm: bool,
     },
+    /// Check audio files: integrity, lossy transcodes in lossless files, upsampling, padded bits, duplicates and
+    /// loudness. Needs no config file, database or network. Exit status 0 when every file could be judged.
+    Verify {
+        /// Print one JSON object per file (JSON lines) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The audio files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -132,6 +142,15 @@ fn match_case(case: PathBuf, threshold: Option<f64>, config_path: Option<PathBuf
     Ok(())
 }
 
+fn verify_files(files: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let output = downloader2::verifier::command::run_verify_command(files, json);
+    print!("{}", output.text);
+    if !output.all_judged {
+        anyhow::bail!("some files could not be judged (see their reason)");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -143,6 +162,7 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(serve(config))),
         Command::CheckConfig { config } => check_config(config),
         Command::Match { case, threshold, config, llm } => match_case(case, threshold, config, llm),
+        Command::Verify { json, files } => verify_files(&files, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -87,7 +87,8 @@ fn add_common_answers(operation: &mut Operation, has_ticket_id: bool) {
     }
 }
 
-/// `{id}` path parameters get the ticket id pattern; a `state` query parameter the state names (or empty).
+/// `{id}` path parameters get the ticket id pattern, `{info_hash}` 40 hex digits, indices (`{idx}`, `{release}`,
+/// `{file}`) non-negative integers; a `state` query parameter the state names (or empty).
 fn constrain_parameters(operation: &mut Operation) {
     for parameter in operation.parameters.iter_mut().flatten() {
         if parameter.name == "id" && parameter.parameter_in == ParameterIn::Path {
@@ -100,7 +101,13 @@ fn constrain_parameters(operation: &mut Operation) {
                     .into(),
             ));
         }
-        if parameter.name == "idx" && parameter.parameter_in == ParameterIn::Path {
+        if parameter.name == "info_hash" && parameter.parameter_in == ParameterIn::Path {
+            parameter.schema = Some(RefOr::T(
+                ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9a-fA-F]{40}$")).into(),
+            ));
+        }
+        let index = ["idx", "release", "file"].contains(&parameter.name.as_str());
+        if index && parameter.parameter_in == ParameterIn::Path {
             parameter.schema = Some(RefOr::T(
                 ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u32::MAX)).into(),
             ));

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod tickets;
 pub mod ui;
+pub mod verification;
 pub mod ws;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,6 +105,9 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/config", get(admin::config))
         .route("/api/v1/webhook", get(admin::webhook))
+        .route("/api/v1/blocklist", get(verification::list))
+        .route("/api/v1/blocklist/{info_hash}", axum::routing::delete(verification::remove))
+        .route("/api/v1/ticket/{id}/verification/{release}/{file}/spectrogram.png", get(verification::spectrogram))
         .route("/api/v1/ws", get(ws::ws))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
@@ -203,7 +207,8 @@ impl utoipa::Modify for BearerSecurity {
         health, openapi_json, metrics_text,
         tickets::create_ticket, tickets::get_ticket, tickets::list_tickets, tickets::cancel_ticket,
         admin::approve, admin::reject, admin::retry, admin::force_search, admin::stats, admin::config,
-        admin::candidate_files, admin::webhook,
+        admin::candidate_files, admin::webhook, verification::list, verification::remove,
+        verification::spectrogram,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity, &CommonAnswers),

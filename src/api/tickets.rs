@@ -41,6 +41,10 @@ pub struct TicketView {
     /// the state's `candidates` - quality, and every ticket track against its file with the size-derived duration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review: Option<Vec<CandidateReview>>,
+    /// Every release the audio verifier checked for this ticket, oldest first: per file its verdict, reason,
+    /// cut-off, loudness (only on `GET /ticket/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<crate::models::verification::ReleaseVerification>>,
     pub attempts: i64,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -55,6 +59,7 @@ impl TicketView {
             state: record.state,
             history,
             review: None,
+            verifications: None,
             attempts: record.attempts,
             next_attempt_at: record.next_attempt_at,
             created_at: record.created_at,
@@ -136,7 +141,12 @@ pub async fn get_ticket(
         }
         _ => None,
     };
-    Ok(Json(TicketView { review, ..TicketView::from_record(record, Some(history)) }))
+    let verifications = app.ticket_work(&id).await?.verifications;
+    Ok(Json(TicketView {
+        review,
+        verifications: Some(verifications),
+        ..TicketView::from_record(record, Some(history))
+    }))
 }
 
 /// A history event as `GET /ticket/{id}` shows it: a candidate list in its details is replaced by its length.

@@ -13,8 +13,9 @@ const APP_CSS: &str = include_str!("ui/app.css");
 const ICON_SVG: &str = include_str!("ui/icon.svg");
 
 /// Scripts, styles, images and connections (fetch, WebSocket) only from this origin; no inline code, no framing.
+/// Images may also be `blob:` URLs: the spectrograms are fetched with the admin token and shown from a blob.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+     img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (

@@ -151,6 +151,12 @@ impl FfmpegConverter {
                     .metadata_to_embed
                     .iter()
                     .filter_map(|(key, value)| tags::value_text(value).map(|text| (key.clone(), text)))
+                    .chain(
+                        job.replaygain
+                            .get(&track.catalog_track_id)
+                            .map(|gain| gain.fields(plan.format))
+                            .unwrap_or_default(),
+                    )
                     .collect(),
             });
             let encode_comments = match (&tags, plan.format) {
@@ -323,6 +329,7 @@ impl FfmpegConverter {
     ) -> Result<(usize, ConvertedFile), ConvertError> {
         let Encoded { mut work, mut log } = encoded;
         let facts = loop {
+            self.measure_replaygain(job, &mut work).await?;
             let facts = self.tag_and_read_back(&work, &log, cover.clone()).await?;
             match validate::check_output(&work.plan, &facts, work.source_secs) {
                 Ok(()) => break facts,
@@ -399,6 +406,31 @@ impl FfmpegConverter {
     }
 
     /// Seconds of the track's source part that are not silence (a decode-only ffmpeg run, in a slot).
+    /// A lossy encoder changes the loudness a little (a low-pass removes energy the K-weighting counts): for lossy
+    /// outputs the ReplayGain track values are measured on the encoded file itself (ffmpeg `ebur128`, true peak)
+    /// and replace the source's in the track's tags; album values stay those of the sources. FLAC keeps the
+    /// source's values (same samples) and is tagged in the encode.
+    async fn measure_replaygain(&self, job: &ConversionJob, work: &mut TrackWork) -> Result<(), ConvertError> {
+        let Some(source_gain) = job.replaygain.get(&work.track.catalog_track_id).copied() else { return Ok(()) };
+        if work.plan.format == OutputFormat::Flac || work.tags.is_none() {
+            return Ok(());
+        }
+        let args = ffmpeg::loudness_scan_args(&work.output);
+        let _slot = self.acquire_slot(&job.cancel).await?;
+        let output = self.run_ffmpeg_in_slot(&args, work.source_secs, &work.shown, &job.cancel).await?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        let Some((lufs, peak)) = ffmpeg::loudness_from_scan(&log) else {
+            tracing::warn!(track = %work.shown, "no loudness reading of the output: the source's ReplayGain values are kept");
+            return Ok(());
+        };
+        let measured = tags::ReplayGain { track_lufs: lufs, track_peak_dbtp: peak, ..source_gain };
+        if let Some(track_tags) = work.tags.as_mut() {
+            track_tags.album_fields.retain(|(key, _)| !tags::is_replaygain_key(key));
+            track_tags.album_fields.extend(measured.fields(work.plan.format));
+        }
+        Ok(())
+    }
+
     async fn audible_secs(&self, job: &ConversionJob, work: &TrackWork) -> Result<f64, ConvertError> {
         let args = ffmpeg::silence_scan_args(&work.source.path, &work.info.format_name, work.range, work.source_secs);
         let _slot = self.acquire_slot(&job.cancel).await?;

@@ -419,6 +419,40 @@ pub fn silence_scan_args(input: &Path, input_format: &str, range: Option<SampleR
 
 /// ffmpeg arguments that turn the single image `input` (read with the demuxer `input_format` ffprobe chose) into a
 /// baseline JPEG at `output` whose longest side is at most `MAX_IMAGE_SIDE_PX` (smaller images keep their size).
+/// Arguments measuring the EBU R128 integrated loudness and true peak of one of our own outputs (in the work dir):
+/// ffmpeg's `ebur128` filter, its running integrated value printed with `ametadata`, its summary at the end.
+pub fn loudness_scan_args(output: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> =
+        ["-hide_banner", "-nostdin", "-nostats", "-protocol_whitelist", "file", "-i"].map(OsString::from).to_vec();
+    args.push(file_url(output));
+    args.extend(
+        [
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true:metadata=1,ametadata=mode=print:key=lavfi.r128.I",
+            "-f",
+            "null",
+            "-",
+        ]
+        .map(OsString::from),
+    );
+    args
+}
+
+/// The integrated loudness (LUFS, the last running value) and true peak (dBTP, the summary's) of a
+/// [`loudness_scan_args`] run's log; `None` when either is missing (silence has no integrated loudness).
+pub fn loudness_from_scan(log: &str) -> Option<(f64, f64)> {
+    let lufs: f64 =
+        log.lines().filter_map(|line| line.split("lavfi.r128.I=").nth(1)).next_back()?.trim().parse().ok()?;
+    let peak_line = log
+        .lines()
+        .skip_while(|line| !line.contains("True peak:"))
+        .find(|line| line.trim_start().starts_with("Peak:"))?;
+    let peak: f64 = peak_line.trim_start().trim_start_matches("Peak:").split_whitespace().next()?.parse().ok()?;
+    (lufs.is_finite() && peak.is_finite()).then_some((lufs, peak))
+}
+
 pub fn image_to_jpeg_args(input: &Path, input_format: &str, output: &Path) -> Vec<OsString> {
     let mut args = hardened_input_prefix(IMAGE_DEMUXERS, input_format, "error");
     if input_format == "image2" {
@@ -602,5 +636,21 @@ mod tests {
         assert_eq!(args[position - 1], "-i");
         assert_eq!(args.last().unwrap(), "file:/work/out.mp3");
         assert!(args.windows(2).any(|pair| pair[0] == "-protocol_whitelist" && pair[1] == "file"));
+    }
+}
+
+#[cfg(test)]
+mod loudness_scan_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_running_loudness_and_the_summarys_true_peak_are_read() {
+        let log =
+            "[Parsed_ametadata_1 @ 0x1] frame:0 pts:0 pts_time:0\n[Parsed_ametadata_1 @ 0x1] lavfi.r128.I=-70.000\n\
+                   [Parsed_ametadata_1 @ 0x1] lavfi.r128.I=-19.834\n[Parsed_ebur128_0 @ 0x2] Summary:\n\n  \
+                   Integrated loudness:\n    I:         -19.8 LUFS\n\n  True peak:\n    Peak:        -0.4 dBFS\n";
+        assert_eq!(loudness_from_scan(log), Some((-19.834, -0.4)));
+        assert_eq!(loudness_from_scan("lavfi.r128.I=-20.0\n"), None, "no true peak");
+        assert_eq!(loudness_from_scan("lavfi.r128.I=-inf\n  True peak:\n    Peak: -0.4 dBFS\n"), None);
     }
 }

@@ -72,6 +72,9 @@ pub struct ConversionJob {
     pub torrent_files: Vec<TorrentFile>,
     /// Cancelling kills this ticket's ffmpeg children at once and removes its work directory.
     pub cancel: CancellationToken,
+    /// ReplayGain 2.0 values per catalog track id (the audio verifier's EBU R128 measurement of the source),
+    /// written as tags (`REPLAYGAIN_*`, `R128_*` for Opus) when metadata is embedded; empty: none written.
+    pub replaygain: std::collections::BTreeMap<String, tags::ReplayGain>,
 }
 
 /// One file produced in the work directory, with where it must go.

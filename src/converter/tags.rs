@@ -9,7 +9,8 @@
 //!
 //! `metadata_to_embed` keys are matched case-insensitively: `artist`, `album`, `album_artist`/`albumartist`,
 //! `year`/`date` (written as the recording date), `genre`, `label`/`publisher`, `composer`, `comment`,
-//! `copyright`, `catalog_number`, `conductor`, `lyricist`. Other keys are written as free-form fields where the
+//! `copyright`, `catalog_number`, `conductor`, `lyricist`, and the ReplayGain 2.0 keys of [`ReplayGain`]
+//! (`replaygain_track_gain`, ...; Opus's `R128_*` are free-form Vorbis comments). Other keys are written as free-form fields where the
 //! format allows them (Vorbis comments); ID3v2 and MP4 silently drop them. Arrays are joined with "; ".
 
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::path::Path;
 use lofty::config::WriteOptions;
 use lofty::picture::{MimeType, Picture, PictureType};
 use lofty::prelude::*;
-use lofty::tag::Tag;
+use lofty::tag::{ItemValue, Tag, TagItem};
 
 /// Everything written into one output file.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,55 @@ pub struct TrackTags {
     pub disc_total: u32,
     /// (key as the ticket spelled it, value) from `metadata_to_embed`.
     pub album_fields: Vec<(String, String)>,
+}
+
+/// ReplayGain 2.0 values of one track: EBU R128 integrated loudness and true peak of the track and of its album.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayGain {
+    pub track_lufs: f64,
+    pub track_peak_dbtp: f64,
+    pub album_lufs: Option<f64>,
+    pub album_peak_dbtp: Option<f64>,
+}
+
+/// ReplayGain 2.0's reference loudness (LUFS).
+pub const REPLAYGAIN_REFERENCE_LUFS: f64 = -18.0;
+/// The reference of Opus's `R128_*_GAIN` tags (RFC 7845: EBU R128, -23 LUFS).
+pub const R128_REFERENCE_LUFS: f64 = -23.0;
+
+impl ReplayGain {
+    /// The tags for `format`, as `(key, value)` pairs `item_key_for` knows: `REPLAYGAIN_TRACK_GAIN` ("-3.21 dB"),
+    /// `REPLAYGAIN_TRACK_PEAK` (linear, "0.988553") and the album pair; for Opus `R128_TRACK_GAIN` and
+    /// `R128_ALBUM_GAIN` (Q7.8 fixed point, relative to -23 LUFS) instead, as RFC 7845 asks.
+    pub fn fields(&self, format: crate::models::OutputFormat) -> Vec<(String, String)> {
+        let decibels = |lufs: f64| format!("{:.2} dB", REPLAYGAIN_REFERENCE_LUFS - lufs);
+        let linear = |dbtp: f64| format!("{:.6}", 10f64.powf(dbtp / 20.0));
+        let q78 = |lufs: f64| {
+            let steps = ((R128_REFERENCE_LUFS - lufs) * 256.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX));
+            format!("{steps:.0}")
+        };
+        let mut fields = Vec::new();
+        if format == crate::models::OutputFormat::Opus {
+            fields.push(("r128_track_gain".to_string(), q78(self.track_lufs)));
+            if let Some(album) = self.album_lufs {
+                fields.push(("r128_album_gain".to_string(), q78(album)));
+            }
+            return fields;
+        }
+        fields.push(("replaygain_track_gain".to_string(), decibels(self.track_lufs)));
+        fields.push(("replaygain_track_peak".to_string(), linear(self.track_peak_dbtp)));
+        if let (Some(album), Some(peak)) = (self.album_lufs, self.album_peak_dbtp) {
+            fields.push(("replaygain_album_gain".to_string(), decibels(album)));
+            fields.push(("replaygain_album_peak".to_string(), linear(peak)));
+        }
+        fields
+    }
+}
+
+/// Whether `key` is one of the keys [`ReplayGain::fields`] writes.
+pub fn is_replaygain_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.starts_with("replaygain_") || key.starts_with("r128_")
 }
 
 /// Why tagging failed.
@@ -57,6 +107,10 @@ pub fn item_key_for(key: &str) -> ItemKey {
         "catalog_number" => ItemKey::CatalogNumber,
         "conductor" => ItemKey::Conductor,
         "lyricist" => ItemKey::Lyricist,
+        "replaygain_track_gain" => ItemKey::ReplayGainTrackGain,
+        "replaygain_track_peak" => ItemKey::ReplayGainTrackPeak,
+        "replaygain_album_gain" => ItemKey::ReplayGainAlbumGain,
+        "replaygain_album_peak" => ItemKey::ReplayGainAlbumPeak,
         _ => ItemKey::Unknown(key.to_ascii_uppercase()),
     }
 }
@@ -112,8 +166,17 @@ pub fn write_tags(path: &Path, tags: Option<&TrackTags>, cover_jpeg: Option<&[u8
         tag.set_track_total(tags.track_total);
         tag.set_disk(tags.disc_number);
         tag.set_disk_total(tags.disc_total);
+        let vorbis = tag.tag_type() == lofty::tag::TagType::VorbisComments;
         for (key, value) in &tags.album_fields {
-            tag.insert_text(item_key_for(key), value.clone());
+            match item_key_for(key) {
+                // `insert_text` refuses keys without a mapping; Vorbis comments take any (spec-checked) key.
+                unknown @ ItemKey::Unknown(_) if vorbis => {
+                    tag.insert_unchecked(TagItem::new(unknown, ItemValue::Text(value.clone())));
+                }
+                known => {
+                    tag.insert_text(known, value.clone());
+                }
+            }
         }
     }
     if let Some(jpeg) = cover_jpeg {
@@ -191,5 +254,36 @@ mod tests {
         assert_eq!(value_text(&serde_json::json!(1999)).as_deref(), Some("1999"));
         assert_eq!(value_text(&serde_json::json!(["Rock", "Pop"])).as_deref(), Some("Rock; Pop"));
         assert_eq!(value_text(&serde_json::json!(null)), None);
+    }
+}
+
+#[cfg(test)]
+mod replaygain_tests {
+    use super::*;
+    use crate::models::OutputFormat;
+
+    #[test]
+    fn replaygain_2_values_are_relative_to_minus_18_lufs_and_opus_gets_r128_q7_8_relative_to_minus_23() {
+        let gain =
+            ReplayGain { track_lufs: -9.5, track_peak_dbtp: -0.3, album_lufs: Some(-10.0), album_peak_dbtp: Some(0.0) };
+        let fields = gain.fields(OutputFormat::Mp3);
+        assert_eq!(
+            fields,
+            [
+                ("replaygain_track_gain".to_string(), "-8.50 dB".to_string()),
+                ("replaygain_track_peak".to_string(), "0.966051".to_string()),
+                ("replaygain_album_gain".to_string(), "-8.00 dB".to_string()),
+                ("replaygain_album_peak".to_string(), "1.000000".to_string()),
+            ]
+        );
+        // -23 - (-9.5) = -13.5 dB = -3456 / 256.
+        assert_eq!(
+            gain.fields(OutputFormat::Opus),
+            [
+                ("r128_track_gain".to_string(), "-3456".to_string()),
+                ("r128_album_gain".to_string(), "-3328".to_string())
+            ]
+        );
+        assert_eq!(item_key_for("replaygain_track_gain"), ItemKey::ReplayGainTrackGain);
     }
 }

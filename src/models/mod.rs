@@ -11,6 +11,7 @@ pub mod state;
 pub mod ticket;
 pub mod torrent;
 pub mod verdict;
+pub mod verification;
 pub mod webhook;
 pub mod work;
 

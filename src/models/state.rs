@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::torrent::TorrentCandidate;
 use super::verdict::{verdict_entries, Doubt, HardReject};
+use super::verification::ReleaseVerification;
 
 /// The state of a ticket, with the data that state carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -167,12 +168,35 @@ impl TicketState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ApprovalReason {
-    LowConfidence { score: f64, threshold: f64 },
-    TrackCountMismatch { expected: usize, found: usize },
-    DurationMismatch { expected_secs: f64, found_secs: f64 },
-    NameSimilarityLow { similarity: f64 },
-    MultipleGoodMatches { top_scores: Vec<f64> },
+    LowConfidence {
+        score: f64,
+        threshold: f64,
+    },
+    TrackCountMismatch {
+        expected: usize,
+        found: usize,
+    },
+    DurationMismatch {
+        expected_secs: f64,
+        found_secs: f64,
+    },
+    NameSimilarityLow {
+        similarity: f64,
+    },
+    MultipleGoodMatches {
+        top_scores: Vec<f64>,
+    },
     NoExactMatch {},
+    /// The downloaded release claims lossless audio but its spectrum shows a lossy source (see `verification`'s
+    /// suspect tracks: verdict, cut-off, spectrogram); its info hash is blocklisted.
+    TranscodeSuspected {
+        verification: Box<ReleaseVerification>,
+    },
+    /// Files of the downloaded release do not decode completely (damaged frames, wrong MD5, truncated, zero-filled,
+    /// unreadable; see `verification`'s corrupt tracks); its info hash is blocklisted.
+    CorruptDownload {
+        verification: Box<ReleaseVerification>,
+    },
 }
 
 /// A candidate with the matcher's verdict on it.
@@ -246,6 +270,9 @@ pub struct CompletionStats {
     /// Catalog image ids no image was found for.
     #[serde(default)]
     pub missing_image_ids: Vec<String>,
+    /// The audio verifier's verdicts on the placed release (absent with `[verifier] enabled = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<ReleaseVerification>,
 }
 
 #[cfg(test)]
@@ -343,6 +370,54 @@ mod tests {
         assert_eq!(paths.len(), crate::models::torrent::MAX_SHOWN_OTHER_FILES + 2);
         assert_eq!(trimmed.candidate.files_omitted, 501 - paths.len() as u64);
         assert_eq!(trimmed.track_mapping.len(), 2);
+    }
+
+    #[test]
+    fn verifier_reasons_round_trip_and_stats_stored_before_them_still_load() {
+        use crate::models::verification::{FileVerification, Md5Check, TrackVerification, Verdict};
+        let file = FileVerification {
+            path: "A/01.flac".into(),
+            verdict: Verdict::Suspect,
+            reason: "lossy source, cut-off 16.1 kHz".into(),
+            confidence: 0.9,
+            codec: "flac".into(),
+            lossless: true,
+            sample_rate_hz: 44_100,
+            channels: 2,
+            bits_per_sample: Some(16),
+            duration_secs: 10.0,
+            cutoff_hz: Some(16_100.0),
+            upsampled: false,
+            padded_bits: 0,
+            duplicate_of: None,
+            loudness_lufs: Some(-9.0),
+            true_peak_dbtp: Some(-0.1),
+            spectrum: None,
+            decode_errors: 0,
+            md5: Md5Check::Match,
+            missing_secs: 0.0,
+            zero_runs: Vec::new(),
+        };
+        let verification = ReleaseVerification {
+            info_hash: "ab".repeat(20),
+            title: "A - B [FLAC]".into(),
+            verified_at: DateTime::from_timestamp(0, 0).unwrap(),
+            tracks: vec![TrackVerification { catalog_track_ids: vec!["t1".into()], spectrogram: true, file }],
+            album: None,
+            verification_secs: 1.5,
+        };
+        let reason = ApprovalReason::TranscodeSuspected { verification: Box::new(verification) };
+        let json = serde_json::to_value(&reason).unwrap();
+        assert_eq!(json["type"], "transcode_suspected");
+        assert_eq!(json["verification"]["tracks"][0]["file"]["verdict"], "suspect");
+        assert_eq!(serde_json::from_value::<ApprovalReason>(json).unwrap(), reason);
+        // A completed state written before the verifier: no `verification` in its stats.
+        let old = serde_json::json!({"state": "completed", "completed_at": "2026-11-25T10:00:00Z",
+            "stats": {"download_bytes": 1, "download_duration_secs": 1.0, "conversion_duration_secs": 1.0,
+                      "final_size_bytes": 1}});
+        let TicketState::Completed { stats, .. } = serde_json::from_value(old).unwrap() else { panic!() };
+        assert_eq!(stats.verification, None);
+        assert!(serde_json::to_value(&stats).unwrap().get("verification").is_none(), "absent, not null");
     }
 
     #[test]

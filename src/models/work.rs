@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::ScoredCandidate;
 use super::torrent::{InfoHash, TorrentCandidate};
+use super::verification::ReleaseVerification;
 
 /// Everything a stage left for the next one (or for a restart).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,17 @@ pub struct TicketWork {
     /// What the conversion produced (read by `placing`, also after a restart).
     #[serde(default)]
     pub conversion: Option<ConversionRecord>,
+    /// Every release verified for this ticket, oldest first (the current download's is the one with its hash).
+    #[serde(default)]
+    pub verifications: Vec<ReleaseVerification>,
+}
+
+impl TicketWork {
+    /// The verification of the torrent being converted, if it was verified.
+    pub fn current_verification(&self) -> Option<&ReleaseVerification> {
+        let hash = self.torrent_hash.as_ref()?.to_string();
+        self.verifications.iter().rev().find(|verification| verification.info_hash == hash)
+    }
 }
 
 /// The converter's output, as `placing` needs it.
@@ -84,6 +96,7 @@ mod tests {
     fn work_stored_before_the_typed_verdict_still_loads() {
         let work: TicketWork = serde_json::from_str(OLD_WORK).unwrap();
         assert_eq!(work.ranked.len(), 2);
+        assert!(work.verifications.is_empty(), "no verification recorded before the verifier");
         assert_eq!(work.ranked[0].doubts, vec![Doubt::NotRecorded]);
         assert_eq!(
             work.ranked[1].hard_rejects,

@@ -1,4 +1,5 @@
-//! The `converting` stage: hands the downloaded files and the chosen mapping to the converter (which probes every
+//! The `converting` stage: first the audio verification of the download (`verify.rs`; a refused release falls back
+//! to another candidate or an admin before any encoding), then hands the downloaded files and the chosen mapping to the converter (which probes every
 //! source, checks its duration against the ticket before spending CPU, and encodes into the ticket's work dir),
 //! reports each track as it starts, and records the outputs for `placing`. A duration that does not fit the ticket
 //! sends the ticket back to an admin (`needs_approval` with `duration_mismatch`), the torrent kept; a source that
@@ -28,12 +29,28 @@ pub async fn convert(ctx: &StageContext, record: &TicketRecord, mut work: Ticket
     let progress = torrents.get_progress(&hash).await?;
     let torrent_files: Vec<TorrentFile> =
         torrents.get_files(&hash).await?.iter().map(|file| file.to_torrent_file()).collect();
+    if ctx.app.config.verifier.enabled && work.current_verification().is_none() {
+        let refused = super::verify::verify_download(
+            ctx,
+            record,
+            &mut work,
+            &selected,
+            &hash,
+            &progress.save_path,
+            &torrent_files,
+        )
+        .await?;
+        if let Some(advance) = refused {
+            return Ok(advance);
+        }
+    }
     let job = ConversionJob {
         ticket: record.ticket.clone(),
         source_root: progress.save_path,
         mapping: selected.track_mapping.clone(),
         torrent_files,
         cancel: ctx.cancel.clone(),
+        replaygain: work.current_verification().map(super::verify::replaygain_of).unwrap_or_default(),
     };
 
     let (sender, mut receiver) = mpsc::unbounded_channel::<ConversionProgress>();

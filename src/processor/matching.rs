@@ -1,7 +1,8 @@
 //! The `matching` stage: scores the search results with the deterministic matcher; for the best candidates that
 //! came without a file list, fetches their metadata (a .torrent through the searcher, a magnet through the torrent
 //! client, nothing downloaded) and scores again; with an LLM configured, asks it for a second opinion under the guard
-//! rails (its report goes into the history); then decides between `auto_approved` and `needs_approval`.
+//! rails (its report goes into the history); then decides between `auto_approved` and `needs_approval`. Candidates
+//! whose info hash is blocklisted (refused by the audio verifier) are dropped before scoring.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::{unless_cancelled, Advance, StageContext, StageError};
 use crate::matcher::{match_candidates as score_candidates, MatchDecision, MatchOutcome};
 use crate::models::metainfo::parse_torrent;
 use crate::models::{
-    bound_file_list, ApprovalReason, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile,
+    bound_file_list, ApprovalReason, InfoHash, ScoredCandidate, TicketState, TicketWork, TorrentCandidate, TorrentFile,
 };
 use crate::processor::llm_refine::LlmRefiner;
 use crate::queue::TicketRecord;
@@ -33,7 +34,14 @@ pub async fn match_candidates(
 ) -> Result<Advance, StageError> {
     let threshold = ctx.app.config.matcher.auto_approve_threshold;
     let ticket = &record.ticket;
+    // Releases the audio verifier refused are dropped before scoring (not kept as rejected candidates): they may
+    // never be chosen for any ticket, not even from the admin's list, until an admin removes them from the
+    // blocklist.
+    let blocklisted = ctx.app.store.blocklisted_hashes().await?;
     let mut candidates = work.search_results.clone();
+    let before = candidates.len();
+    candidates.retain(|candidate| !is_blocklisted(candidate, &blocklisted));
+    let mut dropped = before - candidates.len();
     let mut outcome = score_candidates(ticket, &candidates, threshold);
 
     let to_fetch: Vec<usize> = outcome
@@ -57,10 +65,11 @@ pub async fn match_candidates(
         let mut filled = 0;
         for (idx, title, files) in fetched {
             match files {
-                Ok((files, omitted)) if !files.is_empty() || omitted > 0 => {
+                Ok((files, omitted, hash)) if !files.is_empty() || omitted > 0 => {
                     if let Some(candidate) = candidates.get_mut(idx) {
                         candidate.files = Some(files);
                         candidate.files_omitted = omitted;
+                        candidate.info_hash = candidate.info_hash.take().or(hash);
                         filled += 1;
                     }
                 }
@@ -71,6 +80,10 @@ pub async fn match_candidates(
             }
         }
         if filled > 0 {
+            // A fetched .torrent may reveal a blocklisted hash.
+            let before = candidates.len();
+            candidates.retain(|candidate| !is_blocklisted(candidate, &blocklisted));
+            dropped += before - candidates.len();
             outcome = score_candidates(ticket, &candidates, threshold);
         }
     }
@@ -86,24 +99,35 @@ pub async fn match_candidates(
         None => None,
     };
     work.search_results = candidates;
-    let advance = decide(outcome, work, threshold);
+    let mut advance = decide(outcome, work, threshold);
+    if dropped > 0 {
+        advance = advance.note("blocklisted_candidates", dropped);
+    }
     Ok(match llm_report.map(serde_json::to_value) {
         Some(Ok(report)) => advance.note("llm", report),
         _ => advance,
     })
 }
 
-/// The bounded file list of a candidate (and how many files it leaves out) without downloading its payload.
+/// Whether the candidate's info hash is on the blocklist.
+fn is_blocklisted(candidate: &TorrentCandidate, blocklisted: &[InfoHash]) -> bool {
+    candidate.info_hash.as_ref().is_some_and(|hash| blocklisted.contains(hash))
+}
+
+/// The bounded file list of a candidate (and how many files it leaves out, and the info hash when a .torrent
+/// shows it) without downloading its payload.
 async fn fetch_file_list(
     ctx: &StageContext,
     candidate: &TorrentCandidate,
-) -> Result<(Vec<TorrentFile>, u64), StageError> {
+) -> Result<(Vec<TorrentFile>, u64, Option<InfoHash>), StageError> {
     match ctx.app.clients.searcher.torrent_source(candidate).await? {
         TorrentSource::TorrentFile(bytes) => parse_torrent(&bytes)
-            .map(|parsed| (parsed.files, parsed.files_omitted))
+            .map(|parsed| (parsed.files, parsed.files_omitted, Some(parsed.info_hash)))
             .map_err(|err| StageError::Inconsistent(format!("bad .torrent for {:?}: {err}", candidate.title))),
         TorrentSource::Magnet(magnet) => {
-            Ok(bound_file_list(ctx.app.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?))
+            let (files, omitted) =
+                bound_file_list(ctx.app.clients.torrents.fetch_metadata(&magnet, METADATA_TIMEOUT).await?);
+            Ok((files, omitted, None))
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod reaper;
 pub mod retry;
 pub mod scheduler;
 pub mod search;
+pub mod verify;
 pub mod webhook;
 
 use std::collections::BTreeMap;

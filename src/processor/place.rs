@@ -85,6 +85,7 @@ pub async fn place(ctx: &StageContext, record: &TicketRecord, work: TicketWork) 
         skipped_files: report.skipped_files,
         missing_track_ids,
         missing_image_ids: conversion.missing_image_ids.clone(),
+        verification: work.current_verification().cloned(),
     };
     tracing::info!(placed = stats.placed_files.len(), skipped = stats.skipped_files.len(), "ticket completed");
     Ok(Advance::to(TicketState::Completed { completed_at: Utc::now(), stats }, work))

@@ -149,13 +149,25 @@ async fn may_remove(app: &App, status: &TorrentStatus) -> Result<bool, StageErro
     Ok(!owes_seeding || no_seeding || status.share_limit_reached)
 }
 
-/// Removes the work directory of a ticket that became terminal (its torrent goes with the next reap).
+/// Removes the work directory and the verification evidence of a ticket that became terminal (its torrent goes with
+/// the next reap).
 pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
     let work_dir = clients.work_dir_for(ticket_id);
     match tokio::fs::remove_dir_all(&work_dir).await {
         Ok(()) => tracing::debug!(ticket_id, path = %work_dir.display(), "work directory removed"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => tracing::warn!(ticket_id, path = %work_dir.display(), error = %err, "cannot remove work directory"),
+    }
+    // The audio verifier's spectrograms, and their parent once no ticket has any.
+    let evidence_dir = clients.evidence_dir_for(ticket_id);
+    match tokio::fs::remove_dir_all(&evidence_dir).await {
+        Ok(()) => {
+            if let Some(parent) = evidence_dir.parent() {
+                let _ = tokio::fs::remove_dir(parent).await;
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(ticket_id, path = %evidence_dir.display(), error = %err, "cannot remove evidence"),
     }
 }
 

@@ -4,7 +4,8 @@
 //! The pipeline's forward path: pending -> searching -> matching -> (auto_approved | needs_approval);
 //! needs_approval -> (approved | rejected | searching on force-search); (auto_approved | approved) -> downloading ->
 //! converting -> placing -> completed (placing -> converting when a restart finds the converted files gone). A download whose audio does not fit the ticket goes back to needs_approval;
-//! a dead download may fall back to another candidate (downloading -> auto_approved | approved). Every working
+//! a download the audio verifier refuses (converting) falls back to the next auto-approvable candidate or an admin
+//! (converting -> auto_approved | needs_approval); a dead download may fall back to another candidate (downloading -> auto_approved | approved). Every working
 //! state may fail; `failed` may be retried (-> pending, searching, downloading, converting) or force-searched.
 //! Any non-terminal state may be cancelled. completed, rejected and cancelled are terminal.
 
@@ -35,7 +36,7 @@ pub fn is_legal(from: StateKind, to: StateKind) -> bool {
         AutoApproved => matches!(to, Downloading | Failed),
         Approved => matches!(to, Downloading | Failed),
         Downloading => matches!(to, Converting | NeedsApproval | AutoApproved | Approved | Failed),
-        Converting => matches!(to, Placing | NeedsApproval | Failed),
+        Converting => matches!(to, Placing | NeedsApproval | AutoApproved | Failed),
         Placing => matches!(to, Completed | Converting | Failed),
         Failed => matches!(to, Pending | Searching | Downloading | Converting),
         Completed | Rejected | Cancelled => false,
@@ -87,6 +88,7 @@ mod tests {
         (Downloading, Cancelled),
         (Converting, Placing),
         (Converting, NeedsApproval),
+        (Converting, AutoApproved),
         (Converting, Failed),
         (Converting, Cancelled),
         (Placing, Completed),

@@ -134,6 +134,7 @@ async fn convert(
         mapping: mapping(pairs),
         torrent_files: fixture.torrent_files(),
         cancel: CancellationToken::new(),
+        replaygain: Default::default(),
     };
     let result = converter.convert_ticket(job, &|progress| seen.lock().unwrap().push(progress)).await;
     (result, seen.into_inner().unwrap())
@@ -452,6 +453,7 @@ async fn wrong_duration_is_a_typed_mismatch_and_cancel_cleans_up() {
         mapping: mapping(&[("trk-0".into(), "short.flac".into())]),
         torrent_files: fixture.torrent_files(),
         cancel: cancel.clone(),
+        replaygain: Default::default(),
     };
     let result = converter.convert_ticket(job, &|_| cancel.cancel()).await;
     assert!(matches!(result, Err(ConvertError::Cancelled)), "{result:?}");

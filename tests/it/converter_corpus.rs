@@ -154,6 +154,7 @@ async fn convert(work_root: &Path, corpus: &Corpus, ticket: Ticket) -> Result<Co
         mapping,
         torrent_files: corpus_files(corpus),
         cancel: CancellationToken::new(),
+        replaygain: Default::default(),
     };
     converter.convert_ticket(job, &|_| {}).await
 }

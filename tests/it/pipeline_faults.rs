@@ -1,7 +1,8 @@
 //! The pipeline under faults, end to end with real components (the `downloader2` binary, qbittorrent-nox, a
 //! loopback swarm, ffmpeg) and a Torznab test server: an indexer answering 500s then recovering, the managed
 //! qbittorrent-nox killed mid-download, the only seeder of the chosen release vanishing, and a corrupt file in the
-//! torrent. Tickets are posted over HTTP; states are observed over the WebSocket and the ticket's history.
+//! torrent (refused by the audio verifier before conversion). Tickets are posted over HTTP; states are observed
+//! over the WebSocket and the ticket's history.
 
 use std::path::Path;
 use std::time::Duration;
@@ -359,16 +360,16 @@ async fn vanished_only_seeder_stalls_the_download_and_the_next_candidate_complet
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrupt_file_in_the_torrent_fails_the_ticket_naming_the_file() {
+async fn corrupt_file_in_the_torrent_is_refused_naming_the_file() {
     // Same name and size as the real track, but garbage from the first byte: no FLAC header at all.
-    assert_corrupt_track_fails("faults-corrupt", 0).await;
+    assert_corrupt_track_refused("faults-corrupt", 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn flac_with_garbage_frames_fails_the_ticket_naming_the_file() {
+async fn flac_with_garbage_frames_is_refused_naming_the_file() {
     // The FLAC header, STREAMINFO and tags survive (the first 8 KiB), the audio frames after them are garbage: the
     // file probes as a FLAC of the right length, and only decoding shows it is broken.
-    assert_corrupt_track_fails("faults-frames", 8 * 1024).await;
+    assert_corrupt_track_refused("faults-frames", 8 * 1024).await;
 }
 
 /// Deterministic bytes that are not audio.
@@ -384,9 +385,10 @@ fn garbage(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Seeds the album with track 2 overwritten by garbage from byte `keep` on (same size), and expects the ticket
-/// to end `failed`, not retryable, with an error naming that file, and nothing placed.
-async fn assert_corrupt_track_fails(id: &str, keep: usize) {
+/// Seeds the album with track 2 overwritten by garbage from byte `keep` on (same size), and expects the audio
+/// verifier to refuse the release before conversion: the ticket waits in `needs_approval` with reason
+/// `corrupt_download` naming that file (and only it), the release is blocklisted, nothing is placed.
+async fn assert_corrupt_track_refused(id: &str, keep: usize) {
     let corrupt_name = format!("02 - {}.flac", TRACKS[1].0);
     let fixture = Fixture::new(&[(TITLE, 12)], |album| {
         let (_, path) = album.files.iter().find(|(name, _)| *name == corrupt_name).unwrap();
@@ -396,34 +398,45 @@ async fn assert_corrupt_track_fails(id: &str, keep: usize) {
         std::fs::write(path, bytes).unwrap();
     })
     .await;
+    let hash = fixture.swarm.albums[0].info_hash.to_string();
     let setup = fixture.setup();
     let service = ServiceProcess::start(&setup).await;
     let events = EventRecorder::connect(&service, Some(id)).await;
     let ticket = fixture.ticket(id, &setup);
     service.create(&ticket).await;
 
-    let failed = wait_state(&events, &service, id, "failed").await;
+    wait_state(&events, &service, id, "needs_approval").await;
     let shown = service.ticket(id).await;
     let state = &shown["state"];
-    assert_eq!(state["state"], "failed", "{failed}");
-    assert_eq!(state["retryable"], false, "a corrupt file does not heal by retrying: {state}");
-    assert_eq!(state["failed_at_state"], "converting", "{state}");
-    let error = state["error"].as_str().unwrap();
-    assert!(error.contains(&corrupt_name), "the error names the corrupt file {corrupt_name:?}: {error}");
-    let others: Vec<String> = TRACKS
-        .iter()
-        .enumerate()
-        .filter(|(n, _)| *n != 1)
-        .map(|(n, (name, _))| format!("{:02} - {name}", n + 1))
-        .collect();
-    assert!(others.iter().all(|name| !error.contains(name.as_str())), "only the corrupt file is blamed: {error}");
+    assert_eq!(state["reason"]["type"], "corrupt_download", "{state}");
+    let verification = &state["reason"]["verification"];
+    assert_eq!(verification["info_hash"], hash.as_str(), "{verification}");
+    let tracks = verification["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), TRACKS.len(), "every mapped file verified: {verification}");
+    for track in tracks {
+        let path = track["file"]["path"].as_str().unwrap();
+        let verdict = track["file"]["verdict"].as_str().unwrap();
+        if path.ends_with(&corrupt_name) {
+            assert_eq!(verdict, "corrupt", "{track}");
+            assert!(!track["file"]["reason"].as_str().unwrap().is_empty(), "{track}");
+        } else {
+            assert_ne!(verdict, "corrupt", "only the damaged file is blamed: {track}");
+        }
+    }
     let history = history(&shown);
+    let refusal = entries_to(&history, "needs_approval")[0];
+    assert_eq!(refusal["from_state"], "converting", "{refusal}");
+    let error = refusal["details"]["error"].as_str().unwrap();
+    assert!(error.contains(&corrupt_name), "the refusal names the corrupt file {corrupt_name:?}: {error}");
+    let blocklist = service.get_json("/api/v1/blocklist").await;
+    let entries = blocklist["entries"].as_array().unwrap();
     assert!(
-        history.iter().all(|event| event["details"].get("retry").is_none()),
-        "no automatic retry of a permanent failure: {history:#?}"
+        entries.iter().any(|entry| entry["info_hash"] == hash.as_str() && entry["reason"] == "corrupt_download"),
+        "the release is blocklisted: {blocklist}"
     );
+    assert!(history.iter().all(|event| event["to_state"] != "failed"), "no failure: {history:#?}");
     for track in ticket["tracks"].as_array().unwrap() {
         let dest = Path::new(track["dest_path"].as_str().unwrap());
-        assert!(!dest.exists(), "nothing placed for a failed ticket: {}", dest.display());
+        assert!(!dest.exists(), "nothing placed for a refused release: {}", dest.display());
     }
 }

@@ -211,6 +211,7 @@ async fn every_configured_event_is_posted_signed_with_its_id_timestamp_and_state
         skipped_files: vec![],
         missing_track_ids: vec!["t12".into()],
         missing_image_ids: vec![],
+        verification: None,
     };
     to_needs_approval(&t, "wh-done", &["Portishead - Dummy [FLAC]"], Some(0)).await;
     assert_eq!(t.post("/ticket/wh-done/approve", ADMIN_TOKEN, &json!({})).await.status(), 200);

@@ -104,6 +104,14 @@ function percent(fraction) {
   return typeof fraction === 'number' && isFinite(fraction) ? Math.round(fraction * 100) + '%' : '?';
 }
 
+// The refused release of a transcode_suspected / corrupt_download reason: its title and its first refused file.
+function refusedRelease(reason, verdict) {
+  const verification = reason.verification || {};
+  const refused = (verification.tracks || []).filter(track => track.file && track.file.verdict === verdict);
+  const first = refused[0] ? ` (${refused.length} file${refused.length === 1 ? '' : 's'}; ${refused[0].file.path}: ${refused[0].file.reason})` : '';
+  return `"${verification.title || '?'}"${first}`;
+}
+
 function approvalReason(reason) {
   if (!reason) return '';
   switch (reason.type) {
@@ -113,6 +121,8 @@ function approvalReason(reason) {
     case 'name_similarity_low': return `The names differ from the catalog's (similarity ${percent(reason.similarity)}).`;
     case 'multiple_good_matches': return `Several releases fit about equally well (${(reason.top_scores || []).map(percent).join(', ')}).`;
     case 'no_exact_match': return 'No release matches exactly.';
+    case 'transcode_suspected': return `The downloaded "lossless" release ${refusedRelease(reason, 'suspect')} looks like a lossy transcode; it is blocklisted.`;
+    case 'corrupt_download': return `The downloaded release ${refusedRelease(reason, 'corrupt')} is damaged; it is blocklisted.`;
     default: return stateLabel(reason.type || 'unknown reason');
   }
 }
@@ -345,7 +355,41 @@ function renderQueueFrame() {
         el('th.num.hide-narrow', {}, 'Tracks'), el('th', {}, 'State'), el('th', {}, 'Progress'),
         el('th.hide-narrow', {}, 'Updated'))),
       el('tbody', {}))),
-    el('div.pager', { id: 'pager' }));
+    el('div.pager', { id: 'pager' }),
+    el('section.panel', { id: 'blocklist', hidden: true }));
+}
+
+// The releases the audio verifier refused: never chosen again until removed here.
+async function loadBlocklist() {
+  let list;
+  try {
+    list = await api('GET', '/api/v1/blocklist');
+  } catch (err) {
+    if (err.status !== 401) notify(err.message, true);
+    return;
+  }
+  const section = $('#blocklist');
+  if (ui.view !== 'queue' || !section) return;
+  section.hidden = !list.entries.length;
+  replace(section, el('h2', {}, 'Blocklisted releases'),
+    el('p.meta', {}, 'Refused by the audio verifier; never chosen again for any ticket until removed.'),
+    el('div.scroll', {}, el('table', {},
+      el('thead', {}, el('tr', {}, el('th', {}, 'Release'), el('th', {}, 'Why'), el('th.hide-narrow', {}, 'Ticket'),
+        el('th.hide-narrow', {}, 'Added'), el('th', {}, ''))),
+      el('tbody', {}, list.entries.map((entry) => el('tr', { dataset: { infoHash: entry.info_hash } },
+        el('td', {}, entry.title, el('br'), el('code.meta', {}, entry.info_hash)),
+        el('td', {}, stateLabel(entry.reason), el('br'), el('span.meta', {}, entry.details)),
+        el('td.hide-narrow', {}, el('a', { href: '#/ticket/' + encodeURIComponent(entry.ticket_id) }, entry.ticket_id)),
+        el('td.hide-narrow.meta', {}, when(entry.added_at)),
+        el('td', {}, confirmButton('Remove', 'Really remove?', 'quiet', async () => {
+          try {
+            await api('DELETE', '/api/v1/blocklist/' + encodeURIComponent(entry.info_hash));
+            notify('Removed from the blocklist.');
+          } catch (err) {
+            if (err.status !== 401) notify(err.message, true);
+          }
+          loadBlocklist();
+        }, { 'data-remove': entry.info_hash }))))))));
 }
 
 async function loadQueue() {
@@ -361,6 +405,7 @@ async function loadQueue() {
     return;
   }
   if (ui.view !== 'queue') return;
+  loadBlocklist();
   renderCounts(stats.counts_by_state || {});
   const body = $('#tickets tbody');
   if (!body) return;
@@ -447,6 +492,7 @@ function renderTicket(view) {
     el('p.meta', {}, 'Ticket ', el('code', {}, view.ticket_id), ` · created ${when(view.created_at)}`,
       ` · updated ${when(view.updated_at)}`, view.attempts ? ` · attempt ${view.attempts}` : ''),
     statusPanel(view),
+    verificationSection(view),
     actionsPanel(view),
     state.state === 'needs_approval' ? candidatesSection(view) : null,
     requestSection(ticket),
@@ -499,6 +545,56 @@ function statusPanel(view) {
     default:
       return null;
   }
+}
+
+// What the audio verifier found in each release downloaded for the ticket: per file its verdict and evidence.
+function verificationSection(view) {
+  const releases = view.verifications || [];
+  if (!releases.length) return null;
+  const db = (value, unit) => typeof value === 'number' ? `${value.toFixed(1)} ${unit}` : '–';
+  const khz = (hz) => typeof hz === 'number' ? `${(hz / 1000).toFixed(1)} kHz` : '–';
+  const row = (track) => el('tr', { dataset: { verdict: track.file.verdict } },
+    el('td', {}, track.file.path),
+    el('td', {}, el('span.badge', { dataset: { verdict: track.file.verdict } }, track.file.verdict),
+      ` ${percent(track.file.confidence)}`),
+    el('td', {}, track.file.reason, track.file.duplicate_of ? ` (same audio as ${track.file.duplicate_of})` : ''),
+    el('td.num', {}, khz(track.file.cutoff_hz)),
+    el('td.num.hide-narrow', {}, db(track.file.loudness_lufs, 'LUFS')),
+    el('td.num.hide-narrow', {}, db(track.file.true_peak_dbtp, 'dBTP')));
+  const table = (release, r) => el('div.scroll', {}, el('table', { id: `verification-${r}` },
+    el('thead', {}, el('tr', {}, el('th', {}, 'File'), el('th', {}, 'Verdict'), el('th', {}, 'Why'),
+      el('th.num', {}, 'Cut-off'), el('th.num.hide-narrow', {}, 'Loudness'), el('th.num.hide-narrow', {}, 'Peak'))),
+    el('tbody', {}, release.tracks.map(row))));
+  const pictures = (release, r) => release.tracks.map((track, f) => track.spectrogram
+    ? el('figure.spectrogram', {}, spectrogramImage(view.ticket_id, r, f, track.file.path),
+      el('figcaption.meta', {}, `Spectrogram of ${track.file.path}: ${track.file.reason}`))
+    : null);
+  return el('section.panel', { id: 'verification' }, el('h2', {}, 'Audio verification'),
+    releases.map((release, r) => el('div.release', { dataset: { infoHash: release.info_hash } },
+      el('h3', {}, release.title, ' ', el('code.meta', {}, release.info_hash)),
+      release.album
+        ? el('p.meta', {}, `Album: ${db(release.album.loudness_lufs, 'LUFS')}, peak ${db(release.album.true_peak_dbtp, 'dBTP')}`)
+        : null,
+      table(release, r),
+      pictures(release, r))));
+}
+
+// An image behind the admin token: fetched with the Authorization header, shown from a blob URL (kept per ticket so
+// re-renders do not fetch it again).
+const spectrogramUrls = new Map();
+function spectrogramImage(ticketId, release, file, path) {
+  const route = `/api/v1/ticket/${encodeURIComponent(ticketId)}/verification/${release}/${file}/spectrogram.png`;
+  const img = el('img', { id: `spectrogram-${release}-${file}`, alt: `Spectrogram of ${path}`, width: 1024 });
+  const show = (url) => { img.src = url; img.dataset.loaded = 'true'; };
+  if (spectrogramUrls.has(route)) {
+    show(spectrogramUrls.get(route));
+    return img;
+  }
+  fetch(route, { headers: { Authorization: 'Bearer ' + ui.token } })
+    .then((response) => response.ok ? response.blob() : Promise.reject(new Error(response.status + ' ' + response.statusText)))
+    .then((blob) => { const url = URL.createObjectURL(blob); spectrogramUrls.set(route, url); show(url); })
+    .catch((err) => { img.alt = `Spectrogram unavailable (${err.message})`; });
+  return img;
 }
 
 // A button that asks for a second press before it acts (approving starts a download; cancelling deletes files).

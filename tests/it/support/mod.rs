@@ -15,4 +15,5 @@ pub mod service_process;
 pub mod swarm;
 pub mod torrent_file;
 pub mod torznab_server;
+pub mod verify_corpus;
 pub mod webhook_receiver;
