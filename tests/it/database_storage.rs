@@ -141,15 +141,7 @@ async fn a_full_disk_answers_503_saying_so_degrades_health_and_writes_recover_wh
         assert!(freed.elapsed() < Duration::from_secs(60), "health still degraded: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let list: Value = client
-        .get(service.url("/api/v1/tickets?limit=500"))
-        .bearer_auth(CATALOG_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = service.get_json(&client, "/api/v1/tickets?limit=500", CATALOG_TOKEN).await;
     assert!(list["total"].as_i64().unwrap() >= 45, "{}", list["total"]);
 
     service.kill();

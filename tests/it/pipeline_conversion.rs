@@ -134,28 +134,21 @@ fn mono_album(dir: &Path, count: usize, secs: f64) -> AlbumParts {
         let file = format!("{:02} - {name}.flac", n + 1);
         let path = dir.join(&file);
         let start = format!("{}", n as f64 * 35.0);
-        audio::run(
-            "ffmpeg",
-            &[
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-ss",
-                &start,
-                "-t",
-                &secs.to_string(),
-                "-i",
-                music.to_str().unwrap(),
-                "-af",
-                "pan=stereo|c0=0.5*c0+0.5*c1|c1=0.5*c0+0.5*c1",
-                "-c:a",
-                "flac",
-                "-sample_fmt",
-                "s16",
-                path.to_str().unwrap(),
-            ],
-        );
+        audio::ffmpeg(&[
+            "-ss",
+            &start,
+            "-t",
+            &secs.to_string(),
+            "-i",
+            music.to_str().unwrap(),
+            "-af",
+            "pan=stereo|c0=0.5*c0+0.5*c1|c1=0.5*c0+0.5*c1",
+            "-c:a",
+            "flac",
+            "-sample_fmt",
+            "s16",
+            path.to_str().unwrap(),
+        ]);
         tracks.push((name.to_string(), secs));
         files.push((file, path));
     }
@@ -263,26 +256,19 @@ async fn sigkilled_service_leaves_no_ffmpeg_running() {
         let file = format!("{:02} - {name}.flac", n + 1);
         let path = sources.join(&file);
         let tone = format!("sine=f={}:d=600:r=44100", 220 + 110 * n);
-        audio::run(
-            "ffmpeg",
-            &[
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                &tone,
-                "-af",
-                "pan=stereo|c0=c0|c1=c0",
-                "-c:a",
-                "flac",
-                "-sample_fmt",
-                "s16",
-                path.to_str().unwrap(),
-            ],
-        );
+        audio::ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &tone,
+            "-af",
+            "pan=stereo|c0=c0|c1=c0",
+            "-c:a",
+            "flac",
+            "-sample_fmt",
+            "s16",
+            path.to_str().unwrap(),
+        ]);
         tracks.push((name.to_string(), 600.0));
         files.push((file, path));
     }

@@ -47,38 +47,8 @@ fn transcoded_copy(album: &GeneratedAlbum, dir: &Path) -> Vec<(String, PathBuf)>
             let mp3 = dir.join(format!("{n}.mp3"));
             let fake = dir.join(format!("{n}.flac"));
             let (source, mp3_name, fake_name) = (path.to_str().unwrap(), mp3.to_str().unwrap(), fake.to_str().unwrap());
-            audio::run(
-                "ffmpeg",
-                &[
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-i",
-                    source,
-                    "-c:a",
-                    "libmp3lame",
-                    "-b:a",
-                    "128k",
-                    mp3_name,
-                ],
-            );
-            audio::run(
-                "ffmpeg",
-                &[
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-i",
-                    mp3_name,
-                    "-c:a",
-                    "flac",
-                    "-sample_fmt",
-                    "s16",
-                    fake_name,
-                ],
-            );
+            audio::ffmpeg(&["-i", source, "-c:a", "libmp3lame", "-b:a", "128k", mp3_name]);
+            audio::ffmpeg(&["-i", mp3_name, "-c:a", "flac", "-sample_fmt", "s16", fake_name]);
             (name.clone(), fake)
         })
         .collect()

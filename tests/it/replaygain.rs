@@ -65,24 +65,7 @@ async fn replaygain_tags_match_ffmpegs_ebur128_in_all_five_formats() {
     audio::write_flac(&loud, SECS, 44_100, 2);
     let quiet = source_root.join("02.flac");
     let (loud_arg, quiet_arg) = (loud.to_str().unwrap(), quiet.to_str().unwrap());
-    audio::run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            loud_arg,
-            "-af",
-            "volume=-12dB",
-            "-c:a",
-            "flac",
-            "-sample_fmt",
-            "s16",
-            quiet_arg,
-        ],
-    );
+    audio::ffmpeg(&["-i", loud_arg, "-af", "volume=-12dB", "-c:a", "flac", "-sample_fmt", "s16", quiet_arg]);
 
     // The verifier's measurement, as the pipeline makes it.
     let files = [

@@ -361,7 +361,7 @@ async fn emptied_outbox(http: &reqwest::Client, service: &ServiceProcess) -> pro
 }
 
 async fn webhook_status(http: &reqwest::Client, service: &ServiceProcess) -> Value {
-    http.get(service.url("/api/v1/webhook")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap()
+    service.get_json(http, "/api/v1/webhook", ADMIN_TOKEN).await
 }
 
 async fn create(http: &reqwest::Client, service: &ServiceProcess, id: &str) {
@@ -595,15 +595,7 @@ async fn events_committed_before_a_sigkill_are_delivered_after_the_restart_and_n
         assert!(outbox_ids.contains(delivery.event_id().as_str()), "an event no committed transition wrote");
     }
     for id in &ids {
-        let shown: Value = http
-            .get(service.url(&format!("/api/v1/ticket/{id}")))
-            .bearer_auth(CATALOG_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown = service.get_json(&http, &format!("/api/v1/ticket/{id}"), CATALOG_TOKEN).await;
         let history = shown["history"].as_array().unwrap();
         let entries = history.iter().filter(|entry| entry["to_state"] == "cancelled").count();
         let named: Vec<Value> = events.iter().filter(|e| e["ticket_id"] == id.as_str()).cloned().collect();

@@ -15,6 +15,13 @@ pub fn run(program: &str, args: &[&str]) -> Vec<u8> {
     output.stdout
 }
 
+/// Runs ffmpeg quietly (`-hide_banner -loglevel error -y` before `args`), panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let mut all = vec!["-hide_banner", "-loglevel", "error", "-y"];
+    all.extend_from_slice(args);
+    run("ffmpeg", &all)
+}
+
 /// Writes `secs` seconds of independent pink noise per channel (hard to compress, so lossy encoders reach their
 /// bitrates) to `path`, encoded with `codec_args` (e.g. `["-c:a", "flac", "-sample_fmt", "s16"]`), with the
 /// given source tags (which the converter must drop).
@@ -27,10 +34,7 @@ pub fn write_noise(path: &Path, secs: f64, rate: u32, channels: u32, codec_args:
         graph.push_str(&format!("[c{channel}]"));
     }
     graph.push_str(&format!("amerge=inputs={channels}[out]"));
-    let mut args: Vec<String> =
-        ["-hide_banner", "-loglevel", "error", "-y", "-filter_complex", &graph, "-map", "[out]"]
-            .map(String::from)
-            .to_vec();
+    let mut args: Vec<String> = ["-filter_complex", &graph, "-map", "[out]"].map(String::from).to_vec();
     if channels == 6 {
         args.extend(["-channel_layout".to_string(), "5.1".to_string()]);
     }
@@ -41,7 +45,7 @@ pub fn write_noise(path: &Path, secs: f64, rate: u32, channels: u32, codec_args:
     args.extend(codec_args.iter().map(|arg| arg.to_string()));
     args.push(path.to_str().unwrap().to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    run("ffmpeg", &refs);
+    ffmpeg(&refs);
 }
 
 /// A 16-bit FLAC of pink noise.
@@ -52,22 +56,7 @@ pub fn write_flac(path: &Path, secs: f64, rate: u32, channels: u32) {
 /// A JPEG (or PNG, by extension) of `width` x `height` pixels with a test pattern.
 pub fn write_image(path: &Path, width: u32, height: u32) {
     let source = format!("testsrc2=s={width}x{height}:d=1");
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            &source,
-            "-frames:v",
-            "1",
-            path.to_str().unwrap(),
-        ],
-    );
+    ffmpeg(&["-f", "lavfi", "-i", &source, "-frames:v", "1", path.to_str().unwrap()]);
 }
 
 /// ffprobe's JSON view (format + streams) of a file.

@@ -25,6 +25,10 @@ pub struct ServiceOptions<'a> {
     pub open_file_limit: Option<u64>,
     /// More TOML appended at the end of the file, verbatim (whole sections, e.g. `[notify]`).
     pub extra_toml: &'a str,
+    /// Global arguments before `serve` (e.g. `--log-format json`).
+    pub global_args: &'a [&'a str],
+    /// Environment variables for the child (`RUST_LOG` defaults to `info`).
+    pub envs: &'a [(&'a str, &'a str)],
 }
 
 impl ServiceOptions<'_> {
@@ -36,6 +40,8 @@ impl ServiceOptions<'_> {
             with_tokens: true,
             open_file_limit: None,
             extra_toml: "",
+            global_args: &[],
+            envs: &[],
         }
     }
 }
@@ -93,9 +99,11 @@ impl ServiceProcess {
             None => Command::new(BINARY),
         };
         command
+            .args(options.global_args)
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(options.envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));
@@ -124,6 +132,13 @@ impl ServiceProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `GET path` with `token`, expecting success, as JSON.
+    pub async fn get_json(&self, client: &reqwest::Client, path: &str, token: &str) -> serde_json::Value {
+        let response = client.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
     }
 
     pub fn pid(&self) -> u32 {
