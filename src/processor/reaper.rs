@@ -158,7 +158,12 @@ pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => tracing::warn!(ticket_id, path = %work_dir.display(), error = %err, "cannot remove work directory"),
     }
-    // The audio verifier's spectrograms, and their parent once no ticket has any.
+    remove_evidence(clients, ticket_id).await;
+}
+
+/// Removes a ticket's verification evidence (the audio verifier's spectrograms), and their parent once no ticket
+/// has any.
+async fn remove_evidence(clients: &Clients, ticket_id: &str) {
     let evidence_dir = clients.evidence_dir_for(ticket_id);
     match tokio::fs::remove_dir_all(&evidence_dir).await {
         Ok(()) => {
@@ -169,6 +174,43 @@ pub async fn release_work_dir(clients: &Clients, ticket_id: &str) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => tracing::warn!(ticket_id, path = %evidence_dir.display(), error = %err, "cannot remove evidence"),
     }
+}
+
+/// Start-up: removes the evidence folders a previous process left for tickets that are finished (it was killed
+/// between the terminal transition and [`release_work_dir`]) or that this database does not know. Evidence of a
+/// live ticket stays: an admin may be looking at it. What cannot be listed or looked up is logged and kept.
+/// Returns how many folders were removed.
+pub async fn clean_evidence_leftovers(app: &App) -> usize {
+    let evidence_root = app.clients.work_root.join(crate::app::EVIDENCE_DIR);
+    let mut entries = match tokio::fs::read_dir(&evidence_root).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(err) => {
+            tracing::warn!(path = %evidence_root.display(), error = %err, "cannot list the evidence folders");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    loop {
+        let entry = match entries.next_entry().await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::warn!(path = %evidence_root.display(), error = %err, "cannot list the evidence folders");
+                break;
+            }
+        };
+        let Some(ticket_id) = entry.file_name().to_str().map(str::to_string) else { continue };
+        match app.store.state_of(&ticket_id).await {
+            Ok(Some(state)) if !state.is_terminal() => {}
+            Ok(_) => {
+                remove_evidence(&app.clients, &ticket_id).await;
+                removed += 1;
+            }
+            Err(err) => tracing::warn!(ticket_id, error = %err, "cannot look the ticket up; keeping its evidence"),
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

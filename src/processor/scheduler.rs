@@ -151,8 +151,8 @@ impl Scheduler {
         }
     }
 
-    /// Start-up: drop the previous process's leases, its work dirs that no ticket needs any more, and the
-    /// metadata-fetch torrents a killed process left in the client.
+    /// Start-up: drop the previous process's leases, its work dirs and verification evidence that no ticket needs
+    /// any more, and the metadata-fetch torrents a killed process left in the client.
     async fn recover(&self) {
         match self.app.clients.torrents.poll_all().await {
             Ok(statuses) => {
@@ -193,6 +193,10 @@ impl Scheduler {
             Ok(Ok(n)) => tracing::info!(removed = n, "removed work directories of interrupted conversions"),
             Ok(Err(err)) => tracing::warn!(error = %err, "cannot clean the work directory"),
             Err(err) => tracing::warn!(error = %err, "work directory clean-up failed"),
+        }
+        match super::reaper::clean_evidence_leftovers(&self.app).await {
+            0 => {}
+            n => tracing::info!(removed = n, "removed the verification evidence of finished tickets"),
         }
     }
 

@@ -1,70 +1,15 @@
-//! The real `downloader2` binary as a user runs it: tickets and history survive a SIGKILL, start-up errors are one
-//! clear line and a non-zero exit, tokens are generated (mode 0600) when none are configured, `check-config`
-//! redacts secrets.
+//! The real `downloader2` binary as a user runs it: tickets and history survive a SIGKILL, a restart removes the
+//! verification evidence of finished tickets, start-up errors are one clear line and a non-zero exit, tokens are
+//! generated (mode 0600) when none are configured, `check-config` redacts secrets.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::app::{sample_ticket, ADMIN_TOKEN, CATALOG_TOKEN, UNUSED_QBITTORRENT_URL};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_downloader2");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn write_config(dir: &Path, port: u16, with_tokens: bool) -> std::path::PathBuf {
-    let media = dir.join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    let tokens = if with_tokens {
-        format!("auth_token = \"{CATALOG_TOKEN}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n")
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n{tokens}\n[database]\npath = \"{}\"\n\n[placer]\nallowed_roots = [\"{}\"]\n\n[qbittorrent]\nurl = \"{UNUSED_QBITTORRENT_URL}\"\n\n[processing]\npaused = true\n",
-        dir.join("data/downloader2.db").display(),
-        media.display()
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn spawn_serve(config: &Path) -> Child {
-    Command::new(BINARY)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = client.get(format!("{base}/api/v1/health")).send().await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("downloader2 exited early ({status}): {stderr}");
-        }
-        assert!(Instant::now() < deadline, "downloader2 did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::app::{sample_ticket, ADMIN_TOKEN, CATALOG_TOKEN};
+use crate::support::service_process::{write_config, ServiceOptions, ServiceProcess, BINARY};
 
 /// Runs the binary to completion and returns (success, stderr).
 fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
@@ -75,73 +20,79 @@ fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
 #[tokio::test]
 async fn tickets_and_history_survive_sigkill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port, true);
-    let base = format!("http://127.0.0.1:{port}");
+    let options = ServiceOptions::in_dir(dir.path());
     let client = reqwest::Client::new();
 
-    let mut child = spawn_serve(&config);
-    wait_healthy(&client, &base, &mut child).await;
+    let mut service = ServiceProcess::start(dir.path(), &options).await;
     for n in 0..3 {
-        let ticket = sample_ticket(&format!("persist-{n}"), &dir.path().join("media"));
+        let ticket = sample_ticket(&format!("persist-{n}"), &service.media);
         let response =
-            client.post(format!("{base}/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
+            client.post(service.url("/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
         assert_eq!(response.status(), 201);
     }
     let response =
-        client.delete(format!("{base}/api/v1/ticket/persist-1")).bearer_auth(CATALOG_TOKEN).send().await.unwrap();
+        client.delete(service.url("/api/v1/ticket/persist-1")).bearer_auth(CATALOG_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let before: Value = client
-        .get(format!("{base}/api/v1/ticket/persist-1"))
-        .bearer_auth(CATALOG_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = service.get_json(&client, "/api/v1/ticket/persist-1", CATALOG_TOKEN).await;
 
-    child.kill().unwrap(); // SIGKILL: no graceful shutdown, no WAL checkpoint.
-    child.wait().unwrap();
+    service.kill(); // SIGKILL: no graceful shutdown, no WAL checkpoint.
 
-    let mut child = spawn_serve(&config);
-    wait_healthy(&client, &base, &mut child).await;
-    let list: Value = client
-        .get(format!("{base}/api/v1/tickets"))
-        .bearer_auth(CATALOG_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let service = ServiceProcess::start(dir.path(), &options).await;
+    let list = service.get_json(&client, "/api/v1/tickets", CATALOG_TOKEN).await;
     assert_eq!(list["total"], 3);
-    let after: Value = client
-        .get(format!("{base}/api/v1/ticket/persist-1"))
-        .bearer_auth(CATALOG_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = service.get_json(&client, "/api/v1/ticket/persist-1", CATALOG_TOKEN).await;
     assert_eq!(after, before, "ticket, state and history are identical after the restart");
     assert_eq!(after["history"].as_array().unwrap().len(), 2);
     assert_eq!(after["state"]["state"], "cancelled");
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+/// A process killed between a ticket's terminal transition and the removal of its evidence leaves spectrograms
+/// behind; the next start removes those of finished and unknown tickets and keeps a live ticket's.
+#[tokio::test]
+async fn verification_evidence_of_finished_or_unknown_tickets_is_removed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut service = ServiceProcess::start(dir.path(), &ServiceOptions::in_dir(dir.path())).await;
+    for id in ["evidence-live", "evidence-cancelled"] {
+        let ticket = sample_ticket(id, &service.media);
+        let response =
+            client.post(service.url("/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let response = client
+        .delete(service.url("/api/v1/ticket/evidence-cancelled"))
+        .bearer_auth(CATALOG_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    service.kill();
+
+    // `[converter] temp_dir` defaults to `<data dir>/work`; evidence lives in its `d2-evidence/<ticket id>/`.
+    let evidence_root = dir.path().join("data/work/d2-evidence");
+    for id in ["evidence-live", "evidence-cancelled", "evidence-unknown"] {
+        std::fs::create_dir_all(evidence_root.join(id)).unwrap();
+        std::fs::write(evidence_root.join(id).join("0123-0.png"), b"\x89PNG").unwrap();
+    }
+    let options = ServiceOptions { paused: false, ..ServiceOptions::in_dir(dir.path()) };
+    let service = ServiceProcess::start(dir.path(), &options).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !service.log_text().contains("removed the verification evidence of finished tickets") {
+        assert!(Instant::now() < deadline, "no start-up clean-up logged: {}", service.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!evidence_root.join("evidence-cancelled").exists(), "a cancelled ticket's evidence is removed");
+    assert!(!evidence_root.join("evidence-unknown").exists(), "evidence of a ticket the database does not know");
+    assert!(evidence_root.join("evidence-live/0123-0.png").is_file(), "a live ticket keeps its evidence");
 }
 
 #[tokio::test]
 async fn tokens_are_generated_on_first_start_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port, false);
-    let base = format!("http://127.0.0.1:{port}");
+    let options = ServiceOptions { with_tokens: false, ..ServiceOptions::in_dir(dir.path()) };
     let client = reqwest::Client::new();
 
-    let mut child = spawn_serve(&config);
-    wait_healthy(&client, &base, &mut child).await;
+    let mut service = ServiceProcess::start(dir.path(), &options).await;
     let token_file = dir.path().join("data/tokens.toml");
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "token file must be private");
@@ -150,29 +101,25 @@ async fn tokens_are_generated_on_first_start_and_kept() {
     let admin = tokens["admin"].as_str().unwrap().to_string();
     assert!(catalog.len() >= 32 && admin.len() >= 32 && catalog != admin);
 
-    let tickets = format!("{base}/api/v1/tickets");
+    let tickets = service.url("/api/v1/tickets");
     assert_eq!(client.get(&tickets).send().await.unwrap().status(), 401, "never starts open");
     assert_eq!(client.get(&tickets).bearer_auth(&catalog).send().await.unwrap().status(), 200);
-    let config_url = format!("{base}/api/v1/config");
+    let config_url = service.url("/api/v1/config");
     assert_eq!(client.get(&config_url).bearer_auth(&catalog).send().await.unwrap().status(), 403);
     assert_eq!(client.get(&config_url).bearer_auth(&admin).send().await.unwrap().status(), 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    service.kill();
 
-    let mut child = spawn_serve(&config);
-    wait_healthy(&client, &base, &mut child).await;
+    let service = ServiceProcess::start(dir.path(), &options).await;
+    let tickets = service.url("/api/v1/tickets");
     assert_eq!(client.get(&tickets).bearer_auth(&catalog).send().await.unwrap().status(), 200, "same tokens");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]
 async fn start_up_errors_are_one_clear_line_and_non_zero() {
     let dir = tempfile::tempdir().unwrap();
+    let (config, port, _) = write_config(dir.path(), &ServiceOptions::in_dir(dir.path()));
     // Port in use.
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port();
-    let config = write_config(dir.path(), port, true);
+    let busy = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (ok, stderr) = run_to_exit(&["serve", "--config", config.to_str().unwrap()], &[("RUST_LOG", "off")]);
     assert!(!ok);
     assert!(stderr.contains("cannot listen on 127.0.0.1:"), "{stderr}");
@@ -206,7 +153,7 @@ async fn start_up_errors_are_one_clear_line_and_non_zero() {
 #[test]
 fn check_config_prints_the_config_with_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 8181, true);
+    let (config, port, _) = write_config(dir.path(), &ServiceOptions::in_dir(dir.path()));
     let output = Command::new(BINARY)
         .args(["check-config", "--config", config.to_str().unwrap()])
         .env("DOWNLOADER2_JACKETT_API_KEY", "super-secret-jackett-key")
@@ -218,35 +165,26 @@ fn check_config_prints_the_config_with_secrets_redacted() {
         assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
     }
     let printed: toml::Table = toml::from_str(&stdout).unwrap();
-    assert_eq!(printed["server"]["port"].as_integer(), Some(8181));
+    assert_eq!(printed["server"]["port"].as_integer(), Some(i64::from(port)));
     assert_eq!(printed["jackett"]["api_key"].as_str(), Some("<redacted>"));
 }
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_request_spans() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port, true);
-    let base = format!("http://127.0.0.1:{port}");
+    let options = ServiceOptions {
+        global_args: &["--log-format", "json"],
+        envs: &[("RUST_LOG", "info,tower_http=debug")],
+        ..ServiceOptions::in_dir(dir.path())
+    };
     let client = reqwest::Client::new();
-    let mut child = Command::new(BINARY)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info,tower_http=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_healthy(&client, &base, &mut child).await;
-    let ticket = sample_ticket("log-1", &dir.path().join("media"));
+    let mut service = ServiceProcess::start(dir.path(), &options).await;
+    let ticket = sample_ticket("log-1", &service.media);
     let response =
-        client.post(format!("{base}/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
+        client.post(service.url("/api/v1/ticket")).bearer_auth(CATALOG_TOKEN).json(&ticket).send().await.unwrap();
     assert_eq!(response.status(), 201);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    service.kill();
+    let stderr = service.log_text();
     let lines: Vec<Value> = stderr
         .lines()
         .filter(|line| !line.trim().is_empty())
@@ -261,23 +199,13 @@ async fn json_logs_are_one_object_per_line_with_request_spans() {
 #[tokio::test]
 async fn managed_qbittorrent_starts_with_serve_and_stops_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port, true);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
     // No [qbittorrent] url: serve must start its own qbittorrent-nox from nothing.
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .env("DOWNLOADER2_QBITTORRENT_URL", "")
-        .env("DOWNLOADER2_QBITTORRENT_MANAGED_LOOPBACK_ONLY", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_healthy(&client, &base, &mut child).await;
+    let options = ServiceOptions {
+        envs: &[("DOWNLOADER2_QBITTORRENT_URL", ""), ("DOWNLOADER2_QBITTORRENT_MANAGED_LOOPBACK_ONLY", "true")],
+        ..ServiceOptions::in_dir(dir.path())
+    };
+    let client = reqwest::Client::new();
+    let mut service = ServiceProcess::start(dir.path(), &options).await;
     let profile = dir.path().join("data/qbittorrent");
     let nox_pid = find_process_with_arg(&format!("--profile={}", profile.display()))
         .expect("a qbittorrent-nox with the service's private profile (apt-get install qbittorrent-nox)");
@@ -293,9 +221,9 @@ async fn managed_qbittorrent_starts_with_serve_and_stops_with_it() {
     assert_eq!(answer.status(), 403, "the managed WebUI answers and requires a login");
 
     // SIGTERM: the service shuts down and takes qbittorrent-nox with it.
-    let pid = i32::try_from(child.id()).unwrap();
+    let pid = i32::try_from(service.pid()).unwrap();
     assert_eq!(send_signal(pid, 15), 0);
-    let status = child.wait().unwrap();
+    let status = service.child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while process_alive(nox_pid) {
